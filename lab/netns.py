@@ -1,0 +1,237 @@
+"""A sealed, rootless network namespace that dies with the process that made it.
+
+Why this shape: the lab must never touch the host network and must leave nothing
+behind even after ``kill -9``.  We get that from the kernel rather than from
+cleanup code:
+
+* ``unshare --user --map-root-user --net --pid --fork`` makes a holder process that
+  is PID 1 of its own PID namespace.  When PID 1 dies the kernel kills every other
+  process in that PID namespace (dnsmasq, QEMU, servers), and when the last process
+  leaves the network namespace its bridge and taps disappear.
+* The ``unshare`` process gets ``PR_SET_PDEATHSIG=SIGKILL`` from us, and passes the
+  same to the holder with ``--kill-child``.  So if the Python process that owns the
+  namespace is killed, the whole chain goes with it.
+
+Processes are started inside with ``nsenter`` so that they are children of the
+holder's PID namespace as well.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+PR_SET_PDEATHSIG = 1
+
+#: The holder waits on stdin; EOF (our end closed, or we died) ends the namespace.
+_HOLDER_CODE = "import sys; sys.stdin.read()"
+
+
+class NamespaceUnavailable(RuntimeError):
+    """The kernel or sandbox refuses user or network namespaces.
+
+    Tests turn this into a skip that names the reason and the fix, never a failure.
+    """
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def namespace_support_problem() -> str | None:
+    """Return why a lab namespace cannot be made here, or None when it can."""
+    for tool in ("unshare", "nsenter", "ip"):
+        if shutil.which(tool) is None:
+            return f"'{tool}' is missing; install util-linux and iproute2 (apt-get install -y util-linux iproute2)"
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "true"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        return (
+            "user+network namespaces are not allowed here "
+            f"({probe.stderr.strip() or 'unshare failed'}); "
+            "enable them with 'sysctl -w kernel.unprivileged_userns_clone=1' "
+            "or run in a container with --security-opt seccomp=unconfined"
+        )
+    return None
+
+
+class Namespace:
+    """One user+net+pid namespace, alive while this object's holder process lives."""
+
+    def __init__(self) -> None:
+        self._unshare: subprocess.Popen[bytes] | None = None
+        self.holder_pid: int | None = None
+
+    def __enter__(self) -> Namespace:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        problem = namespace_support_problem()
+        if problem:
+            raise NamespaceUnavailable(problem)
+        self._unshare = subprocess.Popen(
+            [
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--net",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                sys.executable,
+                "-c",
+                _HOLDER_CODE,
+            ],
+            stdin=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
+        self.holder_pid = self._find_holder(self._unshare.pid)
+        self.run(["ip", "link", "set", "lo", "up"])
+
+    @staticmethod
+    def _find_holder(unshare_pid: int, timeout: float = 5.0) -> int:
+        children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pids = children.read_text().split()
+            except FileNotFoundError:
+                raise NamespaceUnavailable("unshare exited before the namespace was ready") from None
+            if pids:
+                return int(pids[0])
+            time.sleep(0.01)
+        raise NamespaceUnavailable("unshare did not start its holder process within 5 s")
+
+    def enter_argv(self, argv: Sequence[str]) -> list[str]:
+        """The argv that runs ``argv`` inside the namespace (for logs and manual reproduction)."""
+        if self.holder_pid is None:
+            raise RuntimeError("namespace not started")
+        return [
+            "nsenter",
+            f"--target={self.holder_pid}",
+            "--user",
+            "--net",
+            "--pid",
+            "--preserve-credentials",
+            "--",
+            *argv,
+        ]
+
+    def run(self, argv: Sequence[str], check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace and wait for it."""
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        result: subprocess.CompletedProcess[str] = subprocess.run(self.enter_argv(argv), **kwargs)
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"in lab namespace: {' '.join(argv)} exited {result.returncode}: "
+                f"{(result.stderr or '').strip()}"
+            )
+        return result
+
+    def popen(
+        self,
+        argv: Sequence[str],
+        stdout: int | IO[Any] | None = None,
+        stderr: int | IO[Any] | None = None,
+        stdin: int | IO[Any] | None = subprocess.DEVNULL,
+        new_group: bool = True,
+        **kwargs: Any,
+    ) -> subprocess.Popen[bytes]:
+        """Start a process inside the namespace, in its own process group.
+
+        Ending the group (see :func:`kill_group`) ends nsenter and what it started;
+        the PID namespace guarantees the rest if we are killed.
+        """
+        return subprocess.Popen(
+            self.enter_argv(argv),
+            stdout=stdout,
+            stderr=stderr,
+            stdin=stdin,
+            start_new_session=new_group,
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        if self._unshare is None:
+            return
+        if self._unshare.stdin:
+            self._unshare.stdin.close()
+        try:
+            self._unshare.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._unshare.kill()
+            self._unshare.wait()
+        self._unshare = None
+        self.holder_pid = None
+
+
+def kill_group(proc: subprocess.Popen[Any], grace: float = 3.0) -> None:
+    """End a process started with ``new_group=True`` and everything in its group."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def make_bridge(
+    ns: Namespace,
+    name: str = "br0",
+    address: str = "192.0.2.1/24",
+    snooping: bool = False,
+    querier: bool = False,
+) -> None:
+    """Create the lab bridge with explicit multicast settings and a 224/4 route.
+
+    Snooping and querier are always set explicitly: iPXE sends no IGMP reports, so a
+    snooping bridge with a querier cuts it off from the group (lab-findings.md).
+    """
+    ns.run(
+        [
+            "ip", "link", "add", name, "type", "bridge",
+            "mcast_snooping", "1" if snooping else "0",
+            "mcast_querier", "1" if querier else "0",
+        ]
+    )
+    ns.run(["ip", "addr", "add", address, "dev", name])
+    ns.run(["ip", "link", "set", name, "up"])
+    ns.run(["ip", "route", "add", "224.0.0.0/4", "dev", name])
+
+
+def make_veth_segment(ns: Namespace, address: str = "192.0.2.1/24", peer_address: str = "192.0.2.2/24") -> None:
+    """A carrier-up segment for tests without VMs (this kernel has no dummy links).
+
+    ``lab0`` carries the server address and the 224/4 route; multicast sent on it is
+    looped back to local group listeners (IP_MULTICAST_LOOP), which is how simulated
+    clients in the same namespace hear the group.
+    """
+    ns.run(["ip", "link", "add", "lab0", "type", "veth", "peer", "name", "lab1"])
+    ns.run(["ip", "addr", "add", address, "dev", "lab0"])
+    ns.run(["ip", "addr", "add", peer_address, "dev", "lab1"])
+    ns.run(["ip", "link", "set", "lab0", "up"])
+    ns.run(["ip", "link", "set", "lab1", "up"])
+    ns.run(["ip", "route", "add", "224.0.0.0/4", "dev", "lab0"])

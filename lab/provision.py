@@ -1,0 +1,84 @@
+"""Make sure the Debian packages the project runs against are installed.
+
+Why a step of its own: the tests use the real parts (QEMU, Debian's iPXE ROMs,
+dnsmasq, atftpd, the atftp/tftp-hpa/curl clients), so a missing package must stop
+the run at once with the exact fix, not surface later as a confusing skip.
+
+As root, missing packages are installed with apt-get.  Otherwise the step stops
+with one line naming the exact apt-get command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+
+#: Debian package -> why the project needs it.
+PACKAGES: dict[str, str] = {
+    "qemu-system-x86": "the lab's virtual machines",
+    "ipxe-qemu": "the stock iPXE option ROMs under test",
+    "dnsmasq-base": "DHCP inside the lab namespace",
+    "iproute2": "bridge, taps and veth links in the namespace",
+    "atftpd": "the reference RFC 2090 / MTFTP server",
+    "atftp": "a reference TFTP client with RFC 2090 multicast",
+    "tftp-hpa": "a reference TFTP client",
+    "curl": "a reference TFTP client (tftp://)",
+    "gcc": "builds the in-guest verifier kernel",
+    "nftables": "loss injection on a tap (this kernel has no netem)",
+    "util-linux": "unshare and nsenter for the sealed namespace",
+}
+
+
+def missing_packages(names: Sequence[str]) -> list[str]:
+    """Packages from ``names`` that dpkg does not report as installed."""
+    missing = []
+    for name in names:
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", name],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0 or "install ok installed" not in result.stdout:
+            missing.append(name)
+    return missing
+
+
+def install_command(names: Sequence[str]) -> str:
+    return "sudo apt-get update && sudo apt-get install -y " + " ".join(names)
+
+
+def provision(names: Sequence[str], is_root: bool) -> int:
+    """Install or report missing packages; returns a process exit code."""
+    missing = missing_packages(names)
+    if not missing:
+        return 0
+    if not is_root:
+        print(
+            f"provision: missing Debian packages: {' '.join(missing)}; run: {install_command(missing)}",
+            file=sys.stderr,
+        )
+        return 1
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    print(f"provision: installing {' '.join(missing)}", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env)
+    still = missing_packages(missing)
+    if still:
+        print(f"provision: apt-get did not install: {' '.join(still)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report, never install")
+    args = parser.parse_args(argv)
+    is_root = os.geteuid() == 0 and not args.check
+    return provision(list(PACKAGES), is_root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
