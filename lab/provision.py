@@ -29,6 +29,7 @@ PACKAGES: dict[str, str] = {
     "gcc": "builds the in-guest verifier kernel",
     "nftables": "loss injection on a tap (this kernel has no netem)",
     "util-linux": "unshare and nsenter for the sealed namespace",
+    "tcpdump": "the wire evidence (a pcap per lab test)",
 }
 
 
