@@ -207,7 +207,10 @@ class _Frame:
 def read_frames(path: Path) -> Iterator[_Frame]:
     """Ethernet frames of a pcap or pcapng file (VLAN tags removed)."""
     with open(path, "rb") as fh:
-        reader = dpkt.pcap.UniversalReader(fh)
+        try:
+            reader = dpkt.pcap.UniversalReader(fh)
+        except (dpkt.UnpackError, ValueError) as exc:
+            raise ValueError(f"{path} is not a pcap or pcapng file ({exc})") from None
         if reader.datalink() != dpkt.pcap.DLT_EN10MB:
             raise ValueError(
                 f"{path}: link type {reader.datalink()} is not Ethernet; capture on a bridge or tap"
