@@ -65,7 +65,8 @@ def test_wire_counts_match_the_scenario(scenario_pcaps: dict[str, Path]) -> None
     assert (tftm.data_bytes, tftm.distinct_blocks, tftm.repeated_frames) == (6 * netgen.BLKSIZE, 5, 1)
     assert tftm.sources == ["192.0.2.1:40000"]
     mtftp = summary.groups["239.255.1.1:3001"]
-    assert (mtftp.protocol, mtftp.data_frames, mtftp.data_bytes, mtftp.distinct_blocks) == ("tftp", 3, 1536, 3)
+    assert (mtftp.protocol, mtftp.data_frames) == ("tftp", 3)
+    assert (mtftp.data_bytes, mtftp.distinct_blocks) == (1536, 3)
     slam = summary.groups["239.255.1.1:10000"]
     assert (slam.protocol, slam.data_frames, slam.data_bytes, slam.distinct_blocks) == ("slam", 2, 1461, 2)
     assert (slam.slam_total_bytes, slam.slam_block_size) == (1461, 1451)
@@ -112,7 +113,8 @@ def test_cli_prints_table_and_json(scenario_pcaps: dict[str, Path]) -> None:
 def test_cli_rejects_a_file_that_is_not_a_pcap(tmp_path: Path) -> None:
     bogus = tmp_path / "x.pcap"
     bogus.write_bytes(b"not a pcap at all")
-    result = subprocess.run([sys.executable, "-m", "lab.wire", str(bogus)], capture_output=True, text=True, cwd=REPO)
+    argv = [sys.executable, "-m", "lab.wire", str(bogus)]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2
     assert "cannot read" in result.stderr
 
