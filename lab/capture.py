@@ -50,6 +50,8 @@ class CaptureResult:
 
     method: str
     files: dict[str, Path]
+    #: For af_packet: "tpacket_v3" (a mmap ring) or "recvmsg" (socket queue, drops sooner).
+    reader: str | None
     snaplen: int
     keep_whole: int | None
     #: Why tcpdump was not used (None when it was).
@@ -102,6 +104,7 @@ class Capture:
         snaplen: int = DEFAULT_SNAPLEN,
         keep_whole: int = DEFAULT_KEEP_WHOLE,
         full: bool = False,
+        ring: bool = True,
         start_timeout: float = 10.0,
     ) -> None:
         self.ns = ns
@@ -110,6 +113,7 @@ class Capture:
         self.method = method
         self.snaplen = 65535 if full else snaplen
         self.keep_whole = 65535 if full else keep_whole
+        self.ring = ring
         self.start_timeout = start_timeout
         self._procs: list[subprocess.Popen[bytes]] = []
         self._running: str | None = None
@@ -174,6 +178,8 @@ class Capture:
         for name in self.interfaces:
             argv += ["-i", name]
         argv += ["--snaplen", str(self.snaplen), "--keep-whole", str(self.keep_whole)]
+        if not self.ring:
+            argv.append("--no-ring")
         proc = self.ns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=_package_root())
         self._procs = [proc]
         ok, text = _wait_listening(proc, 1, self.start_timeout)
@@ -192,6 +198,7 @@ class Capture:
         if self.result is not None:
             return self.result
         stats: dict[str, dict[str, int]] = {}
+        reader: str | None = None
         for proc in self._procs:
             try:
                 os.killpg(proc.pid, signal.SIGINT)
@@ -204,11 +211,13 @@ class Capture:
                 out = b""
             if self._running == "af_packet" and out:
                 report = json.loads(out.decode().strip().splitlines()[-1])
+                reader = report["reader"]
                 stats = {name: dict(counts) for name, counts in report["interfaces"].items()}
         self._procs = []
         self.result = CaptureResult(
             method=self._running or "none",
             files=self.files(),
+            reader=reader,
             snaplen=self.snaplen,
             keep_whole=self.keep_whole if self._running == "af_packet" else None,
             fallback_reason=self._fallback_reason,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import socket
 import struct
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,7 +40,6 @@ DHCP_CLIENT_PORT = 68
 DHCP_TYPES = {
     1: "discover", 2: "offer", 3: "request", 4: "decline", 5: "ack", 6: "nak", 7: "release", 8: "inform",
 }
-MULTICAST = ipaddress.ip_network("224.0.0.0/4")
 
 
 @dataclass(frozen=True)
@@ -251,8 +251,8 @@ class _Parser:
         if total_len > len(f.l3):
             s.truncated_frames += 1
         proto = f.l3[9]
-        src = str(ipaddress.IPv4Address(f.l3[12:16]))
-        dst = str(ipaddress.IPv4Address(f.l3[16:20]))
+        src = socket.inet_ntoa(f.l3[12:16])
+        dst = socket.inet_ntoa(f.l3[16:20])
         body = f.l3[ihl:total_len]
         if src not in self.servers and src != "0.0.0.0":
             client = s.client(src)
@@ -261,7 +261,8 @@ class _Parser:
             self.igmp(f, src, body)
         elif proto == PROTO_UDP and total_len >= ihl + 8 and len(body) >= 8:
             sport, dport, udp_len = struct.unpack_from("!HHH", body, 0)
-            self.udp(f.ts, src, dst, sport, dport, udp_len - 8, body[8:udp_len], f.src_mac)
+            is_group = 224 <= f.l3[16] <= 239
+            self.udp(f.ts, src, dst, is_group, sport, dport, udp_len - 8, body[8:udp_len])
         else:
             s.unclassified += 1
 
@@ -304,12 +305,20 @@ class _Parser:
                 client.igmp_groups.append(group)
 
     def udp(
-        self, ts: float, src: str, dst: str, sport: int, dport: int, length: int, payload: bytes, src_mac: str
+        self,
+        ts: float,
+        src: str,
+        dst: str,
+        is_group: bool,
+        sport: int,
+        dport: int,
+        length: int,
+        payload: bytes,
     ) -> None:
         if sport in (DHCP_SERVER_PORT, DHCP_CLIENT_PORT) and dport in (DHCP_SERVER_PORT, DHCP_CLIENT_PORT):
             self.dhcp(payload)
             return
-        if ipaddress.IPv4Address(dst) in MULTICAST:
+        if is_group:
             if src in self.servers:
                 self.group(ts, src, sport, dst, dport, length, payload)
             else:

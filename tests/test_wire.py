@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.capture import Capture, CaptureError
-from lab.netns import Namespace, make_veth_segment
+from lab.netns import Namespace, make_veth_segment, namespace_support_problem
 from lab.wire import WireContext, parse_pcap, slam_header, slam_int
 from tests import netgen
 
@@ -24,18 +24,24 @@ def run_module(ns: Namespace, *args: str) -> str:
     return ns.run([sys.executable, "-m", *args], cwd=str(REPO), timeout=60).stdout
 
 
-@pytest.fixture
-def scenario_pcaps(netns: Namespace, tmp_path: Path) -> dict[str, Path]:
-    make_veth_segment(netns)
-    with Capture(netns, ["lab0", "lab1"], tmp_path / "pcap") as cap:
-        sent = run_module(netns, "tests.netgen", "frames", "lab0", "--join-iface", "lab1")
-    result = cap.stop()
+@pytest.fixture(scope="module")
+def scenario_pcaps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One capture of the scenario on both veth ends, shared by the tests that only read it."""
+    problem = namespace_support_problem()
+    if problem:
+        pytest.skip(f"no lab namespace: {problem}")
+    with Namespace() as ns:
+        make_veth_segment(ns)
+        with Capture(ns, ["lab0", "lab1"], tmp_path_factory.mktemp("pcap")) as cap:
+            sent = run_module(ns, "tests.netgen", "frames", "lab0", "--join-iface", "lab1")
+        result = cap.stop()
     assert int(sent.split()[0]) == len(netgen.scenario())
     assert result.method in ("tcpdump", "af_packet")
     if result.method == "af_packet":
         assert result.fallback_reason, "the fallback must say why tcpdump was not used"
         assert result.stats["lab1"]["truncated"] == CUT_FRAMES
         assert result.stats["lab1"]["kernel_drops"] == 0
+        assert result.reader == "tpacket_v3"
     return result.files
 
 
@@ -147,3 +153,19 @@ def test_slam_header_rejects_the_nul_terminator() -> None:
     assert slam_header(netgen.SLAM_HEADER + b"\x21", 4) == ([1700000000, 1461, 1451, 1], 10)
     with pytest.raises(ValueError):
         slam_header(b"\x00", 1)
+
+
+@pytest.mark.netns
+def test_recvmsg_reader_counts_like_the_ring(netns: Namespace, tmp_path: Path) -> None:
+    """The fallback reader (no TPACKET_V3 ring) keeps original lengths through the snap filter."""
+    make_veth_segment(netns)
+    with Capture(netns, "lab1", tmp_path, ring=False, method="af_packet") as cap:
+        run_module(netns, "tests.netgen", "frames", "lab0")
+    result = cap.stop()
+    assert result.reader == "recvmsg"
+    assert result.stats["lab1"]["truncated"] == CUT_FRAMES
+    summary = parse_pcap(result.files["lab1"])
+    assert summary.truncated_frames == CUT_FRAMES
+    assert summary.groups["239.255.0.1:1758"].data_bytes == 6 * netgen.BLKSIZE
+    unicast = summary.clients[netgen.CLIENT_A[0]].unicast_data_bytes
+    assert unicast == 2 * netgen.BLKSIZE + netgen.LAST_BLOCK_BYTES
