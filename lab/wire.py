@@ -147,8 +147,17 @@ class WireSummary:
             self.clients[ip] = ClientCounts(ip=ip)
         return self.clients[ip]
 
-    def group_bytes(self) -> int:
+    def group_bytes(self, group: str | None = None) -> int:
+        """Data bytes sent to every group (or to ``group``, "addr:port"): the train's numerator."""
+        if group is not None:
+            return self.groups[group].data_bytes if group in self.groups else 0
         return sum(g.data_bytes for g in self.groups.values())
+
+    def group_ratio(self, payload_size: int, group: str | None = None) -> float:
+        """Group bytes divided by the payload size: 1.0 means every byte went to the group once."""
+        if payload_size <= 0:
+            raise ValueError("payload size must be positive")
+        return self.group_bytes(group) / payload_size
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -453,6 +462,15 @@ def parse_pcap(path: str | Path, context: WireContext | None = None) -> WireSumm
     """Count what a pcap shows; see docs/evidence.md for the definitions."""
     path = Path(path)
     return parse_frames(read_frames(path), context or WireContext(), str(path))
+
+
+def write_evidence(pcap: str | Path, context: WireContext | None = None) -> WireSummary:
+    """Parse ``pcap`` and keep the counts beside it (``X.wire.json``, ``X.wire.txt``) for reports to link."""
+    pcap = Path(pcap)
+    summary = parse_pcap(pcap, context)
+    pcap.with_suffix(".wire.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    pcap.with_suffix(".wire.txt").write_text(format_table(summary) + "\n")
+    return summary
 
 
 def _ts(value: float | None, origin: float | None) -> str:

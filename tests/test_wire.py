@@ -11,7 +11,7 @@ import pytest
 
 from lab.capture import Capture, CaptureError
 from lab.netns import Namespace, make_veth_segment, namespace_support_problem
-from lab.wire import WireContext, parse_pcap, slam_header, slam_int
+from lab.wire import WireContext, parse_pcap, slam_header, slam_int, write_evidence
 from tests import netgen
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +77,9 @@ def test_wire_counts_match_the_scenario(scenario_pcaps: dict[str, Path]) -> None
     assert (slam.protocol, slam.data_frames, slam.data_bytes, slam.distinct_blocks) == ("slam", 2, 1461, 2)
     assert (slam.slam_total_bytes, slam.slam_block_size) == (1461, 1451)
     assert summary.group_bytes() == 6 * netgen.BLKSIZE + 1536 + 1461
+    # The tftm "payload" is 7 blocks; 5 distinct + 1 repeat went to the group.
+    payload = 6 * netgen.BLKSIZE + netgen.LAST_BLOCK_BYTES
+    assert summary.group_ratio(payload, "239.255.0.1:1758") == pytest.approx(6 * netgen.BLKSIZE / payload)
 
     assert summary.igmp_queries == {netgen.SERVER_IP: 1}
     assert summary.truncated_frames == CUT_FRAMES
@@ -102,6 +105,15 @@ def test_both_ends_of_the_veth_count_the_same(scenario_pcaps: dict[str, Path]) -
         return {k: data[k] for k in ("clients", "groups", "igmp_queries", "dhcp_by_mac", "group_bytes")}
 
     assert counts(scenario_pcaps["lab0"]) == counts(scenario_pcaps["lab1"])
+
+
+@pytest.mark.netns
+def test_evidence_files_are_written_beside_the_pcap(scenario_pcaps: dict[str, Path], tmp_path: Path) -> None:
+    pcap = tmp_path / "br0.pcap"
+    pcap.write_bytes(scenario_pcaps["lab1"].read_bytes())
+    summary = write_evidence(pcap)
+    assert json.loads((tmp_path / "br0.wire.json").read_text()) == json.loads(json.dumps(summary.to_json()))
+    assert "239.255.1.1:10000" in (tmp_path / "br0.wire.txt").read_text()
 
 
 @pytest.mark.netns
