@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from lab.capture import Capture
 from lab.loss import add_loss, add_rate_limit, inject_loss, nft_ruleset, remove_loss, remove_rate_limit
 from lab.netns import Namespace, make_veth_segment
+from lab.wire import parse_pcap
 
 REPO = Path(__file__).resolve().parent.parent
 COUNT = 400
@@ -28,15 +30,20 @@ def binomial_bounds(n: int, keep: float, sigmas: float = 6.0) -> tuple[int, int]
 
 
 @pytest.mark.netns
-def test_loss_each_way_then_removal_restores_delivery(netns: Namespace) -> None:
+def test_loss_each_way_then_removal_restores_delivery(netns: Namespace, tmp_path: Path) -> None:
     make_veth_segment(netns)
     low, high = binomial_bounds(COUNT, 1 - PERCENT / 100)
-    with inject_loss(netns, "lab0", PERCENT) as loss:
+    with inject_loss(netns, "lab0", PERCENT) as loss, Capture(netns, "lab0", tmp_path) as cap:
         assert loss.method in ("netem", "nftables-netdev")
         assert loss.ingress_method == "nftables-netdev"
         assert f"numgen random mod 100 < {PERCENT} drop" in loss.rules[-1]
         out_of_lab0 = received(netns, "lab0", "lab1")  # egress hook (or netem) on lab0
         into_lab0 = received(netns, "lab1", "lab0")  # ingress hook on lab0
+    # Where the hooks sit relative to a capture of the same device (docs/evidence.md):
+    # egress drops happen before the capture sees the frame, ingress drops after.
+    seen = parse_pcap(cap.stop().files["lab0"])
+    assert seen.groups["239.255.9.9:5000"].frames == out_of_lab0
+    assert seen.clients["192.0.2.2"].frames_to_group_from_client == COUNT
     assert low <= out_of_lab0 <= high, f"egress: {out_of_lab0}/{COUNT} outside [{low}, {high}]"
     assert low <= into_lab0 <= high, f"ingress: {into_lab0}/{COUNT} outside [{low}, {high}]"
     assert loss.removed
