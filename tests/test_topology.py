@@ -54,7 +54,8 @@ def test_port_without_reports_is_cut_off_only_with_snooping_and_querier(
     bridge_with_one_port(netns)
     state = set_variant(netns, variant)  # type: ignore[arg-type]
     assert state.variant == variant
-    time.sleep(2.0)  # past the 1 s querier delay, with margin for a loaded machine
+    if state.mcast_querier:
+        time.sleep(2.0)  # past the 1 s querier delay, with margin for a loaded machine
     with Capture(netns, "vp1", tmp_path) as cap:
         argv = [sys.executable, "-m", "tests.netgen", "groups", "--send-iface", "br0", "-n", str(SENT),
                 "--host-join", HOST_ONLY, "--port-join", f"{PORT_MEMBER}@vp1"]
