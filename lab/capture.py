@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from lab.netns import Namespace, kill_group
 from lab.packet_capture import DEFAULT_KEEP_WHOLE, DEFAULT_SNAPLEN
+from lab.wire import WireContext, WireSummary, write_evidence
 
 Method = Literal["auto", "tcpdump", "af_packet"]
 #: tcpdump's fixed snap length: it cannot keep control frames whole and cut bulk ones,
@@ -57,11 +58,14 @@ class CaptureResult:
     #: Why tcpdump was not used (None when it was).
     fallback_reason: str | None = None
     #: Per interface: packets written, frames cut to snaplen, kernel drops (af_packet only).
-    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    stats: dict[str, dict[str, int | str]] = field(default_factory=dict)
+    #: Per interface, when a WireContext was given: the counts (also written beside the pcap).
+    summaries: dict[str, WireSummary] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["files"] = {name: str(path) for name, path in self.files.items()}
+        data["summaries"] = {name: summary.to_json() for name, summary in self.summaries.items()}
         return data
 
 
@@ -93,6 +97,8 @@ class Capture:
     ``__enter__`` returns only once every interface is really being captured, so
     traffic sent right after it is in the pcap.  ``snaplen``/``keep_whole`` follow the
     rule in docs/evidence.md; ``full=True`` keeps every frame whole (payload hashing).
+    With a ``context``, ``stop()`` also counts each pcap and writes ``X.wire.json`` and
+    ``X.wire.txt`` beside it (:func:`lab.wire.write_evidence`).
     """
 
     def __init__(
@@ -105,6 +111,7 @@ class Capture:
         keep_whole: int = DEFAULT_KEEP_WHOLE,
         full: bool = False,
         ring: bool = True,
+        context: WireContext | None = None,
         start_timeout: float = 10.0,
     ) -> None:
         self.ns = ns
@@ -114,6 +121,7 @@ class Capture:
         self.snaplen = 65535 if full else snaplen
         self.keep_whole = 65535 if full else keep_whole
         self.ring = ring
+        self.context = context
         self.start_timeout = start_timeout
         self._procs: list[subprocess.Popen[bytes]] = []
         self._running: str | None = None
@@ -197,7 +205,7 @@ class Capture:
         """Stop with SIGINT (pcaps flushed) and return what was captured; safe to call twice."""
         if self.result is not None:
             return self.result
-        stats: dict[str, dict[str, int]] = {}
+        stats: dict[str, dict[str, int | str]] = {}
         reader: str | None = None
         for proc in self._procs:
             try:
@@ -223,6 +231,10 @@ class Capture:
             fallback_reason=self._fallback_reason,
             stats=stats,
         )
+        if self.context is not None:
+            for name, path in self.result.files.items():
+                if path.exists():
+                    self.result.summaries[name] = write_evidence(path, self.context)
         return self.result
 
 

@@ -126,6 +126,8 @@ class InterfaceCapture:
     packets: int = 0
     truncated: int = 0
     kernel_drops: int = 0
+    #: Why reading stopped early (the device went away, e.g. a VM's tap when QEMU exits).
+    gone: str | None = None
 
     def drain(self) -> int:
         return self._drain_ring() if self.ring is not None else self._drain_socket()
@@ -158,12 +160,22 @@ class InterfaceCapture:
                 frame, ancdata, _flags, _addr = self.sock.recvmsg(65536, cmsg_space)
             except BlockingIOError:
                 return n
+            except OSError as exc:
+                self.gone = os.strerror(exc.errno or 0)
+                return n
             sec, nsec = _timestamp(ancdata)
             wire_len = _original_length(ancdata, len(frame))
             pcap_record(self.out, sec, nsec, frame, wire_len)
             self.truncated += len(frame) < wire_len
             self.packets += 1
             n += 1
+
+    def check_error(self) -> bool:
+        """True when the socket reports an error (the device is gone); it then stops being polled."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.gone = os.strerror(err)
+        return self.gone is not None
 
     def read_drops(self) -> None:
         """Frames the kernel dropped because we read too slowly (reading resets the counter)."""
@@ -260,7 +272,11 @@ def run(
         ready, _, _ = select.select([*by_fd, wake_r], [], [], 0.2)
         for fd in ready:
             if fd in by_fd:
-                by_fd[fd].drain()
+                cap = by_fd[fd]
+                cap.drain()
+                if cap.check_error():
+                    print(f"{cap.name}: {cap.gone}; its pcap ends here", file=sys.stderr, flush=True)
+                    del by_fd[fd]
         if not ready:  # idle: make what we have visible to readers (tcpdump -U)
             for cap in caps:
                 cap.out.flush()
@@ -278,7 +294,12 @@ def run(
         "snaplen": snaplen,
         "keep_whole": keep_whole,
         "interfaces": {
-            cap.name: {"packets": cap.packets, "truncated": cap.truncated, "kernel_drops": cap.kernel_drops}
+            cap.name: {
+                "packets": cap.packets,
+                "truncated": cap.truncated,
+                "kernel_drops": cap.kernel_drops,
+                **({"gone": cap.gone} if cap.gone else {}),
+            }
             for cap in caps
         },
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,18 @@ def test_recvmsg_reader_counts_like_the_ring(netns: Namespace, tmp_path: Path) -
     assert summary.groups["239.255.0.1:1758"].data_bytes == 6 * netgen.BLKSIZE
     unicast = summary.clients[netgen.CLIENT_A[0]].unicast_data_bytes
     assert unicast == 2 * netgen.BLKSIZE + netgen.LAST_BLOCK_BYTES
+
+
+@pytest.mark.netns
+def test_capture_survives_its_interface_going_away(netns: Namespace, tmp_path: Path) -> None:
+    """A VM's tap vanishes when QEMU exits: the capture keeps what it had and says so."""
+    make_veth_segment(netns)
+    with Capture(netns, ["lab0", "lab1"], tmp_path, context=WireContext()) as cap:
+        run_module(netns, "tests.netgen", "frames", "lab0")
+        netns.run(["ip", "link", "del", "lab1"])  # takes lab0 with it
+        time.sleep(0.5)
+    result = cap.stop()
+    assert result.stats["lab1"]["gone"]
+    summary = result.summaries["lab1"]
+    assert summary.clients[netgen.CLIENT_A[0]].acks == 8
+    assert (tmp_path / "lab1.wire.json").exists() and (tmp_path / "lab1.wire.txt").exists()
