@@ -140,6 +140,8 @@ class WireSummary:
     dhcp_by_mac: dict[str, dict[str, int]] = field(default_factory=dict)
     ipv6_frames: int = 0
     arp_frames: int = 0
+    #: Non-first IPv4 fragments (the first fragment is classified and carries the UDP length).
+    ip_fragments: int = 0
     unclassified: int = 0
 
     def client(self, ip: str) -> ClientCounts:
@@ -174,6 +176,7 @@ class WireSummary:
             "dhcp_by_mac": self.dhcp_by_mac,
             "ipv6_frames": self.ipv6_frames,
             "arp_frames": self.arp_frames,
+            "ip_fragments": self.ip_fragments,
             "unclassified": self.unclassified,
         }
 
@@ -259,6 +262,11 @@ class _Parser:
         total_len, = struct.unpack_from("!H", f.l3, 2)
         if total_len > len(f.l3):
             s.truncated_frames += 1
+        if struct.unpack_from("!H", f.l3, 6)[0] & 0x1FFF:
+            # A later fragment has no UDP header; its bytes are counted from the first
+            # fragment's UDP length, so it only needs to be recognised.
+            s.ip_fragments += 1
+            return
         proto = f.l3[9]
         src = socket.inet_ntoa(f.l3[12:16])
         dst = socket.inet_ntoa(f.l3[16:20])

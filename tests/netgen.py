@@ -34,6 +34,8 @@ BLKSIZE = 1432
 LAST_BLOCK_BYTES = 100
 SLAM_HEADER = bytes.fromhex("a0 65 53 f1 00 45 b5 45 ab")  # protocols.md 4.2: 1461 bytes, bs 1451
 KERNEL_JOIN_GROUP = "239.255.7.7"
+FRAGMENT_GROUP = ("239.255.0.9", 1758)
+FRAGMENT_DATA_BYTES = 1996
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -54,10 +56,10 @@ def checksum(data: bytes) -> int:
     return int(~total & 0xFFFF)
 
 
-def ipv4(src: str, dst: str, proto: int, payload: bytes, options: bytes = b"") -> bytes:
+def ipv4(src: str, dst: str, proto: int, payload: bytes, options: bytes = b"", frag: int = 0) -> bytes:
     ihl = 5 + len(options) // 4
     header = struct.pack(
-        "!BBHHHBBH4s4s", 0x40 | ihl, 0, 4 * ihl + len(payload), 0, 0, 1, proto, 0,
+        "!BBHHHBBH4s4s", 0x40 | ihl, 0, 4 * ihl + len(payload), 0x4C41, frag, 1, proto, 0,
         socket.inet_aton(src), socket.inet_aton(dst),
     ) + options
     header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
@@ -149,6 +151,12 @@ def scenario() -> list[bytes]:
     # B's IGMPv3 report for two groups, and an IGMP general query from the server.
     igmp_frame(b_mac, b_ip, "224.0.0.22", igmpv3_report([MTFTP_GROUP[0], "239.255.1.2"]))
     igmp_frame(SERVER_MAC, SERVER_IP, "224.0.0.1", igmp(0x11, "0.0.0.0", max_resp=100))
+    # One 2000-byte TFTP DATA to FRAGMENT_GROUP, in two IP fragments (more-fragments flag, then offset 185).
+    datagram = udp(SERVER_IP, 40002, FRAGMENT_GROUP[0], FRAGMENT_GROUP[1], tftp_data(9, FRAGMENT_DATA_BYTES))
+    body = datagram[20:]  # the UDP header and payload, split across the fragments
+    for frag, part in ((0x2000, body[:1480]), (1480 // 8, body[1480:])):
+        packet = ipv4(SERVER_IP, FRAGMENT_GROUP[0], 17, part, frag=frag)
+        frames.append(ether(SERVER_MAC, group_mac(FRAGMENT_GROUP[0]), packet))
     return frames
 
 

@@ -17,8 +17,9 @@ from tests import netgen
 
 REPO = Path(__file__).resolve().parent.parent
 #: Frames the scenario sends that carry bulk data and so are cut by the snap rule:
-#: 6 group + 3 unicast RFC 2090 DATA, 3 MTFTP DATA, SLAM block 0 (block 1 is 62 bytes, kept whole).
-CUT_FRAMES = 13
+#: 6 group + 3 unicast RFC 2090 DATA, 3 MTFTP DATA, SLAM block 0 (block 1 is 62 bytes, kept whole),
+#: and the first fragment of the fragmented DATA (1514 bytes; the second, 562 bytes, is kept whole).
+CUT_FRAMES = 14
 
 
 def run_module(ns: Namespace, *args: str) -> str:
@@ -77,7 +78,10 @@ def test_wire_counts_match_the_scenario(scenario_pcaps: dict[str, Path]) -> None
     slam = summary.groups["239.255.1.1:10000"]
     assert (slam.protocol, slam.data_frames, slam.data_bytes, slam.distinct_blocks) == ("slam", 2, 1461, 2)
     assert (slam.slam_total_bytes, slam.slam_block_size) == (1461, 1451)
-    assert summary.group_bytes() == 6 * netgen.BLKSIZE + 1536 + 1461
+    fragmented = summary.groups[f"{netgen.FRAGMENT_GROUP[0]}:{netgen.FRAGMENT_GROUP[1]}"]
+    assert (fragmented.frames, fragmented.data_bytes) == (1, netgen.FRAGMENT_DATA_BYTES)
+    assert summary.ip_fragments == 1
+    assert summary.group_bytes() == 6 * netgen.BLKSIZE + 1536 + 1461 + netgen.FRAGMENT_DATA_BYTES
     # The tftm "payload" is 7 blocks; 5 distinct + 1 repeat went to the group.
     payload = 6 * netgen.BLKSIZE + netgen.LAST_BLOCK_BYTES
     assert summary.group_ratio(payload, "239.255.0.1:1758") == pytest.approx(6 * netgen.BLKSIZE / payload)
