@@ -116,7 +116,8 @@ class Capture:
     ) -> None:
         self.ns = ns
         self.interfaces = [interfaces] if isinstance(interfaces, str) else list(interfaces)
-        self.directory = Path(directory)
+        # Absolute: the reader runs with another working directory.
+        self.directory = Path(directory).resolve()
         self.method = method
         self.snaplen = 65535 if full else snaplen
         self.keep_whole = 65535 if full else keep_whole
@@ -179,7 +180,10 @@ class Capture:
                     text += proc.stderr.read().decode(errors="replace")
             if not ok:
                 self._kill_all()
-                return " ".join(line for line in text.strip().splitlines() if "listening on" not in line)
+                reason = " ".join(line for line in text.strip().splitlines() if "listening on" not in line)
+                if "Couldn't change" in reason:
+                    reason += " (tcpdump cannot drop privileges in a rootless user namespace)"
+                return reason
         self.snaplen = snaplen
         return None
 
