@@ -41,6 +41,10 @@ Method = Literal["auto", "tcpdump", "af_packet"]
 TCPDUMP_SNAPLEN = 342
 
 
+#: (namespace, holder pid) -> why tcpdump failed there, so later captures skip the attempt.
+_TCPDUMP_FAILED: dict[tuple[int, int | None], str] = {}
+
+
 class CaptureError(RuntimeError):
     """The capture could not start; the message says what to install or change."""
 
@@ -160,6 +164,15 @@ class Capture:
     def _start_tcpdump(self) -> str | None:
         if shutil.which("tcpdump") is None:
             return "tcpdump is not installed (apt-get install -y tcpdump)"
+        known = _TCPDUMP_FAILED.get((id(self.ns), self.ns.holder_pid))
+        if known is not None and self.method == "auto":
+            return known
+        reason = self._launch_tcpdump()
+        if reason is not None:
+            _TCPDUMP_FAILED[(id(self.ns), self.ns.holder_pid)] = reason
+        return reason
+
+    def _launch_tcpdump(self) -> str | None:
         snaplen = min(self.snaplen if self.snaplen == 65535 else TCPDUMP_SNAPLEN, 65535)
         for name, path in self.files().items():
             proc = self.ns.popen(
