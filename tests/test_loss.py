@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from lab.capture import Capture
-from lab.loss import add_loss, add_rate_limit, inject_loss, nft_ruleset, remove_loss, remove_rate_limit
+from lab.loss import (
+    LossUnavailable,
+    add_loss,
+    add_rate_limit,
+    inject_loss,
+    nft_ruleset,
+    remove_loss,
+    remove_rate_limit,
+)
 from lab.netns import Namespace, make_veth_segment
 from lab.wire import parse_pcap
 
@@ -66,6 +74,12 @@ def test_this_kernel_falls_back_to_nftables_and_says_why(netns: Namespace) -> No
             assert 'hook egress device "lab0"' in loss.rules[0]
     finally:
         remove_loss(netns, loss)
+
+
+@pytest.mark.netns
+def test_loss_on_a_missing_device_says_so(netns: Namespace) -> None:
+    with pytest.raises(LossUnavailable, match="no device 'tap9'"):
+        add_loss(netns, "tap9", 5)
 
 
 def test_ruleset_puts_each_chain_on_its_own_line() -> None:
