@@ -102,7 +102,7 @@ def add_loss(ns: Namespace, device: str, percent: int, prefer: LossMethod | None
     if not 0 <= percent <= 100:
         raise ValueError(f"loss percent must be 0..100, not {percent}")
     if ns.run(["ip", "link", "show", "dev", device], check=False).returncode != 0:
-        raise LossUnavailable(f"no device {device!r} in the lab namespace: add loss after the VM's tap exists")
+        raise LossUnavailable(f"no device {device!r} in the lab namespace: add loss once the tap exists")
     table = f"lab_loss_{device.replace('-', '_').replace('.', '_')}"
     netem_cmd: str | None = None
     netem_error: str | None = "not tried"
