@@ -58,6 +58,10 @@ PACKET_VERSION = 10
 TPACKET_V3 = 2
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
+PACKET_OUTGOING = 4
+ARPHRD_LOOPBACK = 772
+#: struct sockaddr_ll follows the 48-byte tpacket3_hdr; sll_pkttype is its byte 10.
+SLL_PKTTYPE_OFFSET = 48 + 10
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 LINKTYPE_ETHERNET = 1
@@ -128,6 +132,8 @@ class InterfaceCapture:
     kernel_drops: int = 0
     #: Why reading stopped early (the device went away, e.g. a VM's tap when QEMU exits).
     gone: str | None = None
+    #: On loopback every frame is seen leaving and arriving; like libpcap, keep the arrival only.
+    loopback: bool = False
 
     def drain(self) -> int:
         return self._drain_ring() if self.ring is not None else self._drain_socket()
@@ -143,26 +149,30 @@ class InterfaceCapture:
                 return n
             for _ in range(num_pkts):
                 pkt = base + offset
-                next_offset, sec, nsec, snaplen, wire_len, _st, mac = struct.unpack_from("IIIIIIH", ring, pkt)
+                offset += struct.unpack_from("I", ring, pkt)[0]
+                if self.loopback and ring[pkt + SLL_PKTTYPE_OFFSET] == PACKET_OUTGOING:
+                    continue
+                _next, sec, nsec, snaplen, wire_len, _st, mac = struct.unpack_from("IIIIIIH", ring, pkt)
                 pcap_record(self.out, sec, nsec, ring[pkt + mac : pkt + mac + snaplen], wire_len)
                 self.truncated += snaplen < wire_len
-                offset += next_offset
+                self.packets += 1
+                n += 1
             struct.pack_into("I", ring, base + 8, TP_STATUS_KERNEL)
             self.block = (self.block + 1) % RING_BLOCKS
-            self.packets += num_pkts
-            n += num_pkts
 
     def _drain_socket(self) -> int:
         n = 0
         cmsg_space = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(20)
         while True:
             try:
-                frame, ancdata, _flags, _addr = self.sock.recvmsg(65536, cmsg_space)
+                frame, ancdata, _flags, addr = self.sock.recvmsg(65536, cmsg_space)
             except BlockingIOError:
                 return n
             except OSError as exc:
                 self.gone = os.strerror(exc.errno or 0)
                 return n
+            if self.loopback and addr[2] == PACKET_OUTGOING:
+                continue
             sec, nsec = _timestamp(ancdata)
             wire_len = _original_length(ancdata, len(frame))
             pcap_record(self.out, sec, nsec, frame, wire_len)
@@ -243,7 +253,9 @@ def open_interface(
     sock.setblocking(False)
     out.write(pcap_header(snaplen))
     out.flush()
-    return InterfaceCapture(name=name, sock=sock, out=out, ring=ring)
+    # getsockname() of a bound packet socket is (ifname, proto, pkttype, hatype, addr).
+    loopback = sock.getsockname()[3] == ARPHRD_LOOPBACK
+    return InterfaceCapture(name=name, sock=sock, out=out, ring=ring, loopback=loopback)
 
 
 def run(
