@@ -30,7 +30,6 @@ PACKAGES: dict[str, str] = {
     "nftables": "loss injection on a tap (this kernel has no netem)",
     "tcpdump": "packet captures for wire evidence (lab.capture falls back to AF_PACKET in a userns)",
     "util-linux": "unshare and nsenter for the sealed namespace",
-    "tcpdump": "the wire evidence (a pcap per lab test)",
 }
 
 
