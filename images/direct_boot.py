@@ -54,9 +54,15 @@ def run_direct(
         argv += ["-append", append]
     if modules:
         argv += ["-initrd", ",".join(str(m) for m in modules)]
+    status, console, seconds = run_qemu(argv, timeout)
+    return DirectRun(status, console, seconds, parse_console(console))
+
+
+def run_qemu(argv: Sequence[str], timeout: float) -> tuple[int | None, str, float]:
+    """Run QEMU in its own process group; return (exit status or None if killed, console, seconds)."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        argv,
+        list(argv),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -73,8 +79,7 @@ def run_direct(
         if proc.poll() is None:  # interrupted (e.g. KeyboardInterrupt): never leave QEMU behind
             _kill_group(proc)
             proc.wait()
-    console = out.decode("utf-8", "replace")
-    return DirectRun(status, console, time.monotonic() - started, parse_console(console))
+    return status, out.decode("utf-8", "replace"), time.monotonic() - started
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
