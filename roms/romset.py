@@ -29,6 +29,7 @@ from roms.header import (
     parse_pci_id,
     read_rom_pci_ids,
 )
+from roms.payload import rom_lists_pci_id
 from roms.retarget import retarget_rom
 
 __all__ = [
@@ -88,16 +89,21 @@ def check_rom(path: Path | str, nic: NicModel) -> None:
 
 
 def retarget_reason(path: Path | str, nic: NicModel) -> str | None:
-    """Why a retargeted copy of this ROM would drive ``nic``, or None if it would not.
+    """Why a copy of this ROM retargeted to ``nic``'s ID would drive ``nic``, or None if it would not.
 
-    Yes when the x86 header carries only a placeholder ID, or an ID of the same iPXE
-    driver family (``nic.compatible_rom_ids``) other than the NIC's own.
+    Decided from the ROM's unpacked body when possible (its iPXE drivers list the ID);
+    otherwise, yes when the x86 header carries only a placeholder ID or the ID of a
+    sibling device of the same iPXE driver (``nic.compatible_rom_ids``).
     """
     if nic.pci_id is None:
         return None
+    target = parse_pci_id(nic.pci_id)
     headers = bios_header_ids(path)
-    if not headers or parse_pci_id(nic.pci_id) in headers:
+    if not headers or target in headers:
         return None
+    listed = rom_lists_pci_id(path, *target)
+    if listed is not None:
+        return f"its iPXE drivers list {nic.pci_id} but its header does not" if listed else None
     if all(is_generic_id(*i) for i in headers):
         return f"a placeholder header, built for no single device ({_ids_text(headers)})"
     family = {parse_pci_id(i) for i in nic.compatible_rom_ids}
