@@ -3,8 +3,8 @@
 Only commands that Debian's 2019 ROMs have are used (``kernel``, ``module``, ``boot``,
 ``echo``, ``imgstat``, ``goto``): no digest commands, because the verifier does the
 checking in the guest.  ``echo`` markers split the console into stages the lab can
-time, and a failed fetch prints a marker of its own so the lab need not wait for a
-timeout to know.
+time, and a failed fetch or boot prints a marker of its own so the lab need not wait
+for a timeout to know.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ FETCH_START = "LAB fetch-start"
 KERNEL_FETCHED = "LAB kernel-fetched"
 FETCHED = "LAB fetched"
 FETCH_FAILED = "LAB fetch-failed"
+#: ``boot`` itself failed after both fetches, e.g. "Requested memory not available" when the
+#: guest's RAM cannot hold kernel and module (24 MiB in a 32 MiB guest does that).
+BOOT_FAILED = "LAB boot-failed"
 
 #: Protocols the lab can put in a URL, and their iPXE scheme.
 SCHEMES = {"tftp": "tftp", "tftm": "tftm", "mtftp": "mtftp", "slam": "x-slam", "http": "http"}
@@ -60,9 +63,12 @@ def ipxe_script(
         f"module {payload_url} || goto failed",
         f"echo {FETCHED}",
         *(["imgstat"] if show_images else []),
-        "boot || goto failed",
+        "boot || goto boot_failed",
         ":failed",
         f"echo {FETCH_FAILED}",
+        "exit 1",
+        ":boot_failed",
+        f"echo {BOOT_FAILED}",
         "exit 1",
     ]
     return "\n".join(lines) + "\n"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from images.bootscript import FETCH_FAILED, FETCH_START, FETCHED, KERNEL_FETCHED, ipxe_script, payload_url
+from images.bootscript import (
+    BOOT_FAILED,
+    FETCH_FAILED,
+    FETCH_START,
+    FETCHED,
+    KERNEL_FETCHED,
+    ipxe_script,
+    payload_url,
+)
 
 DIGEST = "ab" * 32
 DEBIAN_2019_COMMANDS = {"echo", "kernel", "module", "boot", "imgstat", "exit"}
@@ -23,8 +31,9 @@ def test_script_fetches_kernel_then_module_then_boots() -> None:
     )
     assert f"kernel tftp://192.0.2.1/verifier.elf expect={DIGEST} size=1432 || goto failed" in lines
     assert "module mtftp://192.0.2.1/payload.bin || goto failed" in lines
-    assert lines.index("boot || goto failed") > lines.index(f"echo {FETCHED}")
-    assert lines[lines.index(":failed") + 1] == f"echo {FETCH_FAILED}"
+    assert lines.index("boot || goto boot_failed") > lines.index(f"echo {FETCHED}")
+    assert lines[lines.index(":failed") + 1 :][:2] == [f"echo {FETCH_FAILED}", "exit 1"]
+    assert lines[lines.index(":boot_failed") + 1 :][:2] == [f"echo {BOOT_FAILED}", "exit 1"]
 
 
 def test_script_uses_only_commands_debian_roms_have() -> None:

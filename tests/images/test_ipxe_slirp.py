@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from images.bootscript import FETCHED, KERNEL_FETCHED, ipxe_script, payload_url
+from images.bootscript import BOOT_FAILED, FETCHED, KERNEL_FETCHED, ipxe_script, payload_url
 from images.direct_boot import run_qemu
 from images.payload import write_payload
 from images.verifier import ISA_DEBUG_EXIT, build_verifier, parse_console, verdict_from_exit
@@ -33,7 +33,7 @@ SLIRP_SERVER = "10.0.2.2"
 
 
 def boot_over_slirp(
-    tmp_path: Path, nic_name: str, size: int, corrupt: bool = False
+    tmp_path: Path, nic_name: str, size: int, corrupt: bool = False, memory_mb: int = 256
 ) -> tuple[int | None, str]:
     shutil.copy(build_verifier(), tmp_path / "verifier.elf")
     digest = write_payload(tmp_path / "payload.bin", size, seed=size)
@@ -49,12 +49,13 @@ def boot_over_slirp(
     model = nic(nic_name)
     rom = RomSet("debian", DEBIAN_ROM_DIR, cache_dir=tmp_path / "roms").checked_rom(model)
     argv = [
-        "qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults", "-nographic", "-serial", "stdio",
+        "qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mb), "-nodefaults", "-nographic",
+        "-serial", "stdio",
         "-no-reboot", *ISA_DEBUG_EXIT, "-boot", "n",
         "-netdev", f"user,id=n0,restrict=on,tftp={tmp_path},bootfile=boot.ipxe",
         "-device", f"{model.qemu_device},netdev=n0,romfile={rom}",
     ]  # fmt: skip
-    status, console, _ = run_qemu(argv, timeout=120)
+    status, console, _ = run_qemu(argv, timeout=180, stop_on=BOOT_FAILED.encode())
     (tmp_path / "console.log").write_text(console)
     return status, console
 
@@ -94,3 +95,11 @@ def test_more_qemu_nics_boot_verifier(tmp_path: Path, nic_name: str) -> None:
 def test_wrong_bytes_on_the_server_fail_in_the_guest(tmp_path: Path) -> None:
     status, console = boot_over_slirp(tmp_path, "rtl8139", 4096, corrupt=True)
     assert parse_console(console).verdict == "FAIL" and status == 35, console[-3000:]
+
+
+@pytest.mark.vm
+def test_payload_too_big_for_guest_memory_reports_boot_failed(tmp_path: Path) -> None:
+    """24 MiB fetched into a 32 MiB guest: iPXE cannot place the multiboot images."""
+    status, console = boot_over_slirp(tmp_path, "e1000", 24 * 1024 * 1024, memory_mb=32)
+    assert FETCHED in console and BOOT_FAILED in console and status is None, console[-3000:]
+    assert not parse_console(console).started
