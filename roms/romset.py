@@ -23,18 +23,27 @@ from pathlib import Path
 from roms.catalog import CATALOG, NicModel
 from roms.header import (
     RomFormatError,
+    RomImage,
     bios_header_ids,
     format_pci_id,
     is_generic_id,
     parse_pci_id,
+    parse_rom_images,
     read_rom_pci_ids,
 )
 from roms.payload import rom_lists_pci_id
 from roms.retarget import retarget_rom
 
+# The header helpers are re-exported: they lived here before roms/header.py existed.
 __all__ = [
     "DEBIAN_ROM_DIR",
     "RomFormatError",
+    "RomImage",
+    "bios_header_ids",
+    "format_pci_id",
+    "is_generic_id",
+    "parse_pci_id",
+    "parse_rom_images",
     "RomMismatch",
     "RomMissing",
     "RomSet",
