@@ -1,0 +1,420 @@
+"""pyslamd's protocol core, sans-I/O: what to send, to whom and when; never how.
+
+Why it is shaped this way: mini-slamd answers each NACK with the (at most 4) blocks
+iPXE asked for and then waits for the next NACK, about 6 KB/s with a real ROM.
+iPXE, however, ignores blocks it already holds and accepts any block of the
+transaction at any time, so this core keeps the group fed instead:
+
+* a NACK from a client we do not know yet (or an iPXE NACK capped at 4 blocks,
+  meaning "the gap goes on") starts an in-order *stream* from its first gap to the
+  end of the file, paced by a token bucket;
+* reported gaps behind the stream are *repaired* first;
+* a *master* client (the head of the client list, as in mini-slamd) is pinged every
+  ``ping_every`` blocks so that it NACKs at once, which reports loss while the
+  stream runs; when the stream has ended, up to ``probe_parallel`` clients are
+  pinged at a time so that their remaining gaps are found quickly;
+* the pacing rate backs off when solicited NACKs report loss of blocks sent since
+  the previous ping, and grows back otherwise, so a slow NIC is not flooded.
+
+Clients that do not answer ``missed_pings_to_drop`` pings in a row are dropped
+(the master is replaced within a second); a lone NUL removes a client at once.
+Every data datagram of a transaction carries the same header bytes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+from netboot.slam.ints import IPXE32_LIMIT
+from netboot.slam.packets import (
+    DEFAULT_BLOCK_SIZE,
+    MAX_DATAGRAM,
+    Disconnect,
+    Header,
+    MalformedSlam,
+    Nack,
+    decode_client_datagram,
+    encode_data,
+    encode_ping,
+)
+
+Address = tuple[str, int]
+
+#: The longest header + packet number pyslamd emits: 32-bit transaction ids (5 bytes),
+#: sizes below 2**29 (4 bytes), a 2-byte block size and a packet number below 2**29.
+MAX_OVERHEAD = 5 + 4 + 2 + 4
+MAX_BLOCK_SIZE = MAX_DATAGRAM - MAX_OVERHEAD
+
+#: iPXE asks for at most this many blocks per NACK; a NACK this long means "the gap goes on".
+IPXE_MAX_BLOCKS_PER_NACK = 4
+
+
+@dataclass(frozen=True)
+class Content:
+    """One transaction: an immutable snapshot of the file and its id."""
+
+    transaction: int
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.data) >= IPXE32_LIMIT:
+            raise ValueError(
+                f"file is {len(self.data)} bytes; SLAM sizes must stay below 2**29 "
+                f"({IPXE32_LIMIT}) for 32-bit iPXE clients"
+            )
+        if not 0 <= self.transaction < 2**32:
+            raise ValueError("transaction id must fit 32 bits")
+
+
+@dataclass
+class ServerConfig:
+    block_size: int = DEFAULT_BLOCK_SIZE
+    #: Pacing ceiling in data datagrams per second (the CLI converts bytes/s).
+    max_rate: float = 8600.0
+    min_rate: float = 100.0
+    burst: int = 16
+    ping_every: int = 64
+    ping_timeout: float = 0.2
+    missed_pings_to_drop: int = 3
+    probe_parallel: int = 8
+    #: A client whose NACK asked for nothing we can send is pinged again only after this.
+    idle_probe_interval: float = 0.5
+    #: Unsolicited NACKs: blocks sent this recently are assumed to be still in flight.
+    in_flight_holdoff: float = 0.05
+    max_clients: int = 4096
+    loss_backoff_threshold: float = 0.15
+    loss_growth_threshold: float = 0.08
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.block_size <= MAX_BLOCK_SIZE:
+            raise ValueError(
+                f"block size must be 1..{MAX_BLOCK_SIZE} so that a datagram fits {MAX_DATAGRAM} bytes"
+            )
+        if self.max_rate < self.min_rate:
+            self.min_rate = self.max_rate
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something worth logging; ``name`` is one of the event names in docs/events.md."""
+
+    name: str
+    fields: dict[str, Any]
+
+
+@dataclass
+class Peer:
+    address: Address
+    joined: float
+    first_gap: int = 0
+    ping_sent: float | None = None
+    ping_seq: int = 0
+    prev_ping_seq: int = 0
+    missed_pings: int = 0
+    next_probe: float = 0.0
+    nacks: int = 0
+
+
+@dataclass
+class Stats:
+    data_sent: int = 0
+    data_bytes: int = 0
+    pings_sent: int = 0
+    nacks: int = 0
+    disconnects: int = 0
+    malformed: int = 0
+    repairs: int = 0
+    passes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class SlamServer:
+    """Serves one file to one group.  Feed it datagrams and time; it says what to send."""
+
+    def __init__(
+        self, content: Content, group: Address, config: ServerConfig | None = None, now: float = 0.0
+    ) -> None:
+        self.config = config or ServerConfig()
+        self.group = group
+        self.stats = Stats()
+        self.peers: OrderedDict[Address, Peer] = OrderedDict()
+        self.master: Address | None = None
+        self.rate = min(self.config.max_rate, max(self.config.min_rate, self.config.max_rate / 4))
+        self._tokens = float(self.config.burst)
+        self._refilled = now
+        self._events: deque[Event] = deque()
+        self._unicast: list[tuple[bytes, Address]] = []
+        self._seq = 0
+        self._loss_ewma = 0.0
+        self._last_rate_change = now
+        self._idle_reported = True
+        self._set_content(content, now)
+
+    # ------------------------------------------------------------------ content
+
+    def _set_content(self, content: Content, now: float) -> None:
+        self.content = content
+        self.header = Header(content.transaction, len(content.data), self.config.block_size)
+        self.header_bytes = self.header.encode()
+        self.num_blocks = self.header.num_blocks
+        self._last_sent_seq = [0] * self.num_blocks
+        self._last_sent_time = [-1e9] * self.num_blocks
+        self._queued = bytearray(self.num_blocks)
+        self._repair: deque[int] = deque()
+        self._cursor = self.num_blocks
+        self._stream_active = False
+        self._emit(
+            "transaction",
+            session=f"{content.transaction:08x}",
+            bytes=len(content.data),
+            blocks=self.num_blocks,
+            block_size=self.config.block_size,
+        )
+
+    def replace_content(self, content: Content, now: float) -> None:
+        """The file changed: new header, everyone starts over from block 0."""
+        if content.transaction == self.content.transaction:
+            raise ValueError("a changed file needs a new transaction id")
+        self._set_content(content, now)
+        for peer in self.peers.values():
+            peer.first_gap = 0
+            peer.next_probe = now
+        if self.peers:
+            self._start_stream(0, now)
+
+    # ------------------------------------------------------------------ input
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        try:
+            message = decode_client_datagram(data)
+        except MalformedSlam as exc:
+            self.stats.malformed += 1
+            self._emit("malformed", client=_fmt(addr), reason=str(exc), bytes=len(data))
+            return
+        if isinstance(message, Disconnect):
+            self.stats.disconnects += 1
+            if addr in self.peers:
+                self._drop(addr, "disconnect", now)
+            return
+        self.stats.nacks += 1
+        self._on_nack(addr, message, now)
+
+    def _on_nack(self, addr: Address, nack: Nack, now: float) -> None:
+        peer = self.peers.get(addr)
+        new_peer = peer is None
+        if peer is None:
+            if len(self.peers) >= self.config.max_clients:
+                self._emit("client_refused", client=_fmt(addr), reason="client list full")
+                return
+            peer = Peer(addr, joined=now)
+            self.peers[addr] = peer
+            self._emit("client_joined", client=_fmt(addr))
+        # mini-slamd's push_client: the latest NACKer goes to the head of the list.
+        self.peers.move_to_end(addr, last=False)
+        if self.master is None:
+            self._set_master(addr)
+        peer.nacks += 1
+        solicited = peer.ping_sent is not None
+        peer.ping_sent = None
+        peer.missed_pings = 0
+        ranges = nack.clamped(self.num_blocks)
+        peer.first_gap = ranges[0][0] if ranges else self.num_blocks
+        if not ranges:
+            peer.next_probe = now + self.config.idle_probe_interval
+            return
+        peer.next_probe = now
+        gap_goes_on = len(nack.ranges) == 1 and nack.ranges[0][1] >= IPXE_MAX_BLOCKS_PER_NACK
+        if not self._stream_active and (new_peer or gap_goes_on):
+            self._start_stream(ranges[0][0], now)
+        lost = considered = 0
+        for first, count in ranges:
+            for block in range(first, first + count):
+                if self._stream_active and block >= self._cursor:
+                    break
+                if solicited:
+                    if self._last_sent_seq[block] > peer.ping_seq:
+                        continue  # sent after our ping: still on its way
+                    considered += 1
+                    if self._last_sent_seq[block] > peer.prev_ping_seq:
+                        lost += 1
+                elif now - self._last_sent_time[block] < self.config.in_flight_holdoff:
+                    continue
+                if not self._queued[block]:
+                    self._queued[block] = 1
+                    self._repair.append(block)
+        if solicited:
+            sent_between = peer.ping_seq - peer.prev_ping_seq
+            if sent_between > 0:
+                self._observe_loss(lost / sent_between, now)
+        self._maybe_jump_ahead()
+
+    # ------------------------------------------------------------------ streaming and pacing
+
+    def _start_stream(self, first: int, now: float) -> None:
+        if first >= self.num_blocks:
+            return
+        self._cursor = first
+        self._stream_active = True
+        self.stats.passes += 1
+        self._idle_reported = False
+        self._emit("pass_start", block=first)
+
+    def _maybe_jump_ahead(self) -> None:
+        """Skip stream blocks every known client already holds (a late joiner's second pass)."""
+        if not self._stream_active or not self.peers:
+            return
+        lowest = min(peer.first_gap for peer in self.peers.values())
+        if lowest > self._cursor:
+            self._cursor = lowest
+            if self._cursor >= self.num_blocks:
+                self._end_stream()
+
+    def _end_stream(self) -> None:
+        self._stream_active = False
+        self._cursor = self.num_blocks
+        self._emit("pass_end", blocks_sent=self.stats.data_sent)
+
+    def _observe_loss(self, ratio: float, now: float) -> None:
+        self._loss_ewma = 0.7 * self._loss_ewma + 0.3 * ratio
+        cfg = self.config
+        if self._loss_ewma > cfg.loss_backoff_threshold and now - self._last_rate_change > 0.1:
+            self._change_rate(max(cfg.min_rate, self.rate * 0.7), now)
+        elif self._loss_ewma < cfg.loss_growth_threshold and now - self._last_rate_change > 0.05:
+            self._change_rate(min(cfg.max_rate, self.rate * 1.25), now)
+
+    def _change_rate(self, rate: float, now: float) -> None:
+        if abs(rate - self.rate) >= 1:
+            self._emit("rate", rate=round(rate, 1), loss=round(self._loss_ewma, 4))
+        self.rate = rate
+        self._last_rate_change = now
+
+    def _has_data_work(self) -> bool:
+        return bool(self._repair) or self._stream_active
+
+    def _next_block(self) -> int | None:
+        while self._repair:
+            block = self._repair.popleft()
+            self._queued[block] = 0
+            if block < self.num_blocks:
+                self.stats.repairs += 1
+                return block
+        if self._stream_active:
+            block = self._cursor
+            self._cursor += 1
+            if self._cursor >= self.num_blocks:
+                self._end_stream()
+            return block
+        return None
+
+    def _refill(self, now: float) -> None:
+        if now > self._refilled:
+            self._tokens = min(float(self.config.burst), self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = max(self._refilled, now)
+
+    # ------------------------------------------------------------------ pings and client list
+
+    def _set_master(self, addr: Address | None) -> None:
+        if addr != self.master:
+            self.master = addr
+            self._emit("master", client=_fmt(addr) if addr else None)
+
+    def _ping(self, peer: Peer, now: float) -> None:
+        if peer.ping_sent is None:
+            peer.prev_ping_seq = peer.ping_seq
+        peer.ping_sent = now
+        peer.ping_seq = self._seq
+        self.stats.pings_sent += 1
+        self._unicast.append((encode_ping(self.header), peer.address))
+
+    def _drop(self, addr: Address, reason: str, now: float) -> None:
+        peer = self.peers.pop(addr)
+        seconds = round(now - peer.joined, 3)
+        self._emit("client_left", client=_fmt(addr), reason=reason, nacks=peer.nacks, seconds=seconds)
+        if addr == self.master:
+            self._set_master(next(iter(self.peers), None))
+        self._maybe_jump_ahead()
+
+    def _check_pings(self, now: float) -> None:
+        for peer in list(self.peers.values()):
+            if peer.ping_sent is not None and now - peer.ping_sent >= self.config.ping_timeout:
+                peer.ping_sent = None
+                peer.missed_pings += 1
+                if peer.missed_pings >= self.config.missed_pings_to_drop:
+                    self._drop(peer.address, "silent", now)
+
+    def _probe_quiet_clients(self, now: float) -> None:
+        """Stream over and nothing to repair: ask a few clients at once what they lack."""
+        if self.master is not None and self.master not in self.peers:
+            self._set_master(next(iter(self.peers), None))
+        asked = 0
+        for peer in self.peers.values():
+            if asked >= self.config.probe_parallel:
+                break
+            if peer.ping_sent is not None:
+                asked += 1
+            elif now >= peer.next_probe:
+                self._ping(peer, now)
+                asked += 1
+
+    # ------------------------------------------------------------------ sans-I/O interface
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        self._check_pings(now)
+        out: list[tuple[bytes, Address]] = []
+        self._refill(now)
+        master = self.peers.get(self.master) if self.master else None
+        while self._tokens >= 1.0 and self._has_data_work():
+            block = self._next_block()
+            if block is None:
+                break
+            self._tokens -= 1.0
+            self._seq += 1
+            self._last_sent_seq[block] = self._seq
+            self._last_sent_time[block] = now
+            offset = block * self.config.block_size
+            payload = memoryview(self.content.data)[offset : offset + self.config.block_size]
+            out.append((encode_data(self.header_bytes, block, payload), self.group))
+            self.stats.data_sent += 1
+            self.stats.data_bytes += len(payload)
+            if (
+                master is not None
+                and master.ping_sent is None
+                and self._seq - master.ping_seq >= self.config.ping_every
+            ):
+                self._ping(master, now)
+                out.extend(self._unicast)
+                self._unicast.clear()
+        if not self._has_data_work():
+            self._probe_quiet_clients(now)
+            if not self.peers and not self._idle_reported:
+                self._idle_reported = True
+                self._emit("idle", **self.stats.as_dict())
+        out.extend(self._unicast)
+        self._unicast.clear()
+        return out
+
+    def get_timer(self) -> float | None:
+        deadlines: list[float] = []
+        if self._has_data_work():
+            deadlines.append(self._refilled + max(0.0, 1.0 - self._tokens) / self.rate)
+        else:
+            deadlines.extend(p.next_probe for p in self.peers.values() if p.ping_sent is None)
+        deadlines.extend(p.ping_sent + self.config.ping_timeout for p in self.peers.values() if p.ping_sent)
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        self._check_pings(now)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def _emit(self, name: str, **fields: Any) -> None:
+        self._events.append(Event(name, fields))
+
+
+def _fmt(addr: Address) -> str:
+    return f"{addr[0]}:{addr[1]}"
