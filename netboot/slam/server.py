@@ -76,9 +76,13 @@ class ServerConfig:
     min_rate: float = 100.0
     burst: int = 16
     ping_every: int = 64
-    ping_timeout: float = 0.2
+    #: A ping is given up after 3 round-trip times, within these bounds...
+    min_ping_timeout: float = 0.01
+    max_ping_timeout: float = 0.2
+    #: ...and a client that misses this many in a row, for at least ``silence``, is dropped.
     missed_pings_to_drop: int = 3
-    probe_parallel: int = 8
+    silence: float = 0.6
+    probe_parallel: int = 32
     #: A client whose NACK asked for nothing we can send is pinged again only after this.
     idle_probe_interval: float = 0.5
     #: Unsolicited NACKs: blocks sent this recently are assumed to be still in flight.
@@ -110,6 +114,8 @@ class Peer:
     joined: float
     first_gap: int = 0
     ping_sent: float | None = None
+    last_heard: float = 0.0
+    srtt: float = 0.05
     ping_seq: int = 0
     prev_ping_seq: int = 0
     missed_pings: int = 0
@@ -152,6 +158,7 @@ class SlamServer:
         self._loss_ewma = 0.0
         self._last_rate_change = now
         self._idle_reported = True
+        self._probe_wakeup: float | None = None
         self._set_content(content, now)
 
     # ------------------------------------------------------------------ content
@@ -205,12 +212,11 @@ class SlamServer:
 
     def _on_nack(self, addr: Address, nack: Nack, now: float) -> None:
         peer = self.peers.get(addr)
-        new_peer = peer is None
         if peer is None:
             if len(self.peers) >= self.config.max_clients:
                 self._emit("client_refused", client=_fmt(addr), reason="client list full")
                 return
-            peer = Peer(addr, joined=now)
+            peer = Peer(addr, joined=now, last_heard=now)
             self.peers[addr] = peer
             self._emit("client_joined", client=_fmt(addr))
         # mini-slamd's push_client: the latest NACKer goes to the head of the list.
@@ -219,7 +225,10 @@ class SlamServer:
             self._set_master(addr)
         peer.nacks += 1
         solicited = peer.ping_sent is not None
+        if peer.ping_sent is not None:
+            peer.srtt = 0.75 * peer.srtt + 0.25 * (now - peer.ping_sent)
         peer.ping_sent = None
+        peer.last_heard = now
         peer.missed_pings = 0
         ranges = nack.clamped(self.num_blocks)
         peer.first_gap = ranges[0][0] if ranges else self.num_blocks
@@ -227,8 +236,13 @@ class SlamServer:
             peer.next_probe = now + self.config.idle_probe_interval
             return
         peer.next_probe = now
+        # An iPXE NACK capped at 4 blocks means "the gap goes on": stream from there.  Any
+        # other NACK names its whole gap and gets just those blocks.  A fresh iPXE client
+        # asks for block 0 only ("20 21 00", it knows nothing yet); it gets block 0 and a
+        # ping, and its answer (1, 4) then starts the stream, while a client that lacked
+        # only block 0 is simply done.
         gap_goes_on = len(nack.ranges) == 1 and nack.ranges[0][1] >= IPXE_MAX_BLOCKS_PER_NACK
-        if not self._stream_active and (new_peer or gap_goes_on):
+        if not self._stream_active and gap_goes_on:
             self._start_stream(ranges[0][0], now)
         lost = considered = 0
         for first, count in ranges:
@@ -340,17 +354,22 @@ class SlamServer:
 
     def _check_pings(self, now: float) -> None:
         for peer in list(self.peers.values()):
-            if peer.ping_sent is not None and now - peer.ping_sent >= self.config.ping_timeout:
+            if peer.ping_sent is not None and now >= peer.ping_sent + self._ping_timeout(peer):
                 peer.ping_sent = None
                 peer.missed_pings += 1
-                if peer.missed_pings >= self.config.missed_pings_to_drop:
+                silent_for = now - peer.last_heard
+                if peer.missed_pings >= self.config.missed_pings_to_drop and silent_for >= self.config.silence:
                     self._drop(peer.address, "silent", now)
+
+    def _ping_timeout(self, peer: Peer) -> float:
+        return min(self.config.max_ping_timeout, max(self.config.min_ping_timeout, 3 * peer.srtt))
 
     def _probe_quiet_clients(self, now: float) -> None:
         """Stream over and nothing to repair: ask a few clients at once what they lack."""
         if self.master is not None and self.master not in self.peers:
             self._set_master(next(iter(self.peers), None))
         asked = 0
+        self._probe_wakeup = None
         for peer in self.peers.values():
             if asked >= self.config.probe_parallel:
                 break
@@ -359,6 +378,8 @@ class SlamServer:
             elif now >= peer.next_probe:
                 self._ping(peer, now)
                 asked += 1
+            elif self._probe_wakeup is None or peer.next_probe < self._probe_wakeup:
+                self._probe_wakeup = peer.next_probe
 
     # ------------------------------------------------------------------ sans-I/O interface
 
@@ -367,7 +388,7 @@ class SlamServer:
         out: list[tuple[bytes, Address]] = []
         self._refill(now)
         master = self.peers.get(self.master) if self.master else None
-        while self._tokens >= 1.0 and self._has_data_work():
+        while self._tokens > 1.0 - 1e-6 and self._has_data_work():
             block = self._next_block()
             if block is None:
                 break
@@ -401,9 +422,9 @@ class SlamServer:
         deadlines: list[float] = []
         if self._has_data_work():
             deadlines.append(self._refilled + max(0.0, 1.0 - self._tokens) / self.rate)
-        else:
-            deadlines.extend(p.next_probe for p in self.peers.values() if p.ping_sent is None)
-        deadlines.extend(p.ping_sent + self.config.ping_timeout for p in self.peers.values() if p.ping_sent)
+        elif self._probe_wakeup is not None:
+            deadlines.append(self._probe_wakeup)
+        deadlines.extend(p.ping_sent + self._ping_timeout(p) for p in self.peers.values() if p.ping_sent)
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
