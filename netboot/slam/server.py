@@ -357,8 +357,8 @@ class SlamServer:
             if peer.ping_sent is not None and now >= peer.ping_sent + self._ping_timeout(peer):
                 peer.ping_sent = None
                 peer.missed_pings += 1
-                silent_for = now - peer.last_heard
-                if peer.missed_pings >= self.config.missed_pings_to_drop and silent_for >= self.config.silence:
+                silent = now - peer.last_heard >= self.config.silence
+                if silent and peer.missed_pings >= self.config.missed_pings_to_drop:
                     self._drop(peer.address, "silent", now)
 
     def _ping_timeout(self, peer: Peer) -> float:

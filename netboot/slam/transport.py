@@ -13,6 +13,7 @@ import logging
 import socket
 import struct
 from dataclasses import dataclass
+from typing import cast
 
 from netboot.events import EventLog
 from netboot.slam.server import Address, ServerConfig, SlamServer
@@ -73,8 +74,7 @@ class SlamServerProtocol(asyncio.DatagramProtocol):
         self._poller = self._loop.call_later(POLL_INTERVAL, self._poll_file)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
         self.flush()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
