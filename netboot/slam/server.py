@@ -50,6 +50,9 @@ MAX_BLOCK_SIZE = MAX_DATAGRAM - MAX_OVERHEAD
 #: iPXE asks for at most this many blocks per NACK; a NACK this long means "the gap goes on".
 IPXE_MAX_BLOCKS_PER_NACK = 4
 
+#: The pacing rate is reconsidered this often (seconds).
+RATE_WINDOW = 0.1
+
 
 @dataclass(frozen=True)
 class Content:
@@ -114,6 +117,8 @@ class Peer:
     joined: float
     first_gap: int = 0
     ping_sent: float | None = None
+    #: A ping not answered yet, even if given up on: a late NACK still answers it.
+    awaiting: bool = False
     last_heard: float = 0.0
     srtt: float = 0.05
     ping_seq: int = 0
@@ -155,8 +160,12 @@ class SlamServer:
         self._events: deque[Event] = deque()
         self._unicast: list[tuple[bytes, Address]] = []
         self._seq = 0
-        self._loss_ewma = 0.0
-        self._last_rate_change = now
+        self._window_start = now
+        self._window_sent = 0
+        self._window_lost = 0
+        self._window_answers = 0
+        self._chase = False
+        self._congested = False
         self._idle_reported = True
         self._probe_wakeup: float | None = None
         self._set_content(content, now)
@@ -224,10 +233,11 @@ class SlamServer:
         if self.master is None:
             self._set_master(addr)
         peer.nacks += 1
-        solicited = peer.ping_sent is not None
+        solicited = peer.awaiting
         if peer.ping_sent is not None:
             peer.srtt = 0.75 * peer.srtt + 0.25 * (now - peer.ping_sent)
         peer.ping_sent = None
+        peer.awaiting = False
         peer.last_heard = now
         peer.missed_pings = 0
         ranges = nack.clamped(self.num_blocks)
@@ -244,7 +254,7 @@ class SlamServer:
         gap_goes_on = len(nack.ranges) == 1 and nack.ranges[0][1] >= IPXE_MAX_BLOCKS_PER_NACK
         if not self._stream_active and gap_goes_on:
             self._start_stream(ranges[0][0], now)
-        lost = considered = 0
+        new_losses = 0
         for first, count in ranges:
             for block in range(first, first + count):
                 if self._stream_active and block >= self._cursor:
@@ -252,18 +262,26 @@ class SlamServer:
                 if solicited:
                     if self._last_sent_seq[block] > peer.ping_seq:
                         continue  # sent after our ping: still on its way
-                    considered += 1
-                    if self._last_sent_seq[block] > peer.prev_ping_seq:
-                        lost += 1
                 elif now - self._last_sent_time[block] < self.config.in_flight_holdoff:
                     continue
                 if not self._queued[block]:
                     self._queued[block] = 1
                     self._repair.append(block)
-        if solicited:
-            sent_between = peer.ping_seq - peer.prev_ping_seq
-            if sent_between > 0:
-                self._observe_loss(lost / sent_between, now)
+                    if solicited and self._last_sent_seq[block] > 0:
+                        new_losses += 1
+        if solicited and addr == self.master:
+            # Random loss rarely takes 4 blocks in a row; an overflowing NIC or socket
+            # buffer does.  A run that long, all sent before our ping, means "slow down".
+            for first, count in ranges:
+                last = first + count - 1
+                if count >= IPXE_MAX_BLOCKS_PER_NACK and 0 < self._last_sent_seq[last] <= peer.ping_seq:
+                    self._congested = True
+        if solicited and addr == self.master:
+            self._window_answers += 1
+            # iPXE names at most 4 blocks per NACK: keep asking the master right after its
+            # repairs until it reports no new loss, so that the loss count is complete.
+            self._window_lost += new_losses
+            self._chase = new_losses > 0
         self._maybe_jump_ahead()
 
     # ------------------------------------------------------------------ streaming and pacing
@@ -292,19 +310,25 @@ class SlamServer:
         self._cursor = self.num_blocks
         self._emit("pass_end", blocks_sent=self.stats.data_sent)
 
-    def _observe_loss(self, ratio: float, now: float) -> None:
-        self._loss_ewma = 0.7 * self._loss_ewma + 0.3 * ratio
+    def _adapt_rate(self, now: float) -> None:
+        """Once per window: the master's share of lost blocks decides the pacing rate."""
+        if now - self._window_start < RATE_WINDOW:
+            return
+        sent, lost, answers = self._window_sent, self._window_lost, self._window_answers
+        self._window_start, self._window_sent, self._window_lost, self._window_answers = now, 0, 0, 0
+        congested, self._congested = self._congested, False
+        if sent < 16 or self.master is None:
+            return
+        loss = lost / sent
         cfg = self.config
-        if self._loss_ewma > cfg.loss_backoff_threshold and now - self._last_rate_change > 0.1:
-            self._change_rate(max(cfg.min_rate, self.rate * 0.7), now)
-        elif self._loss_ewma < cfg.loss_growth_threshold and now - self._last_rate_change > 0.05:
-            self._change_rate(min(cfg.max_rate, self.rate * 1.25), now)
-
-    def _change_rate(self, rate: float, now: float) -> None:
+        rate = self.rate
+        if congested or loss > cfg.loss_backoff_threshold:
+            rate = max(cfg.min_rate, rate * 0.7)
+        elif loss < cfg.loss_growth_threshold and answers:  # grow only on the master's word
+            rate = min(cfg.max_rate, rate * 1.25)
         if abs(rate - self.rate) >= 1:
-            self._emit("rate", rate=round(rate, 1), loss=round(self._loss_ewma, 4))
+            self._emit("rate", rate=round(rate, 1), loss=round(loss, 4))
         self.rate = rate
-        self._last_rate_change = now
 
     def _has_data_work(self) -> bool:
         return bool(self._repair) or self._stream_active
@@ -340,6 +364,7 @@ class SlamServer:
         if peer.ping_sent is None:
             peer.prev_ping_seq = peer.ping_seq
         peer.ping_sent = now
+        peer.awaiting = True
         peer.ping_seq = self._seq
         self.stats.pings_sent += 1
         self._unicast.append((encode_ping(self.header), peer.address))
@@ -385,6 +410,7 @@ class SlamServer:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         self._check_pings(now)
+        self._adapt_rate(now)
         out: list[tuple[bytes, Address]] = []
         self._refill(now)
         master = self.peers.get(self.master) if self.master else None
@@ -401,11 +427,11 @@ class SlamServer:
             out.append((encode_data(self.header_bytes, block, payload), self.group))
             self.stats.data_sent += 1
             self.stats.data_bytes += len(payload)
-            if (
-                master is not None
-                and master.ping_sent is None
-                and self._seq - master.ping_seq >= self.config.ping_every
-            ):
+            self._window_sent += 1
+            due = self._seq - master.ping_seq >= self.config.ping_every if master else False
+            chasing = self._chase and not self._repair
+            if master is not None and master.ping_sent is None and (due or chasing):
+                self._chase = False
                 self._ping(master, now)
                 out.extend(self._unicast)
                 self._unicast.clear()
