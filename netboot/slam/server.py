@@ -79,6 +79,8 @@ class ServerConfig:
     min_rate: float = 100.0
     burst: int = 16
     ping_every: int = 64
+    #: ...or at least this often (seconds), so that a dead master is noticed quickly.
+    master_ping_interval: float = 0.1
     #: A ping is given up after 3 round-trip times, within these bounds...
     min_ping_timeout: float = 0.01
     max_ping_timeout: float = 0.2
@@ -120,6 +122,7 @@ class Peer:
     #: A ping not answered yet, even if given up on: a late NACK still answers it.
     awaiting: bool = False
     last_heard: float = 0.0
+    last_ping: float = 0.0
     srtt: float = 0.05
     ping_seq: int = 0
     prev_ping_seq: int = 0
@@ -364,6 +367,7 @@ class SlamServer:
         if peer.ping_sent is None:
             peer.prev_ping_seq = peer.ping_seq
         peer.ping_sent = now
+        peer.last_ping = now
         peer.awaiting = True
         peer.ping_seq = self._seq
         self.stats.pings_sent += 1
@@ -428,7 +432,10 @@ class SlamServer:
             self.stats.data_sent += 1
             self.stats.data_bytes += len(payload)
             self._window_sent += 1
-            due = self._seq - master.ping_seq >= self.config.ping_every if master else False
+            due = master is not None and (
+                self._seq - master.ping_seq >= self.config.ping_every
+                or now - master.last_ping >= self.config.master_ping_interval
+            )
             chasing = self._chase and not self._repair
             if master is not None and master.ping_sent is None and (due or chasing):
                 self._chase = False

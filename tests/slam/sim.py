@@ -68,7 +68,8 @@ class Sim:
                     if c is None or (addr == GROUP and c.deaf) or rng.random() < c.loss:
                         continue
                     seq += 1
-                    heapq.heappush(queue, (now + self.latency, seq, "mc" if addr == GROUP else "uc", c, data, SERVER))
+                    kind = "mc" if addr == GROUP else "uc"
+                    heapq.heappush(queue, (now + self.latency, seq, kind, c, data, SERVER))
             for c in self.clients:
                 if c.core is not None and c.core.has_output and (c.dies_at is None or now < c.dies_at):
                     for data, _ in c.core.datagrams_to_send(now):
