@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import urllib.parse
 
 from netboot.clients.slam_client import VARIANTS
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1, help="number of clients in this process (default 1)")
     p.add_argument("--stagger", type=float, default=0.0, help="seconds between client starts")
     p.add_argument("--delay", type=float, default=0.0, help="seconds before the first client starts")
+    p.add_argument("--start-at", type=float, help="wall-clock time (Unix seconds) the first client starts at")
     p.add_argument("--loss", type=float, default=0.0, help="drop this fraction of received datagrams")
     p.add_argument("--deaf", type=int, default=0, metavar="N", help="the first N clients hear no group data")
     p.add_argument("--variant", choices=VARIANTS, default="ipxe", help="NACK style (default ipxe)")
@@ -73,9 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if warning:
         print(f"netboot-slam-fetch: note: {warning}", file=sys.stderr)
+    delay = args.delay
+    if args.start_at is not None:
+        delay += max(0.0, args.start_at - time.time())
     specs = [
         ClientSpec(
-            start_delay=args.delay + i * args.stagger,
+            start_delay=delay + i * args.stagger,
             loss=args.loss,
             deaf=i < args.deaf,
             variant=args.variant,

@@ -1,0 +1,174 @@
+"""pyslamd with iPXE-faithful SLAM clients over real sockets in a test-made namespace.
+
+Each test runs the server and one or more client processes (many clients share one
+asyncio loop per process) on a veth segment, and checks every client's bytes.
+Budget: about 1 minute for the whole module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.netns import Namespace, kill_group
+from tests.slam.session import SERVER_IP, SlamSession, sha256
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def session(netns: Namespace, tmp_path: Path) -> Iterator[SlamSession]:
+    s = SlamSession(netns, tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _file(tmp_path: Path, size: int, name: str = "boot.img") -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, data
+
+
+def _assert_all_got(results: list[dict[str, object]], data: bytes, count: int) -> None:
+    assert len(results) == count
+    bad = [r for r in results if r["outcome"] != "ok" or r["sha256"] != sha256(data)]
+    assert not bad, f"{len(bad)} of {count} clients failed: {bad[:3]}"
+
+
+@pytest.mark.parametrize("count", [1, 3, 20])
+def test_all_at_once(session: SlamSession, tmp_path: Path, count: int) -> None:
+    path, data = _file(tmp_path, MIB)
+    session.start_server(path)
+    _assert_all_got(session.results(session.start_clients(count)), data, count)
+
+
+@pytest.mark.parametrize("count", [3, 20])
+def test_staggered(session: SlamSession, tmp_path: Path, count: int) -> None:
+    path, data = _file(tmp_path, MIB)
+    session.start_server(path, "--rate", "2M")
+    _assert_all_got(session.results(session.start_clients(count, "--stagger", str(1.5 / count))), data, count)
+
+
+@pytest.mark.parametrize("count", [1, 3, 20])
+def test_five_percent_loss(session: SlamSession, tmp_path: Path, count: int) -> None:
+    path, data = _file(tmp_path, MIB)
+    session.start_server(path)
+    results = session.results(session.start_clients(count, "--loss", "0.05", "--seed", str(count)))
+    _assert_all_got(results, data, count)
+
+
+def test_late_joiner(session: SlamSession, tmp_path: Path) -> None:
+    path, data = _file(tmp_path, 2 * MIB)
+    session.start_server(path, "--rate", "1M")  # the pass takes about 2 s
+    early = session.start_clients(3)
+    time.sleep(2.0)  # the stream started about 1 s after the clients
+    late = session.start_clients(1)
+    _assert_all_got(session.results(early), data, 3)
+    [result] = session.results(late)
+    _assert_all_got([result], data, 1)
+    assert session.events("pass_start"), "the late joiner should have been served by a stream"
+
+
+@pytest.mark.parametrize("count", [3, 20])
+def test_master_killed(session: SlamSession, tmp_path: Path, count: int) -> None:
+    path, data = _file(tmp_path, 2 * MIB)
+    session.start_server(path, "--rate", "1M")
+    start_at = str(time.time() + 1.0)
+    victim = session.start_clients(1, "--start-at", start_at)
+    others = session.start_clients(count, "--start-at", start_at)
+    # Everyone NACKs about 2 s from now; the first NACKer becomes master.
+    deadline = time.monotonic() + 10
+    while not session.events("master") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    kill_group(victim)
+    killed_at = time.time()
+    results = session.results(others)
+    _assert_all_got(results, data, count)
+    survivors = {f"{SERVER_IP}:{r['local_port']}" for r in results}
+    joined = {e["client"] for e in session.events("client_joined")}
+    # The victim started with the others, so it NACKed; it must be dropped as silent
+    # within a second, and replaced if it was the master.
+    [victim_addr] = joined - survivors
+    [left] = [e for e in session.events("client_left") if e["client"] == victim_addr]
+    assert left["reason"] == "silent" and left["ts"] - killed_at < 1.0
+    masters = session.events("master")
+    if masters[0]["client"] == victim_addr:
+        after = [e for e in masters if e["ts"] >= killed_at]
+        assert after and after[0]["ts"] - killed_at < 1.0
+        assert after[0]["client"] != victim_addr
+
+
+def test_empty_file_does_not_wedge_the_server(session: SlamSession, tmp_path: Path) -> None:
+    path, _ = _file(tmp_path, 0)
+    session.start_server(path)
+    # iPXE itself cannot finish a 0-byte SLAM file; --complete-empty stops when the header says 0.
+    results = session.results(session.start_clients(3, "--complete-empty"))
+    _assert_all_got(results, b"", 3)
+    data = os.urandom(5000)
+    tmp = tmp_path / "next"
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    time.sleep(0.5)
+    _assert_all_got(session.results(session.start_clients(3)), data, 3)
+    assert session.events("transaction")[-1]["bytes"] == 5000
+
+
+def test_one_byte_file(session: SlamSession, tmp_path: Path) -> None:
+    path, data = _file(tmp_path, 1)
+    session.start_server(path)
+    _assert_all_got(session.results(session.start_clients(3)), data, 3)
+
+
+def test_file_changes_during_the_transfer(session: SlamSession, tmp_path: Path) -> None:
+    path, old = _file(tmp_path, 2 * MIB)
+    session.start_server(path, "--rate", "1M")
+    clients = session.start_clients(3)
+    time.sleep(1.8)  # about 0.6 s into the transfer
+    new = os.urandom(MIB + 123)
+    tmp = tmp_path / "replacement"
+    tmp.write_bytes(new)
+    os.replace(tmp, path)
+    results = session.results(clients)
+    _assert_all_got(results, new, 3)
+    assert all(int(str(r["resets"])) >= 2 for r in results)
+    transactions = session.events("transaction")
+    assert len(transactions) == 2 and transactions[0]["session"] != transactions[1]["session"]
+
+
+HOSTILE = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+junk = [b"", b"\\x20\\x21", b"\\xe0", b"\\x20\\x21\\x00\\x00", b"\\xff" * 40, b"\\x21\\x61\\x86", b"\\x5f"]
+end = time.time() + float(sys.argv[1])
+n = 0
+while time.time() < end:
+    s.sendto(junk[n % len(junk)], ("192.0.2.1", 10000))
+    n += 1
+    time.sleep(0.002)
+print(n)
+"""
+
+
+def test_malformed_nacks_from_a_hostile_sender(session: SlamSession, tmp_path: Path) -> None:
+    path, data = _file(tmp_path, MIB)
+    session.start_server(path)
+    hostile = session.ns.popen([sys.executable, "-c", HOSTILE, "4"], stdout=-1)
+    session.procs.append(hostile)
+    results = session.results(session.start_clients(20, "--delay", "0.5"))
+    _assert_all_got(results, data, 20)
+    sent = int(hostile.communicate(timeout=30)[0])
+    malformed = session.events("malformed")
+    assert len(malformed) >= sent * 0.9 and all(e["reason"] for e in malformed)
+    hostile_addrs = {e["client"] for e in malformed}
+    assert not hostile_addrs & {e["client"] for e in session.events("client_joined")}
