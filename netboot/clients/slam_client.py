@@ -93,9 +93,8 @@ class SlamClient:
     def _pull_header(self, data: bytes, now: float) -> int:
         """Strip the header; a header unlike the cached one resets the transfer."""
         t = self.t
-        hlen = len(t.header)
-        if hlen <= len(data) and data[:hlen] == t.header:
-            return hlen
+        if data.startswith(t.header):
+            return len(t.header)
         offset = skip_int(data, 0)
         total, offset = decode_int(data, offset, self.max_value_length)
         block_size, offset = decode_int(data, offset, self.max_value_length)
@@ -228,8 +227,10 @@ class SlamClient:
         return out
 
     def get_timer(self) -> float | None:
-        deadlines = [d for d in (self.master_timer.deadline(), self.slave_timer.deadline()) if d is not None]
-        return min(deadlines) if deadlines else None
+        master, slave = self.master_timer.deadline(), self.slave_timer.deadline()
+        if master is None:
+            return slave
+        return master if slave is None or master < slave else slave
 
     def handle_timer(self, now: float) -> None:
         if self.outcome is None and self.master_timer.due(now):

@@ -93,6 +93,8 @@ class ServerConfig:
     #: Unsolicited NACKs: blocks sent this recently are assumed to be still in flight.
     in_flight_holdoff: float = 0.05
     max_clients: int = 4096
+    #: The master's ping round trip this far above its best means data is queueing up.
+    queue_delay_limit: float = 0.25
     loss_backoff_threshold: float = 0.15
     loss_growth_threshold: float = 0.08
 
@@ -123,6 +125,7 @@ class Peer:
     awaiting: bool = False
     last_heard: float = 0.0
     last_ping: float = 0.0
+    awaiting_since: float = 0.0
     srtt: float = 0.05
     ping_seq: int = 0
     prev_ping_seq: int = 0
@@ -169,6 +172,7 @@ class SlamServer:
         self._window_answers = 0
         self._chase = False
         self._congested = False
+        self._min_rtt = float("inf")
         self._idle_reported = True
         self._probe_wakeup: float | None = None
         self._set_content(content, now)
@@ -237,8 +241,14 @@ class SlamServer:
             self._set_master(addr)
         peer.nacks += 1
         solicited = peer.awaiting
-        if peer.ping_sent is not None:
-            peer.srtt = 0.75 * peer.srtt + 0.25 * (now - peer.ping_sent)
+        if solicited:
+            rtt = now - peer.last_ping
+            peer.srtt = 0.75 * peer.srtt + 0.25 * rtt
+            if addr == self.master:
+                # Queueing delay: a receiver that falls behind answers ever later.
+                self._min_rtt = min(self._min_rtt, rtt)
+                if rtt > max(4 * self._min_rtt, self._min_rtt + self.config.queue_delay_limit):
+                    self._congested = True
         peer.ping_sent = None
         peer.awaiting = False
         peer.last_heard = now
@@ -320,6 +330,14 @@ class SlamServer:
         sent, lost, answers = self._window_sent, self._window_lost, self._window_answers
         self._window_start, self._window_sent, self._window_lost, self._window_answers = now, 0, 0, 0
         congested, self._congested = self._congested, False
+        master = self.peers.get(self.master) if self.master else None
+        if (
+            master is not None
+            and self._stream_active
+            and master.awaiting
+            and now - master.awaiting_since > self.config.queue_delay_limit
+        ):
+            congested = True  # the master is too busy (or dead) to answer
         if sent < 16 or self.master is None:
             return
         loss = lost / sent
@@ -361,6 +379,7 @@ class SlamServer:
     def _set_master(self, addr: Address | None) -> None:
         if addr != self.master:
             self.master = addr
+            self._min_rtt = float("inf")
             self._emit("master", client=_fmt(addr) if addr else None)
 
     def _ping(self, peer: Peer, now: float) -> None:
@@ -368,6 +387,8 @@ class SlamServer:
             peer.prev_ping_seq = peer.ping_seq
         peer.ping_sent = now
         peer.last_ping = now
+        if not peer.awaiting:
+            peer.awaiting_since = now
         peer.awaiting = True
         peer.ping_seq = self._seq
         self.stats.pings_sent += 1
