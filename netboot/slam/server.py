@@ -160,7 +160,9 @@ class SlamServer:
         self.stats = Stats()
         self.peers: OrderedDict[Address, Peer] = OrderedDict()
         self.master: Address | None = None
-        self.rate = min(self.config.max_rate, max(self.config.min_rate, self.config.max_rate / 4))
+        # Start at half the ceiling: fast on a good LAN, and the first master answers
+        # come within a few milliseconds if it is too much.
+        self.rate = min(self.config.max_rate, max(self.config.min_rate, self.config.max_rate / 2))
         self._tokens = float(self.config.burst)
         self._refilled = now
         self._events: deque[Event] = deque()

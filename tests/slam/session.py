@@ -27,12 +27,14 @@ def sha256(data: bytes) -> str:
 
 
 class SlamSession:
-    def __init__(self, ns: Namespace, workdir: Path) -> None:
+    def __init__(self, ns: Namespace, workdir: Path, make_segment: bool = True) -> None:
         self.ns = ns
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.events_path = workdir / "events.jsonl"
         self.procs: list[subprocess.Popen[bytes]] = []
-        make_veth_segment(ns)
+        if make_segment:
+            make_veth_segment(ns)
 
     def start_server(self, path: Path, *extra: str) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "netboot.slam.cli", str(path), "--bind-address", SERVER_IP,
