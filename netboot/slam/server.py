@@ -204,11 +204,12 @@ class SlamServer:
         """The file changed: new header, everyone starts over from block 0."""
         if content.transaction == self.content.transaction:
             raise ValueError("a changed file needs a new transaction id")
+        was_streaming = self._stream_active
         self._set_content(content, now)
         for peer in self.peers.values():
             peer.first_gap = 0
             peer.next_probe = now
-        if self.peers:
+        if self.peers or was_streaming:  # silent listeners of a stream need the new file too
             self._start_stream(0, now)
 
     # ------------------------------------------------------------------ input
