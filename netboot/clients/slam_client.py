@@ -119,9 +119,9 @@ class SlamClient:
         """A datagram on the group socket (``slam_mc_socket_deliver``)."""
         if self.outcome is not None:
             return
-        self.master_timer.stop(now)
-        self.slave_timer.stop(now)
-        self.slave_timer.start_fixed(now, SLAVE_TIMEOUT)
+        now_ticks = int(now * TICKS_PER_SEC)
+        self.master_timer.stop_at(now_ticks)
+        self.slave_timer.restart_fixed_at(now_ticks, SLAVE_TIMEOUT)
         try:
             offset = self._pull_header(data, now)
             if self.outcome is not None:

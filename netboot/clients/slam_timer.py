@@ -41,10 +41,23 @@ class RetryTimer:
         self.start(now)
         self.timeout = timeout
 
+    def restart_fixed_at(self, now_ticks: int, timeout: int) -> None:
+        """``stop`` then ``start_fixed`` in one step (the per-datagram path): stop's RTT
+        update is overwritten by the fixed timeout, so only its ``count`` effect stays."""
+        if self.running and self.count:
+            self.count -= 1
+        self.running = True
+        self.start_tick = now_ticks
+        self.timeout = timeout
+
     def stop(self, now: float) -> None:
+        if self.running:
+            self.stop_at(ticks(now))
+
+    def stop_at(self, now_ticks: int) -> None:
         if not self.running:
             return
-        runtime = ticks(now) - self.start_tick
+        runtime = now_ticks - self.start_tick
         self.running = False
         if self.count:
             self.count -= 1
