@@ -170,3 +170,19 @@ def test_malformed_nacks_from_a_hostile_sender(session: SlamSession, tmp_path: P
     assert len(malformed) >= sent * 0.9 and all(e["reason"] for e in malformed)
     hostile_addrs = {e["client"] for e in malformed}
     assert not hostile_addrs & {e["client"] for e in session.events("client_joined")}
+
+
+def test_interface_option_custom_ports_and_group_port_uri(session: SlamSession, tmp_path: Path) -> None:
+    """One server per file: its own NACK port and group port, the egress chosen by
+    interface name, and the URI form current iPXE accepts (``/:port``, default group)."""
+    path, data = _file(tmp_path, 300_000)
+    session.start_server(path, "--port", "10001", "--mcast-port", "10002", "--interface", "lab0")
+    clients = session.ns.popen(
+        [sys.executable, "-m", "netboot.clients.slam_cli", f"x-slam://{SERVER_IP}:10001/:10002",
+         "--count", "3", "--json", "--timeout", "60"],
+        stdout=-1, stderr=-1,
+    )
+    session.procs.append(clients)
+    _assert_all_got(session.results(clients), data, 3)
+    [listening] = session.events("listening")
+    assert listening["port"] == 10001 and listening["group"] == "239.255.1.1:10002"
