@@ -67,6 +67,13 @@ def test_five_percent_loss(session: SlamSession, tmp_path: Path, count: int) -> 
     _assert_all_got(results, data, count)
 
 
+def test_etherboot_style_clients_with_loss(session: SlamSession, tmp_path: Path) -> None:
+    path, data = _file(tmp_path, MIB)
+    session.start_server(path)
+    results = session.results(session.start_clients(3, "--variant", "etherboot", "--loss", "0.05"))
+    _assert_all_got(results, data, 3)
+
+
 def test_late_joiner(session: SlamSession, tmp_path: Path) -> None:
     path, data = _file(tmp_path, 2 * MIB)
     session.start_server(path, "--rate", "1M")  # the pass takes about 2 s
@@ -101,10 +108,12 @@ def test_master_killed(session: SlamSession, tmp_path: Path, count: int) -> None
     _assert_all_got(results, data, count)
     survivors = {f"{SERVER_IP}:{r['local_port']}" for r in results}
     assert first_master["client"] not in survivors
+    # Within a second by design (3 missed pings, 0.6 s of silence; exact in virtual time in
+    # test_sim_sessions.py); half a second more here for a busy CI host.
     [left] = [e for e in session.events("client_left") if e["client"] == first_master["client"]]
-    assert left["reason"] == "silent" and left["ts"] - killed_at < 1.0
+    assert left["reason"] == "silent" and left["ts"] - killed_at < 1.5
     later = [e for e in session.events("master") if e["ts"] >= killed_at]
-    assert later and later[0]["client"] != first_master["client"] and later[0]["ts"] - killed_at < 1.0
+    assert later and later[0]["client"] != first_master["client"] and later[0]["ts"] - killed_at < 1.5
 
 
 def test_empty_file_does_not_wedge_the_server(session: SlamSession, tmp_path: Path) -> None:
