@@ -53,6 +53,9 @@ IPXE_MAX_BLOCKS_PER_NACK = 4
 #: The pacing rate is reconsidered this often (seconds).
 RATE_WINDOW = 0.1
 
+#: Only blocks sent this recently count as loss at the current rate.
+LOSS_HORIZON = 0.5
+
 
 @dataclass(frozen=True)
 class Content:
@@ -174,6 +177,7 @@ class SlamServer:
         self._window_answers = 0
         self._chase = False
         self._congested = False
+        self._last_back_off = -1e9
         self._min_rtt = float("inf")
         self._idle_reported = True
         self._probe_wakeup: float | None = None
@@ -283,15 +287,17 @@ class SlamServer:
                 if not self._queued[block]:
                     self._queued[block] = 1
                     self._repair.append(block)
-                    if solicited and self._last_sent_seq[block] > 0:
-                        new_losses += 1
+                    fresh = now - self._last_sent_time[block] < LOSS_HORIZON
+                    if solicited and self._last_sent_seq[block] > 0 and fresh:
+                        new_losses += 1  # lost at the current rate, not an old gap found late
         if solicited and addr == self.master:
             # Random loss rarely takes 4 blocks in a row; an overflowing NIC or socket
             # buffer does.  A run that long, all sent before our ping, means "slow down".
             for first, count in ranges:
                 last = first + count - 1
                 if count >= IPXE_MAX_BLOCKS_PER_NACK and 0 < self._last_sent_seq[last] <= peer.ping_seq:
-                    self._congested = True
+                    if now - self._last_sent_time[last] < LOSS_HORIZON:
+                        self._back_off(now, 0.5)
         if solicited and addr == self.master:
             self._window_answers += 1
             # iPXE names at most 4 blocks per NACK: keep asking the master right after its
@@ -333,6 +339,7 @@ class SlamServer:
         sent, lost, answers = self._window_sent, self._window_lost, self._window_answers
         self._window_start, self._window_sent, self._window_lost, self._window_answers = now, 0, 0, 0
         congested, self._congested = self._congested, False
+        recently_cut = now - self._last_back_off < RATE_WINDOW
         master = self.peers.get(self.master) if self.master else None
         if (
             master is not None
@@ -345,13 +352,23 @@ class SlamServer:
             return
         loss = lost / sent
         cfg = self.config
-        rate = self.rate
+        if recently_cut:
+            return
         if congested or loss > cfg.loss_backoff_threshold:
-            rate = max(cfg.min_rate, rate * 0.7)
+            self._back_off(now, 0.7, loss)
         elif loss < cfg.loss_growth_threshold and answers:  # grow only on the master's word
-            rate = min(cfg.max_rate, rate * 1.25)
+            self._set_rate(min(cfg.max_rate, self.rate * 1.15), loss)
+
+    def _back_off(self, now: float, factor: float, loss: float | None = None) -> None:
+        """Cut the rate at once, at most every 50 ms (about one answer from the master)."""
+        if now - self._last_back_off < 0.05:
+            return
+        self._last_back_off = now
+        self._set_rate(max(self.config.min_rate, self.rate * factor), loss)
+
+    def _set_rate(self, rate: float, loss: float | None) -> None:
         if abs(rate - self.rate) >= 1:
-            self._emit("rate", rate=round(rate, 1), loss=round(loss, 4))
+            self._emit("rate", rate=round(rate, 1), loss=None if loss is None else round(loss, 4))
         self.rate = rate
 
     def _has_data_work(self) -> bool:
@@ -410,6 +427,8 @@ class SlamServer:
             if peer.ping_sent is not None and now >= peer.ping_sent + self._ping_timeout(peer):
                 peer.ping_sent = None
                 peer.missed_pings += 1
+                if peer.address == self.master and self._stream_active and peer.missed_pings <= 3:
+                    self._back_off(now, 0.7)  # a flooded NIC drops our pings too
                 silent = now - peer.last_heard >= self.config.silence
                 if silent and peer.missed_pings >= self.config.missed_pings_to_drop:
                     self._drop(peer.address, "silent", now)

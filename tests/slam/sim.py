@@ -26,6 +26,24 @@ class SimClient:
     variant: str = "ipxe"
     complete_empty: bool = False
     dies_at: float | None = None  # kill -9: stops hearing and sending
+    #: A slow NIC: at most this many datagrams per second, with a receive ring of ``ring``;
+    #: anything beyond is dropped, as an overflowing ring does.
+    capacity: float | None = None
+    ring: int = 32
+    _tokens: float = 32.0
+    _last: float = 0.0
+    dropped: int = 0
+
+    def accepts(self, now: float) -> bool:
+        if self.capacity is None:
+            return True
+        self._tokens = min(float(self.ring), self._tokens + (now - self._last) * self.capacity)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self.dropped += 1
+        return False
     core: SlamClient | None = None
     address: tuple[str, int] = ("0.0.0.0", 0)
 
@@ -109,7 +127,7 @@ class Sim:
                     server.receive_datagram(data, src, now)
                 else:
                     assert isinstance(target, SimClient)
-                    if alive(target):
+                    if alive(target) and target.accepts(now):
                         assert target.core is not None
                         if kind == "mc":
                             target.core.receive_multicast(data, now)

@@ -123,3 +123,24 @@ def test_deaf_client_does_not_hold_up_the_others() -> None:
         assert c.core is not None and c.core.outcome == "ok" and c.core.data() == data
     deaf = clients[0].core
     assert deaf is not None and deaf.outcome == "timeout"
+
+
+def test_pacing_backs_off_for_a_slow_nic() -> None:
+    """A NIC that takes 800 datagrams/s (ring of 32) against a 8600/s ceiling: the rate
+    must come down to about what it takes.  Without adaptation (min rate = ceiling) the
+    same transfer sends the file about 7 times; adapted, at most about twice."""
+    data = os.urandom(2000 * DEFAULT_BLOCK_SIZE)
+    sent = {}
+    for label, config in (
+        ("adaptive", ServerConfig(max_rate=8600.0)),
+        ("fixed", ServerConfig(max_rate=8600.0, min_rate=8600.0)),
+    ):
+        clients = [SimClient(start=0.0, capacity=800.0)]
+        sim = Sim(Content(1, data), clients, config)
+        server = sim.run(limit=120)
+        _all_ok(sim, data)
+        sent[label] = server.stats.data_bytes / len(data)
+        if label == "adaptive":
+            rates = [float(str(f["rate"])) for _, name, f in sim.log if name == "rate"]
+            assert min(rates) < 1000 and max(rates[-10:]) < 2000
+    assert sent["adaptive"] < 2.5 and sent["adaptive"] < sent["fixed"] / 2, sent
