@@ -26,9 +26,9 @@ def test_twenty_clients_with_five_percent_loss_all_get_the_bytes() -> None:
     assert max(c.core.finished_at or 99 for c in sim.clients if c.core) < 10
 
 
-def test_no_loss_sends_each_block_about_once() -> None:
+def test_no_loss_200_clients_get_each_block_about_once() -> None:
     data = os.urandom(SIZE)
-    sim = Sim(Content(1, data), [SimClient(start=0.001 * i) for i in range(50)])
+    sim = Sim(Content(1, data), [SimClient(start=0.001 * i) for i in range(200)])
     server = sim.run(limit=30)
     _all_ok(sim, data)
     assert server.stats.data_bytes <= 1.1 * len(data)
