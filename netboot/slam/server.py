@@ -13,8 +13,9 @@ transaction at any time, so this core keeps the group fed instead:
   ``ping_every`` blocks so that it NACKs at once, which reports loss while the
   stream runs; when the stream has ended, up to ``probe_parallel`` clients are
   pinged at a time so that their remaining gaps are found quickly;
-* the pacing rate backs off when solicited NACKs report loss of blocks sent since
-  the previous ping, and grows back otherwise, so a slow NIC is not flooded.
+* the pacing rate (``pacing.py``) backs off when the master's answers report fresh
+  loss, long loss runs or queueing, or when it stops answering, and grows back on
+  its answers otherwise, so a slow NIC is not flooded.
 
 Clients that do not answer ``missed_pings_to_drop`` pings in a row are dropped
 (the master is replaced within a second); a lone NUL removes a client at once.
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netboot.slam.ints import IPXE32_LIMIT
+from netboot.slam.pacing import Pacer
 from netboot.slam.packets import (
     DEFAULT_BLOCK_SIZE,
     MAX_DATAGRAM,
@@ -49,9 +51,6 @@ MAX_BLOCK_SIZE = MAX_DATAGRAM - MAX_OVERHEAD
 
 #: iPXE asks for at most this many blocks per NACK; a NACK this long means "the gap goes on".
 IPXE_MAX_BLOCKS_PER_NACK = 4
-
-#: The pacing rate is reconsidered this often (seconds).
-RATE_WINDOW = 0.1
 
 #: Only blocks sent this recently count as loss at the current rate.
 LOSS_HORIZON = 0.5
@@ -163,21 +162,14 @@ class SlamServer:
         self.stats = Stats()
         self.peers: OrderedDict[Address, Peer] = OrderedDict()
         self.master: Address | None = None
-        # Start at half the ceiling: fast on a good LAN, and the first master answers
-        # come within a few milliseconds if it is too much.
-        self.rate = min(self.config.max_rate, max(self.config.min_rate, self.config.max_rate / 2))
-        self._tokens = float(self.config.burst)
-        self._refilled = now
+        cfg = self.config
+        self.pacer = Pacer(
+            cfg.max_rate, cfg.min_rate, cfg.burst, now, cfg.loss_backoff_threshold, cfg.loss_growth_threshold
+        )
         self._events: deque[Event] = deque()
         self._unicast: list[tuple[bytes, Address]] = []
         self._seq = 0
-        self._window_start = now
-        self._window_sent = 0
-        self._window_lost = 0
-        self._window_answers = 0
         self._chase = False
-        self._congested = False
-        self._last_back_off = -1e9
         self._min_rtt = float("inf")
         self._idle_reported = True
         self._probe_wakeup: float | None = None
@@ -255,7 +247,7 @@ class SlamServer:
                 # Queueing delay: a receiver that falls behind answers ever later.
                 self._min_rtt = min(self._min_rtt, rtt)
                 if rtt > max(4 * self._min_rtt, self._min_rtt + self.config.queue_delay_limit):
-                    self._congested = True
+                    self.pacer.note_congestion()
         peer.ping_sent = None
         peer.awaiting = False
         peer.last_heard = now
@@ -297,12 +289,12 @@ class SlamServer:
                 last = first + count - 1
                 if count >= IPXE_MAX_BLOCKS_PER_NACK and 0 < self._last_sent_seq[last] <= peer.ping_seq:
                     if now - self._last_sent_time[last] < LOSS_HORIZON:
-                        self._back_off(now, 0.5)
+                        self.pacer.cut(now, 0.5)
+                        self._emit_rate_changes()
         if solicited and addr == self.master:
-            self._window_answers += 1
             # iPXE names at most 4 blocks per NACK: keep asking the master right after its
             # repairs until it reports no new loss, so that the loss count is complete.
-            self._window_lost += new_losses
+            self.pacer.note_answer(new_losses)
             self._chase = new_losses > 0
         self._maybe_jump_ahead()
 
@@ -333,43 +325,25 @@ class SlamServer:
         self._emit("pass_end", blocks_sent=self.stats.data_sent)
 
     def _adapt_rate(self, now: float) -> None:
-        """Once per window: the master's share of lost blocks decides the pacing rate."""
-        if now - self._window_start < RATE_WINDOW:
-            return
-        sent, lost, answers = self._window_sent, self._window_lost, self._window_answers
-        self._window_start, self._window_sent, self._window_lost, self._window_answers = now, 0, 0, 0
-        congested, self._congested = self._congested, False
-        recently_cut = now - self._last_back_off < RATE_WINDOW
         master = self.peers.get(self.master) if self.master else None
-        if (
+        late = (
             master is not None
             and self._stream_active
             and master.awaiting
             and now - master.awaiting_since > self.config.queue_delay_limit
-        ):
-            congested = True  # the master is too busy (or dead) to answer
-        if sent < 16 or self.master is None:
-            return
-        loss = lost / sent
-        cfg = self.config
-        if recently_cut:
-            return
-        if congested or loss > cfg.loss_backoff_threshold:
-            self._back_off(now, 0.7, loss)
-        elif loss < cfg.loss_growth_threshold and answers:  # grow only on the master's word
-            self._set_rate(min(cfg.max_rate, self.rate * 1.15), loss)
+        )  # the master is too busy (or dead) to answer
+        self.pacer.end_window(now, master is not None, late)
+        self._emit_rate_changes()
 
-    def _back_off(self, now: float, factor: float, loss: float | None = None) -> None:
-        """Cut the rate at once, at most every 50 ms (about one answer from the master)."""
-        if now - self._last_back_off < 0.05:
-            return
-        self._last_back_off = now
-        self._set_rate(max(self.config.min_rate, self.rate * factor), loss)
+    def _emit_rate_changes(self) -> None:
+        for change in self.pacer.changes:
+            loss = None if change.loss is None else round(change.loss, 4)
+            self._emit("rate", rate=round(change.rate, 1), loss=loss)
+        self.pacer.changes.clear()
 
-    def _set_rate(self, rate: float, loss: float | None) -> None:
-        if abs(rate - self.rate) >= 1:
-            self._emit("rate", rate=round(rate, 1), loss=None if loss is None else round(loss, 4))
-        self.rate = rate
+    @property
+    def rate(self) -> float:
+        return self.pacer.rate
 
     def _has_data_work(self) -> bool:
         return bool(self._repair) or self._stream_active
@@ -388,11 +362,6 @@ class SlamServer:
                 self._end_stream()
             return block
         return None
-
-    def _refill(self, now: float) -> None:
-        if now > self._refilled:
-            self._tokens = min(float(self.config.burst), self._tokens + (now - self._refilled) * self.rate)
-        self._refilled = max(self._refilled, now)
 
     # ------------------------------------------------------------------ pings and client list
 
@@ -427,8 +396,10 @@ class SlamServer:
             if peer.ping_sent is not None and now >= peer.ping_sent + self._ping_timeout(peer):
                 peer.ping_sent = None
                 peer.missed_pings += 1
-                if peer.address == self.master and self._stream_active and peer.missed_pings <= 3:
-                    self._back_off(now, 0.7)  # a flooded NIC drops our pings too
+                # Two in a row: random loss rarely takes both, a flooded NIC does.
+                if peer.address == self.master and self._stream_active and 2 <= peer.missed_pings <= 4:
+                    self.pacer.cut(now, 0.7)  # a flooded NIC drops our pings too
+                    self._emit_rate_changes()
                 silent = now - peer.last_heard >= self.config.silence
                 if silent and peer.missed_pings >= self.config.missed_pings_to_drop:
                     self._drop(peer.address, "silent", now)
@@ -459,13 +430,13 @@ class SlamServer:
         self._check_pings(now)
         self._adapt_rate(now)
         out: list[tuple[bytes, Address]] = []
-        self._refill(now)
+        self.pacer.refill(now)
         master = self.peers.get(self.master) if self.master else None
-        while self._tokens > 1.0 - 1e-6 and self._has_data_work():
+        while self.pacer.may_send() and self._has_data_work():
             block = self._next_block()
             if block is None:
                 break
-            self._tokens -= 1.0
+            self.pacer.spend()
             self._seq += 1
             self._last_sent_seq[block] = self._seq
             self._last_sent_time[block] = now
@@ -474,7 +445,6 @@ class SlamServer:
             out.append((encode_data(self.header_bytes, block, payload), self.group))
             self.stats.data_sent += 1
             self.stats.data_bytes += len(payload)
-            self._window_sent += 1
             due = master is not None and (
                 self._seq - master.ping_seq >= self.config.ping_every
                 or now - master.last_ping >= self.config.master_ping_interval
@@ -497,7 +467,7 @@ class SlamServer:
     def get_timer(self) -> float | None:
         deadlines: list[float] = []
         if self._has_data_work():
-            deadlines.append(self._refilled + max(0.0, 1.0 - self._tokens) / self.rate)
+            deadlines.append(self.pacer.next_token_at())
         elif self._probe_wakeup is not None:
             deadlines.append(self._probe_wakeup)
         deadlines.extend(p.ping_sent + self._ping_timeout(p) for p in self.peers.values() if p.ping_sent)
