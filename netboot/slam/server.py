@@ -5,14 +5,18 @@ iPXE asked for and then waits for the next NACK, about 6 KB/s with a real ROM.
 iPXE, however, ignores blocks it already holds and accepts any block of the
 transaction at any time, so this core keeps the group fed instead:
 
-* a NACK from a client we do not know yet (or an iPXE NACK capped at 4 blocks,
-  meaning "the gap goes on") starts an in-order *stream* from its first gap to the
-  end of the file, paced by a token bucket;
-* reported gaps behind the stream are *repaired* first;
-* a *master* client (the head of the client list, as in mini-slamd) is pinged every
-  ``ping_every`` blocks so that it NACKs at once, which reports loss while the
-  stream runs; when the stream has ended, up to ``probe_parallel`` clients are
-  pinged at a time so that their remaining gaps are found quickly;
+* an iPXE NACK capped at 4 blocks ("the gap goes on") starts an in-order *stream*
+  from its first gap to the end of the file, paced by a token bucket; a fresh
+  client's ``20 21 00`` gets block 0 and a ping, and its answer ``(1, 4)`` starts it;
+* reported gaps behind the stream are *repaired* first; blocks sent after the ping
+  a NACK answers are still in flight and are not repeated;
+* a *master* client (the first NACKer still listed, as in mini-slamd) is pinged
+  every ``ping_every`` blocks and at least every ``master_ping_interval`` so that it
+  NACKs at once, which reports loss while the stream runs; when the stream has
+  ended, up to ``probe_parallel`` clients are pinged at a time so that their
+  remaining gaps are found quickly;
+* a stream skips blocks that every listed client already holds (a late joiner's
+  second pass);
 * the pacing rate (``pacing.py``) backs off when the master's answers report fresh
   loss, long loss runs or queueing, or when it stops answering, and grows back on
   its answers otherwise, so a slow NIC is not flooded.
@@ -130,7 +134,6 @@ class Peer:
     awaiting_since: float = 0.0
     srtt: float = 0.05
     ping_seq: int = 0
-    prev_ping_seq: int = 0
     missed_pings: int = 0
     next_probe: float = 0.0
     nacks: int = 0
@@ -372,8 +375,6 @@ class SlamServer:
             self._emit("master", client=_fmt(addr) if addr else None)
 
     def _ping(self, peer: Peer, now: float) -> None:
-        if peer.ping_sent is None:
-            peer.prev_ping_seq = peer.ping_seq
         peer.ping_sent = now
         peer.last_ping = now
         if not peer.awaiting:
