@@ -1,0 +1,109 @@
+"""A VM's serial console: always drained by a thread into console.log and a buffer.
+
+Why our own buffer and not pexpect's reader: the guest blocks on UART output if
+nobody reads it, so reading cannot depend on someone waiting for a pattern.  The
+thread reads everything; ``expect`` searches the (ANSI-stripped) buffer from a
+cursor, with success and failure patterns and a deadline, the way pexpect does.
+
+SeaBIOS forwards iPXE's screen to the serial line at 80 columns, so long lines wrap
+(``... -- http\\n://ipxe.org``): patterns must tolerate line breaks where text can wrap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1bc")
+
+
+def clean(raw: bytes) -> str:
+    """Console bytes as matchable text: no ANSI sequences, no carriage returns."""
+    return _ANSI.sub(b"", raw).replace(b"\r", b"").decode("utf-8", errors="replace")
+
+
+@dataclass
+class Match:
+    pattern: str
+    text: str
+    groups: dict[str, str]
+    failed: bool
+    at: float
+
+
+class ConsoleClosed(Exception):
+    """QEMU closed its console (it exited) before a pattern appeared."""
+
+
+class Console:
+    def __init__(self, stream: IO[bytes], log_path: Path) -> None:
+        self.log_path = log_path
+        self._stream = stream
+        self._raw = bytearray()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._cursor = 0
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed by the drain thread
+        self._thread = threading.Thread(target=self._drain, name=f"console:{log_path.parent.name}", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        fd = self._stream.fileno()
+        try:
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self._log.write(chunk)
+                self._log.flush()
+                with self._cond:
+                    self._raw += chunk
+                    self._cond.notify_all()
+        except OSError:
+            pass
+        finally:
+            self._log.close()
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            return clean(bytes(self._raw))
+
+    def tail(self, lines: int = 20) -> list[str]:
+        return [line for line in self.text.splitlines() if line.strip()][-lines:]
+
+    def expect(self, success: str, failures: Sequence[str], timeout: float) -> Match:
+        """Wait for ``success`` or any of ``failures`` after the cursor; advance the cursor.
+
+        Raises TimeoutError after ``timeout`` s and ConsoleClosed when QEMU is gone.
+        """
+        patterns = [(re.compile(success), False)] + [(re.compile(f), True) for f in failures]
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                text = clean(bytes(self._raw))
+                hits = [(m, failed) for rx, failed in patterns if (m := rx.search(text, self._cursor))]
+                if hits:
+                    m, failed = min(hits, key=lambda h: h[0].start())
+                    self._cursor = m.end()
+                    groups = {k: v for k, v in m.groupdict().items() if v is not None}
+                    return Match(m.re.pattern, m.group(0), groups, failed, time.monotonic())
+                if self._closed:
+                    raise ConsoleClosed()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError()
+                self._cond.wait(min(remaining, 0.5))
+
+    def wait_closed(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
