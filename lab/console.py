@@ -50,7 +50,8 @@ class Console:
         self._closed = False
         self._cursor = 0
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed by the drain thread
-        self._thread = threading.Thread(target=self._drain, name=f"console:{log_path.parent.name}", daemon=True)
+        name = f"console:{log_path.parent.name}"
+        self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:

@@ -67,7 +67,9 @@ class Dnsmasq:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise LabError(f"dnsmasq exited {self.proc.returncode} at start; see {self.directory}/dnsmasq.stderr")
+                raise LabError(
+                    f"dnsmasq exited {self.proc.returncode} at start; see {self.directory}/dnsmasq.stderr"
+                )
             if self.log_path.exists() and "started" in self.log_path.read_text(errors="replace"):
                 return
             time.sleep(0.05)

@@ -7,8 +7,10 @@ lines are turned into the same ``request`` events to keep the evidence comparabl
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +34,24 @@ class TftpSpec:
     address: str = SERVER_IPV4
 
 
+def find_program(name: str) -> str | None:
+    """``name`` on PATH, or beside this Python (a venv's console scripts when PATH lacks them)."""
+    beside = os.path.dirname(sys.executable)
+    return shutil.which(name) or shutil.which(name, path=beside)
+
+
 def tftp_argv(spec: TftpSpec) -> list[str]:
     """The server's real command line (atftpd-compatible for both)."""
+    # --user root.root: the default drop to nobody.nogroup needs setgroups(), which the user
+    # namespace refuses; the namespace's root is an unprivileged user on the host anyway.
     common = ["--daemon", "--no-fork", "--port", str(spec.port), "--bind-address", spec.address]
+    common += ["--user", "root.root"]
     if spec.kind == "pyatftpd":
-        return ["pyatftpd", *common, "--logfile", str(spec.logfile), "--events", str(spec.events), str(spec.root)]
+        files = ["--logfile", str(spec.logfile), "--events", str(spec.events)]
+        return [find_program("pyatftpd") or "pyatftpd", *common, *files, str(spec.root)]
     if spec.kind == "atftpd":
         # atftpd's own --logfile stays empty inside the namespace; '-' plus a redirect works.
-        # --user root.root: its default drop to nobody.nogroup needs setgroups(), which the
-        # user namespace refuses.
-        return ["atftpd", *common, "--logfile", "-", "--verbose=6", "--user", "root.root", str(spec.root)]
+        return ["atftpd", *common, "--logfile", "-", "--verbose=6", str(spec.root)]
     raise ValueError(f"unknown TFTP server {spec.kind!r}; choose one of {', '.join(SERVERS)}")
 
 
@@ -49,8 +59,8 @@ def server_problem(kind: str) -> str | None:
     """Why ``kind`` cannot run here (for a skip or a MISS), or None."""
     if kind not in SERVERS:
         return f"unknown TFTP server {kind!r}; choose one of {', '.join(SERVERS)}"
-    if shutil.which(kind) is None:
-        fix = "pip install -e . (the pyatftpd console script)" if kind == "pyatftpd" else "apt-get install atftpd"
+    if find_program(kind) is None:
+        fix = "pip install -e . (its console script)" if kind == "pyatftpd" else "apt-get install atftpd"
         return f"'{kind}' is not on PATH; {fix}"
     return None
 

@@ -33,7 +33,11 @@ class Topology:
     @classmethod
     def parse(cls, text: str) -> Topology:
         """``flood`` (the default), ``snoop``, or ``snoop+querier``."""
-        known = {"flood": cls(), "snoop": cls(snooping=True), "snoop+querier": cls(snooping=True, querier=True)}
+        known = {
+            "flood": cls(),
+            "snoop": cls(snooping=True),
+            "snoop+querier": cls(snooping=True, querier=True),
+        }
         try:
             return known[text]
         except KeyError:
