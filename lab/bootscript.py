@@ -6,6 +6,8 @@ the local one emits the same markers the boot ladder waits for.
 
 from __future__ import annotations
 
+import importlib
+
 from lab.topology import SERVER_IPV4
 
 
@@ -30,7 +32,7 @@ def _local_script(kernel_url: str, payload_url: str, expect_sha256: str, size: i
 
 def boot_script(kernel_url: str, payload_url: str, expect_sha256: str, size: int) -> str:
     try:
-        from images.bootscript import ipxe_script
-    except ImportError:
+        generator = importlib.import_module("images.bootscript").ipxe_script
+    except (ImportError, AttributeError):
         return _local_script(kernel_url, payload_url, expect_sha256, size)
-    return ipxe_script(kernel_url, payload_url, expect_sha256, size)
+    return str(generator(kernel_url, payload_url, expect_sha256, size))
