@@ -33,6 +33,8 @@ def dnsmasq_config(slots: Sequence[Slot], leasefile: Path, logfile: Path, pidfil
         f"pid-file={pidfile}",
         "dhcp-authoritative",
         f"dhcp-range={SERVER_IPV4.rsplit('.', 1)[0]}.100,static,255.255.255.0,1h",
+        # iPXE's no-pxedhcp (175.176 = 1): skip the 2 s wait for ProxyDHCP offers after DISCOVER.
+        "dhcp-option=encap:175,176,1b",
         "enable-ra",
         f"dhcp-range=::,constructor:{BRIDGE},ra-stateless",
     ]
