@@ -159,11 +159,15 @@ def vm(lab: Lab, artifacts: Path, lab_rom_sets: list[RomSet]) -> Iterator[VmFact
     runs: list[BootRun] = []
 
     def start(
-        nic_name: str, size: int = 1432 * 3, seed: int = 1, rom_set: str = "debian", check_rom: bool = True
+        nic_name: str,
+        size: int = 1432 * 3,
+        seed: int = 1,
+        rom_set: str | RomSet = "debian",
+        check_rom: bool = True,
     ) -> BootRun:
-        sets = {s.name: s for s in lab_rom_sets}
+        chosen = rom_set if isinstance(rom_set, RomSet) else {s.name: s for s in lab_rom_sets}[rom_set]
         folder = artifacts / f"vm{len(runs)}-{nic_name}-{size}B"
-        run = lab.launch(nic(nic_name), sets[rom_set], size, seed, folder, check_rom=check_rom)
+        run = lab.launch(nic(nic_name), chosen, size, seed, folder, check_rom=check_rom)
         runs.append(run)
         return run
 
