@@ -44,6 +44,10 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
         help="TFTP server(s) to boot from (repeatable; default pyatftpd)",
     )  # fmt: skip
     parser.add_argument(
+        "--lab-topology", action="append", default=None, choices=("flood", "snoop", "snoop+querier"),
+        help="bridge multicast settings (repeatable; default flood: no snooping, no querier)",
+    )  # fmt: skip
+    parser.add_argument(
         "--lab-sizes", default=",".join(map(str, DEFAULT_SIZES)), help="payload sizes in bytes, e.g. 1,4296"
     )
 
@@ -112,7 +116,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     sizes = tuple(int(s) for s in args.lab_sizes.split(",") if s.strip())
     servers = args.lab_server or ["pyatftpd"]
     nics = select_nics(args.lab_nics)
-    cells = [cell for server in servers for cell in unicast_plan(nics, sets, server, sizes)]
+    topologies = args.lab_topology or ["flood"]
+    cells = [
+        cell
+        for topology in topologies
+        for server in servers
+        for cell in unicast_plan(nics, sets, server, sizes, topology)
+    ]
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.lab_artifacts).resolve() / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +151,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         qemu_version=_qemu_version(),
         commit=_commit(),
         rom_sets={s.name: str(s.directory) for s in sets},
-        extra={"servers": servers, "sizes": list(sizes)},
+        extra={"servers": servers, "sizes": list(sizes), "topologies": topologies},
     )
     paths = write_reports(results, info, out_dir)
     statuses = {r.status for r in results}

@@ -28,6 +28,7 @@ from lab.qemu import ACCELS
 from lab.session import BootRun, Lab, LabConfig, vm_support_problem
 from lab.status import Status
 from lab.tftp import SERVERS, server_problem
+from lab.topology import Topology
 from roms.catalog import DESIGN_NICS, nic
 from roms.romset import RomSet, rom_sets
 
@@ -42,6 +43,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--lab-accel", choices=ACCELS, default="tcg", help="tcg (default) or kvm (hangs here)")
     group.addoption("--lab-artifacts", default="lab-artifacts", help="root folder for per-test artifacts")
+    group.addoption(
+        "--lab-topology", default="flood", choices=("flood", "snoop", "snoop+querier"),
+        help="bridge multicast settings of each worker's lab",
+    )  # fmt: skip
     group.addoption("--lab-jobs", type=int, default=4, help="most VMs one worker runs at once (vm factory)")
 
 
@@ -111,6 +116,7 @@ def lab(pytestconfig: pytest.Config, lab_run_dir: Path) -> Iterator[Lab]:
         lab_run_dir / "labs" / f"gw{index}",
         index=index,
         server=server,
+        topology=Topology.parse(str(pytestconfig.getoption("--lab-topology"))),
         accel=str(pytestconfig.getoption("--lab-accel")),
         slot_count=max(2, int(pytestconfig.getoption("--lab-jobs"))),
     )

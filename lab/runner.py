@@ -13,7 +13,7 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lab.errors import LabError
@@ -83,6 +83,10 @@ def run_plan(
                             topology=Topology.parse(first.topology), server=first.server, accel=accel,
                         )  # fmt: skip
                         lab = Lab(config)
+                        lab.__enter__()
+                    if lab.config.topology != Topology.parse(boot.key.topology):
+                        lab.close()  # bridge settings are fixed per lab: a new lab for a new topology
+                        lab = Lab(replace(lab.config, topology=Topology.parse(boot.key.topology)))
                         lab.__enter__()
                     if lab.tftp is None or lab.tftp.kind != boot.key.server:
                         lab.start_tftp(boot.key.server)

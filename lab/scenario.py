@@ -73,14 +73,18 @@ class CellPlan:
 
 
 def unicast_plan(
-    nics: list[str], rom_sets: list[RomSet], server: str, sizes: tuple[int, ...] = DEFAULT_SIZES
+    nics: list[str],
+    rom_sets: list[RomSet],
+    server: str,
+    sizes: tuple[int, ...] = DEFAULT_SIZES,
+    topology: str = "flood",
 ) -> list[CellPlan]:
     """The unicast TFTP matrix: every NIC x ROM set, every payload size as its own boot."""
     cells = []
     for nic_name in nics:
         model = nic(nic_name)
         for rom_set in rom_sets:
-            key = CellKey(model.name, rom_set.name, "tftp", server)
+            key = CellKey(model.name, rom_set.name, "tftp", server, topology)
             cell = CellPlan(key)
             if not model.emulated:
                 cell.verdict = ("NOT_EMULATED", f"QEMU here has no model of {model.name} ({model.note})")
