@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from netboot.events import EventLog
 from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
@@ -228,21 +228,6 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (about twice the datagram rate), else asyncio's own loop.
-
-    ``PYATFTPD_LOOP=asyncio`` forces the standard loop (for comparisons).
-    """
-    if os.environ.get("PYATFTPD_LOOP", "auto") == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
 def run_server(
     config: ServerConfig,
     sock: socket.socket,
@@ -263,8 +248,7 @@ def run_server(
         await server.serve()
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(main())
+        asyncio.run(main())
     finally:
         events.close()
     return 0
