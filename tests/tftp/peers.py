@@ -15,8 +15,10 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ATFTPD = "/usr/sbin/atftpd"
 LOOPBACK = "127.0.0.1"
@@ -189,6 +191,22 @@ class TftpError(Exception):
         super().__init__(f"ERROR {code}: {message}")
         self.code = code
         self.message = message
+
+
+def wait_for_events(
+    path: Path, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """Poll an events file until ``predicate(events)`` holds (the server writes asynchronously)."""
+    from netboot.events import read_events
+
+    deadline = time.monotonic() + timeout
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        events = read_events(str(path)) if path.exists() else []
+        if predicate(events):
+            return events
+        time.sleep(0.05)
+    raise AssertionError(f"events in {path} never matched; last: {events[-5:]}")
 
 
 def have(tool: str) -> bool:
