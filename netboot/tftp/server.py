@@ -32,6 +32,7 @@ from netboot.tftp.events import CoreEvent
 from netboot.tftp.options import OptionPolicy
 from netboot.tftp.packets import ErrorCode, encode_error
 from netboot.tftp.router import RequestRouter
+from netboot.tftp.thread_driver import ThreadDriver
 
 Address = tuple[str, int]
 log = logging.getLogger("pyatftpd")
@@ -55,6 +56,8 @@ class ServerConfig:
     listen_local: bool = False
     #: Exit after this many idle seconds (inetd mode, ``--tftpd-timeout``); None = never.
     idle_exit: float | None = None
+    #: Run unicast reads in a thread each (lower latency per block) instead of on the loop.
+    threaded: bool = True
 
 
 class Slots(Protocol):
@@ -106,7 +109,7 @@ class TftpServer:
         self.slots = slots or LocalSlots(config.max_transfers)
         self.router = RequestRouter(serve_unicast)
         self.listeners: list[Listener] = []
-        self.drivers: set[CoreDriver] = set()
+        self.drivers: set[CoreDriver | ThreadDriver] = set()
         self._session_ids = itertools.count(1)
         self._session_prefix = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -245,7 +248,8 @@ class TftpServer:
         *,
         recv_size: int = 2048,
         on_done: Callable[[], None] | None = None,
-    ) -> CoreDriver:
+        threaded: bool = False,
+    ) -> CoreDriver | ThreadDriver:
         """Drive ``core`` on ``sock``; its events are logged with ``labels`` added."""
         emit = self.events.emit
         enabled = self.events.enabled
@@ -261,14 +265,18 @@ class TftpServer:
             if enabled:
                 emit(event.name, **labels, **event.fields)
 
-        def on_close(driver: CoreDriver) -> None:
+        def on_close(driver: CoreDriver | ThreadDriver) -> None:
             self.drivers.discard(driver)
             if self._loop is not None:
                 self._last_activity = self._loop.time()
             if on_done is not None:
                 on_done()
 
-        driver = CoreDriver(self.loop, sock, core, on_event, on_close, recv_size=recv_size)
+        driver: CoreDriver | ThreadDriver
+        if threaded:
+            driver = ThreadDriver(self.loop, sock, core, on_event, on_close, recv_size=recv_size)
+        else:
+            driver = CoreDriver(self.loop, sock, core, on_event, on_close, recv_size=recv_size)
         if not driver.closed:
             self.drivers.add(driver)
         return driver

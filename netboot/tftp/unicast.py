@@ -133,7 +133,7 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> bool:
         source.close()
         release()
 
-    server.attach(core, sock, _labels(ctx), on_done=done)
+    server.attach(core, sock, _labels(ctx), on_done=done, threaded=config.threaded)
     return True
 
 
