@@ -82,10 +82,12 @@ class Console:
     def tail(self, lines: int = 20) -> list[str]:
         return [line for line in self.text.splitlines() if line.strip()][-lines:]
 
-    def expect(self, success: str, failures: Sequence[str], timeout: float) -> Match:
+    def expect(self, success: str, failures: Sequence[str], timeout: float, consume: bool = True) -> Match:
         """Wait for ``success`` or any of ``failures`` after the cursor; advance the cursor.
 
-        Raises TimeoutError after ``timeout`` s and ConsoleClosed when QEMU is gone.
+        ``consume=False`` only watches (a test waiting for a moment to break the lab
+        must not hide text from the boot ladder).  Raises TimeoutError after ``timeout``
+        s and ConsoleClosed when QEMU is gone.
         """
         patterns = [(re.compile(success), False)] + [(re.compile(f), True) for f in failures]
         deadline = time.monotonic() + timeout
@@ -95,7 +97,8 @@ class Console:
                 hits = [(m, failed) for rx, failed in patterns if (m := rx.search(text, self._cursor))]
                 if hits:
                     m, failed = min(hits, key=lambda h: h[0].start())
-                    self._cursor = m.end()
+                    if consume:
+                        self._cursor = m.end()
                     groups = {k: v for k, v in m.groupdict().items() if v is not None}
                     return Match(m.re.pattern, m.group(0), groups, failed, time.monotonic())
                 if self._closed:

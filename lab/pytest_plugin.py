@@ -111,7 +111,10 @@ def lab(pytestconfig: pytest.Config, lab_run_dir: Path) -> Iterator[Lab]:
     """This worker's lab: its own namespace, br0, dnsmasq and TFTP server (pyatftpd first)."""
     require_vm_support()
     index = _worker_index()
-    server = "pyatftpd" if server_problem("pyatftpd") is None else "atftpd"
+    server = "pyatftpd"
+    problem = server_problem(server)
+    if problem:
+        pytest.skip(f"lab VMs unavailable: {problem}")
     config = LabConfig(
         lab_run_dir / "labs" / f"gw{index}",
         index=index,

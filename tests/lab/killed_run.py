@@ -20,7 +20,7 @@ def main() -> None:
     lab.__enter__()
     run = lab.launch(nic("rtl8139"), RomSet.debian(), 5 * 1024 * 1024, 3, directory / "vm")
     assert run.vm is not None
-    run.vm.console.expect(r"Configuring \(net0", [], 120)  # the ROM runs and the tap is in use
+    run.vm.console.expect(r"Configuring \(net0", [], 120, consume=False)  # the ROM runs and the tap is in use
     holder = lab.ns.holder_pid
     assert holder is not None
     print(json.dumps({"holder": holder, "netns": os.readlink(f"/proc/{holder}/ns/net")}), flush=True)

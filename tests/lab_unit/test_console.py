@@ -50,3 +50,9 @@ def test_wrapped_banner_still_matches(tmp_path: Path) -> None:
     match = console.expect(BOOT_LADDER[0].success, [], 5)
     assert match.groups["version"] == "1.0.0+git-20190125.36a4c85-5.1"
     assert match.groups["features"].split()[-1] == "PXEXT"
+
+
+def test_watching_without_consuming_leaves_text_for_the_ladder(tmp_path: Path) -> None:
+    console, _ = console_with("iPXE banner\nmore\n", tmp_path)
+    console.expect("banner", [], 5, consume=False)
+    assert console.expect("iPXE", [], 5).text == "iPXE"

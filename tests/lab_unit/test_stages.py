@@ -90,3 +90,9 @@ def test_a_stuck_stage_times_out_naming_the_stage_with_the_console_tail(tmp_path
     assert (evidence.status, evidence.failed_stage) == (Status.FAIL, "dhcp")
     assert "stage 'dhcp'" in evidence.reason
     assert "Configuring (net0" in evidence.stages[1].message
+
+
+def test_qemu_that_cannot_start_is_a_lab_error_at_the_rom_stage(tmp_path: Path) -> None:
+    ev = _walk("", tmp_path, 1)
+    assert (ev.status, ev.failed_stage) == (Status.ERROR, "rom")
+    assert "status 1" in ev.reason
