@@ -71,6 +71,9 @@ class BootEvidence:
         """Combine stages and payload checks into one status (KCIDB order)."""
         parts = [s.status for s in self.stages] + [p.status for p in self.payloads]
         self.status = combine(parts) if parts else Status.MISS
+        if self.status is Status.PASS and Status.UNSUPPORTED in parts:
+            # The stages that ran passed, but the scenario itself could not run on this ROM.
+            self.status = Status.UNSUPPORTED
         return self.status
 
     def to_json(self) -> dict[str, Any]:

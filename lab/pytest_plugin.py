@@ -173,10 +173,11 @@ def vm(lab: Lab, artifacts: Path, lab_rom_sets: list[RomSet]) -> Iterator[VmFact
         seed: int = 1,
         rom_set: str | RomSet = "debian",
         check_rom: bool = True,
+        protocol: str = "tftp",
     ) -> BootRun:
         chosen = rom_set if isinstance(rom_set, RomSet) else {s.name: s for s in lab_rom_sets}[rom_set]
         folder = artifacts / f"vm{len(runs)}-{nic_name}-{size}B"
-        run = lab.launch(nic(nic_name), chosen, size, seed, folder, check_rom=check_rom)
+        run = lab.launch(nic(nic_name), chosen, size, seed, folder, check_rom=check_rom, protocol=protocol)
         runs.append(run)
         return run
 

@@ -24,7 +24,7 @@ from lab.evidence import BootEvidence, PayloadCheck, StageRecord
 from lab.netns import Namespace, namespace_support_problem
 from lab.qemu import QemuSpec
 from lab.rompatch import prepared_rom
-from lab.stages import run_ladder
+from lab.stages import PROTOCOL_FEATURE, run_ladder
 from lab.status import Status
 from lab.tftp import TftpServer
 from lab.topology import Topology, add_tap, build_network, remove_tap
@@ -132,7 +132,7 @@ class Lab:
     ) -> BootRun:  # fmt: skip
         """Start one VM that fetches and verifies one payload; ``finish()`` collects the verdict."""
         directory.mkdir(parents=True, exist_ok=True)
-        run = BootRun(self, directory, model, size)
+        run = BootRun(self, directory, model, size, protocol)
         try:
             rom = rom_set.checked_rom(model) if check_rom else rom_set.rom_path(model)
         except RomMissing as exc:
@@ -172,8 +172,9 @@ class Lab:
 class BootRun:
     """A VM boot in progress and the evidence it is accumulating."""
 
-    def __init__(self, lab: Lab, directory: Path, model: NicModel, size: int) -> None:
+    def __init__(self, lab: Lab, directory: Path, model: NicModel, size: int, protocol: str = "tftp") -> None:
         self.lab = lab
+        self.protocol = protocol
         self.directory = directory
         self.model = model
         self.slot: Slot | None = None
@@ -196,6 +197,7 @@ class BootRun:
                 run_ladder(
                     self.vm.console, self.vm.proc, self.payload, self.evidence, self.vm.started,
                     timeout_scale=self.lab.config.timeout_scale,
+                    required_feature=PROTOCOL_FEATURE.get(self.protocol),
                 )  # fmt: skip
             finally:
                 self.vm.stop()

@@ -26,6 +26,10 @@ from lab.status import Status
 IPXE_ERROR = r"(?P<error>[^\n]*\(http://\s*ipxe\.org/[0-9a-f]{8}\))"
 ROM_NEVER_RAN = r"(?P<error>No bootable device|Boot failed: could not read the boot disk)"
 
+#: The ``Features:`` word a ROM needs for each URL scheme (iPXE builds tftm:// and
+#: mtftp:// into its TFTP support; SLAM is a feature of its own).
+PROTOCOL_FEATURE = {"tftp": "TFTP", "tftm": "TFTP", "mtftp": "TFTP", "x-slam": "SLAM"}
+
 #: QEMU exit status when the verifier writes PASS (0x10) to isa-debug-exit.
 EXIT_VERIFY_PASS = 33
 
@@ -75,11 +79,13 @@ def run_ladder(
     started: float,
     stages: Sequence[Stage] = BOOT_LADDER,
     timeout_scale: float = 1.0,
+    required_feature: str | None = None,
 ) -> None:
     """Walk the stages, filling ``evidence``; never raises for a driver or lab failure.
 
     The first stage that does not pass ends the walk; the rest are recorded as MISS so
-    the report shows how far the boot got.
+    the report shows how far the boot got.  When the ROM's ``Features:`` line lacks
+    ``required_feature`` (e.g. SLAM), the boot ends UNSUPPORTED right after the banner.
     """
     last = started
     for index, stage in enumerate(stages):
@@ -111,6 +117,15 @@ def run_ladder(
                 last = time.monotonic()
                 record.at = last - started
                 _absorb(stage, match.groups, payload, evidence)
+                features = evidence.rom.get("features", "").split()
+                if stage.name == "rom" and required_feature and required_feature not in features:
+                    evidence.reason = f"UNSUPPORTED: the ROM's Features: line has no {required_feature}"
+                    evidence.stages.append(StageRecord("feature", Status.UNSUPPORTED, 0.0, record.at))
+                    evidence.payloads = []
+                    for rest in stages[index + 1 :]:
+                        skipped = StageRecord(rest.name, Status.SKIP, 0.0, 0.0, message="unsupported")
+                        evidence.stages.append(skipped)
+                    return
                 continue
         record.at = time.monotonic() - started
         evidence.reason = f"{record.status.value}@{stage.name}: {record.message.splitlines()[0]}"

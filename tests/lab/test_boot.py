@@ -50,3 +50,10 @@ def test_two_vms_boot_at_once_with_their_own_address_and_script(vm: VmFactory, c
     assert first.slot.ipv4 != second.slot.ipv4
     assert "payload-4296-7.bin" in Path(results[1].files["boot_script"]).read_text()
     assert all(e.status is Status.PASS for e in results)
+
+
+def test_debian_rom_has_no_slam_so_x_slam_is_unsupported(vm: VmFactory, confirm: Confirm) -> None:
+    evidence = confirm(vm("rtl8139", size=1, protocol="x-slam").finish())
+    assert evidence.status is Status.UNSUPPORTED, evidence.reason
+    assert "SLAM" not in evidence.rom["features"].split()
+    assert evidence.payloads == []

@@ -96,3 +96,13 @@ def test_qemu_that_cannot_start_is_a_lab_error_at_the_rom_stage(tmp_path: Path) 
     ev = _walk("", tmp_path, 1)
     assert (ev.status, ev.failed_stage) == (Status.ERROR, "rom")
     assert "status 1" in ev.reason
+
+
+def test_a_rom_without_the_protocols_feature_is_unsupported_not_failed(tmp_path: Path) -> None:
+    console, _writer = console_with(BANNER + DHCP, tmp_path, close=False)
+    payload = PayloadCheck(1, DIGEST)
+    evidence = BootEvidence(payloads=[payload])
+    run_ladder(console, as_popen(FakeProc(0)), payload, evidence, 0.0, required_feature="SLAM")
+    evidence.settle()
+    assert evidence.status is Status.UNSUPPORTED
+    assert "SLAM" in evidence.reason
