@@ -9,6 +9,7 @@ parent died keeps running.
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import time
@@ -41,6 +42,7 @@ def run_direct(
     memory_mb: int = 128,
     qemu: str = QEMU,
     debug_exit: bool = True,
+    stop_on: bytes | None = None,
 ) -> DirectRun:
     """Boot ``elf`` with ``modules`` under TCG and return what happened."""
     for module in modules:
@@ -54,27 +56,55 @@ def run_direct(
         argv += ["-append", append]
     if modules:
         argv += ["-initrd", ",".join(str(m) for m in modules)]
+    status, console, seconds = run_qemu(argv, timeout, stop_on)
+    return DirectRun(status, console, seconds, parse_console(console))
+
+
+def run_qemu(
+    argv: Sequence[str], timeout: float, stop_on: bytes | None = None
+) -> tuple[int | None, str, float]:
+    """Run QEMU in its own process group; return (exit status, console, seconds).
+
+    The status is None when QEMU had to be killed: on timeout, or as soon as the
+    console shows ``stop_on``.
+    """
     started = time.monotonic()
+    deadline = started + timeout
     proc = subprocess.Popen(
-        argv,
+        list(argv),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    assert proc.stdout is not None
+    output = bytearray()
+    killed = False
     try:
-        out, _ = proc.communicate(timeout=timeout)
-        status: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, _ = proc.communicate()
-        status = None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or (stop_on is not None and stop_on in output):
+                    _kill_group(proc)
+                    killed = True
+                    break
+                if selector.select(timeout=min(left, 0.5)):
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    output += chunk
     finally:
-        if proc.poll() is None:  # interrupted (e.g. KeyboardInterrupt): never leave QEMU behind
+        if proc.poll() is None and (killed or time.monotonic() >= deadline):
+            _kill_group(proc)
+        try:
+            status: int | None = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             _kill_group(proc)
             proc.wait()
-    console = out.decode("utf-8", "replace")
-    return DirectRun(status, console, time.monotonic() - started, parse_console(console))
+            killed = True
+        proc.stdout.close()
+    return (None if killed else status), output.decode("utf-8", "replace"), time.monotonic() - started
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -1,36 +1,60 @@
-"""ROM sets (folders of iPXE option ROMs) and the PCI header check that pairs a ROM with a NIC.
+"""ROM sets (folders of iPXE option ROMs) and the header check that pairs a ROM with a NIC.
 
-A ROM built for another card is the classic way to waste an afternoon: the VM boots
-no firmware (or the wrong driver) and the run looks like a driver failure.  Reading the
-PCI IDs from the ROM's own header before starting QEMU turns that into a clear lab
-ERROR that names the right ROM.
+A ROM built for another card is the classic way to waste an afternoon: the VM boots no
+firmware (or the wrong driver) and the run looks like a driver failure.  Reading the PCI
+IDs from the ROM's own header before starting QEMU turns that into a clear lab ERROR
+that names the right ROM.
 
-Option ROM layout (PCI Firmware Specification 3.0, section 5.1): each image starts with
-0x55 0xAA, holds at 0x18 a 16-bit offset to its "PCIR" data structure (vendor, device,
-device-list pointer, image length in 512-byte units, code type, and an indicator byte
-whose bit 7 marks the last image).  Images are chained back to back; QEMU's efi-*.rom
-files carry a BIOS image followed by an EFI one.
+The rule checked is SeaBIOS's: an x86 image starts only on the device whose
+vendor:device its header names, exactly (QEMU patches headers only for its default
+ROMs, never for ``romfile=``).  Where a set's ROM carries the right iPXE driver under
+another or a placeholder ID (Debian's ne2k_pci, i8255x variants, e1000 variants,
+transitional virtio), ``RomSet.rom_path`` hands out a retargeted copy, see
+``roms.retarget``.
 """
 
 from __future__ import annotations
 
-import struct
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from roms.catalog import CATALOG, NicModel
+from roms.header import (
+    RomFormatError,
+    RomImage,
+    bios_header_ids,
+    format_pci_id,
+    is_generic_id,
+    parse_pci_id,
+    parse_rom_images,
+    read_rom_pci_ids,
+)
+from roms.payload import rom_lists_pci_id
+from roms.retarget import retarget_rom
+
+# The header helpers are re-exported: they lived here before roms/header.py existed.
+__all__ = [
+    "DEBIAN_ROM_DIR",
+    "RomFormatError",
+    "RomImage",
+    "bios_header_ids",
+    "format_pci_id",
+    "is_generic_id",
+    "parse_pci_id",
+    "parse_rom_images",
+    "RomMismatch",
+    "RomMissing",
+    "RomSet",
+    "RomSetError",
+    "check_rom",
+    "read_rom_pci_ids",
+    "retarget_reason",
+    "rom_sets",
+]
 
 DEBIAN_ROM_DIR = Path("/usr/lib/ipxe/qemu")
-
-_IMAGE_SIGNATURE = b"\x55\xaa"
-_PCIR_SIGNATURE = b"PCIR"
-_LAST_IMAGE = 0x80
-_MAX_IMAGES = 16
-
-
-class RomFormatError(ValueError):
-    """The file is not a PCI option ROM (or is truncated)."""
 
 
 class RomMismatch(Exception):
@@ -45,123 +69,56 @@ class RomSetError(ValueError):
     """A ROM set specification (``NAME=DIR``) is malformed or names no folder."""
 
 
-@dataclass(frozen=True)
-class RomImage:
-    """One image of a (possibly multi-image) option ROM."""
-
-    offset: int
-    vendor: int
-    device: int
-    device_list: tuple[int, ...]
-    code_type: int  # 0 = x86 BIOS, 3 = EFI
-    length: int
-    last: bool
-
-    def pci_ids(self) -> list[tuple[int, int]]:
-        ids = [(self.vendor, self.device)]
-        ids += [(self.vendor, dev) for dev in self.device_list if dev != self.device]
-        return ids
-
-
-def format_pci_id(vendor: int, device: int) -> str:
-    return f"{vendor:04x}:{device:04x}"
-
-
-def parse_pci_id(text: str) -> tuple[int, int]:
-    vendor, _, device = text.partition(":")
-    return int(vendor, 16), int(device, 16)
-
-
-def is_generic_id(vendor: int, device: int) -> bool:
-    """True for placeholder IDs a ROM carries when it was not built for one device.
-
-    iPXE writes 0000:0000 into the header of a ROM whose driver also declares ISA
-    ROMs (Debian's ne2k_pci ROM, from the legacy ns8390 driver); its EFI images then
-    carry odd values with device 0.
-    """
-    return vendor in (0x0000, 0xFFFF) or device == 0x0000
-
-
-def parse_rom_images(data: bytes) -> list[RomImage]:
-    """Walk the image chain of an option ROM held in memory."""
-    images: list[RomImage] = []
-    offset = 0
-    while True:
-        if data[offset : offset + 2] != _IMAGE_SIGNATURE:
-            where = "start" if offset == 0 else f"offset {offset:#x} (image {len(images) + 1})"
-            raise RomFormatError(f"no 0x55AA option ROM signature at the {where}")
-        if offset + 0x1A > len(data):
-            raise RomFormatError(f"truncated ROM image header at offset {offset:#x}")
-        pcir = offset + struct.unpack_from("<H", data, offset + 0x18)[0]
-        if data[pcir : pcir + 4] != _PCIR_SIGNATURE or pcir + 0x18 > len(data):
-            raise RomFormatError(f"no PCIR data structure where the image at {offset:#x} points ({pcir:#x})")
-        vendor, device, list_ptr = struct.unpack_from("<HHH", data, pcir + 4)
-        revision = data[pcir + 0x0C]
-        units = struct.unpack_from("<H", data, pcir + 0x10)[0] or data[offset + 2]
-        code_type, indicator = data[pcir + 0x14], data[pcir + 0x15]
-        device_list = _device_list(data, pcir + list_ptr) if revision >= 3 and list_ptr else ()
-        last = bool(indicator & _LAST_IMAGE)
-        images.append(RomImage(offset, vendor, device, device_list, code_type, units * 512, last))
-        if last or units == 0:
-            return images
-        offset += units * 512
-        if offset >= len(data):
-            return images  # the indicator lied; everything present has been read
-        if len(images) >= _MAX_IMAGES:
-            raise RomFormatError(f"more than {_MAX_IMAGES} images chained: not a sane option ROM")
-
-
-def _device_list(data: bytes, start: int) -> tuple[int, ...]:
-    """PCI 3.0 device list: 16-bit device IDs ending with 0 (bounded, a bad pointer yields nothing)."""
-    ids: list[int] = []
-    for pos in range(start, min(start + 2 * 256, len(data) - 1), 2):
-        (dev,) = struct.unpack_from("<H", data, pos)
-        if dev == 0:
-            return tuple(ids)
-        ids.append(dev)
-    return ()
-
-
-def read_rom_pci_ids(path: Path | str) -> list[tuple[int, int]]:
-    """Every (vendor, device) the ROM's images declare, in order, without repeats."""
-    data = Path(path).read_bytes()
-    try:
-        images = parse_rom_images(data)
-    except RomFormatError as exc:
-        raise RomFormatError(f"{path}: {exc}") from None
-    seen: list[tuple[int, int]] = []
-    for image in images:
-        seen += [pci_id for pci_id in image.pci_ids() if pci_id not in seen]
-    return seen
-
-
-def specific_pci_ids(path: Path | str) -> list[tuple[int, int]]:
-    """The ROM's PCI IDs without placeholders; empty if the ROM names no device."""
-    return [pci_id for pci_id in read_rom_pci_ids(path) if not is_generic_id(*pci_id)]
+def _ids_text(ids: Iterable[tuple[int, int]]) -> str:
+    return ", ".join(format_pci_id(*i) for i in ids)
 
 
 def check_rom(path: Path | str, nic: NicModel) -> None:
-    """Raise RomMismatch unless the ROM's header allows it to drive ``nic``.
-
-    A ROM whose header carries only placeholder IDs (see is_generic_id) names no
-    device and so cannot be proven wrong: it is accepted.
-    """
+    """Raise RomMismatch unless SeaBIOS will start this ROM on ``nic`` (an x86 image names its ID)."""
     if nic.pci_id is None:
         raise RomMismatch(f"NIC {nic.name} is not a PCI device ({nic.bus}): it takes no option ROM")
-    carried = specific_pci_ids(path)
-    if not carried:
+    headers = bios_header_ids(path)
+    if parse_pci_id(nic.pci_id) in headers:
         return
-    wanted = {parse_pci_id(i) for i in nic.rom_ids()}
-    if wanted & set(carried):
-        return
-    shown = ", ".join(format_pci_id(*i) for i in carried)
+    names = " or ".join(_candidate_names(nic))
+    carried = read_rom_pci_ids(path)
+    reason = retarget_reason(path, nic)
+    if reason:
+        raise RomMismatch(
+            f"ROM {path} carries PCI IDs [{_ids_text(carried)}] ({reason}), but NIC {nic.name} is "
+            f"{nic.pci_id} and SeaBIOS starts a ROM only on the device its header names; use "
+            f"RomSet.rom_path() (it retargets a copy) or pick the ROM built for {nic.pci_id} ({names})"
+        )
     owners = sorted({m.name for m in CATALOG.values() if m.pci_id and parse_pci_id(m.pci_id) in carried})
     owner = f" (a ROM for {', '.join(owners)})" if owners else ""
-    names = " or ".join(_candidate_names(nic))
     raise RomMismatch(
-        f"ROM {path} carries PCI IDs [{shown}]{owner}, but NIC {nic.name} is {nic.pci_id}; "
+        f"ROM {path} carries PCI IDs [{_ids_text(carried)}]{owner}, but NIC {nic.name} is {nic.pci_id}; "
         f"pick the ROM built for {nic.pci_id} ({names})"
     )
+
+
+def retarget_reason(path: Path | str, nic: NicModel) -> str | None:
+    """Why a copy of this ROM retargeted to ``nic``'s ID would drive ``nic``, or None if it would not.
+
+    Decided from the ROM's unpacked body when possible (its iPXE drivers list the ID);
+    otherwise, yes when the x86 header carries only a placeholder ID or the ID of a
+    sibling device of the same iPXE driver (``nic.compatible_rom_ids``).
+    """
+    if nic.pci_id is None:
+        return None
+    target = parse_pci_id(nic.pci_id)
+    headers = bios_header_ids(path)
+    if not headers or target in headers:
+        return None
+    listed = rom_lists_pci_id(path, *target)
+    if listed is not None:
+        return f"its iPXE drivers list {nic.pci_id} but its header does not" if listed else None
+    if all(is_generic_id(*i) for i in headers):
+        return f"a placeholder header, built for no single device ({_ids_text(headers)})"
+    family = {parse_pci_id(i) for i in nic.compatible_rom_ids}
+    if family & set(headers):
+        return f"the same iPXE driver ({nic.ipxe_driver}) built for a sibling device"
+    return None
 
 
 def _ipxe_name(pci_id: str) -> str:
@@ -175,12 +132,19 @@ def _candidate_names(nic: NicModel) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "netboot-lab" / "roms"
+
+
 @dataclass(frozen=True)
 class RomSet:
     """A named folder of BIOS option ROMs (never committed to the repository)."""
 
     name: str
     directory: Path
+    #: Where retargeted copies go (default ~/.cache/netboot-lab/roms).
+    cache_dir: Path | None = None
 
     @classmethod
     def debian(cls) -> RomSet:
@@ -209,8 +173,8 @@ class RomSet:
             names = _candidate_names(nic)
         return [self.directory / name for name in names]
 
-    def rom_path(self, nic: NicModel) -> Path:
-        """The ROM file for ``nic`` in this set, or RomMissing saying why and what to do."""
+    def source_rom(self, nic: NicModel) -> Path:
+        """The ROM file for ``nic`` as it lies in the set, or RomMissing saying why and what to do."""
         if nic.qemu_device is None:
             raise RomMissing(f"NIC {nic.name} is not emulated by QEMU here, so no ROM can be tried")
         if nic.pci_id is None:
@@ -228,15 +192,34 @@ class RomSet:
             f"no ROM in set {self.name!r} ({self.directory}) for NIC {nic.name} (looked for {looked}); {hint}"
         )
 
+    def rom_path(self, nic: NicModel) -> Path:
+        """The ROM to pass as QEMU's ``romfile=`` for ``nic``.
+
+        The set's own file when its header names the NIC (or names some other device:
+        check_rom then reports the mismatch); a retargeted copy in the cache when the
+        file carries the NIC's iPXE driver under a placeholder or sibling ID (see
+        retarget_reason).  The copy's name ends in ``-as-<vvvvdddd>.rom`` so evidence
+        shows it.
+        """
+        source = self.source_rom(nic)
+        if retarget_reason(source, nic) is None or nic.pci_id is None:
+            return source
+        target = nic.pci_id.replace(":", "")
+        cache = self.cache_dir if self.cache_dir is not None else _default_cache()
+        copy = cache / self.name / f"{source.stem}-as-{target}.rom"
+        if copy.is_file() and copy.stat().st_mtime >= source.stat().st_mtime:
+            return copy
+        return retarget_rom(source, copy, nic.pci_id)
+
     def checked_rom(self, nic: NicModel) -> Path:
-        """rom_path() followed by check_rom(): the path to pass as QEMU's ``romfile=``."""
+        """rom_path() followed by check_rom()."""
         path = self.rom_path(nic)
         check_rom(path, nic)
         return path
 
     def has_rom(self, nic: NicModel) -> bool:
         try:
-            self.rom_path(nic)
+            self.source_rom(nic)
         except RomMissing:
             return False
         return True

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
 from images import verifier
-from images.direct_boot import run_direct
+from images.direct_boot import run_direct, run_qemu
 from images.payload import LAB_BLKSIZE, make_payload
 from images.verifier import (
     VERIFY_EXIT_FAIL,
@@ -167,10 +169,19 @@ def test_large_module(elf: Path, tmp_path: Path) -> None:
 
 
 @needs_qemu
-def test_timeout_kills_qemu(elf: Path, tmp_path: Path) -> None:
-    """Without isa-debug-exit the verifier halts after its verdict; QEMU must not outlive the timeout."""
+def test_without_exit_device_the_verifier_halts_and_qemu_is_stopped(elf: Path, tmp_path: Path) -> None:
     module = tmp_path / "m.bin"
     module.write_bytes(b"x")
-    run = run_direct(elf, [module], "expect=" + "0" * 64, timeout=3, debug_exit=False)
+    run = run_direct(elf, [module], "expect=" + "0" * 64, debug_exit=False, stop_on=b"VERIFY halted")
     assert run.status is None and run.exit_verdict is None
     assert run.report.verdict == "FAIL" and "VERIFY halted" in run.console
+
+
+@needs_qemu
+def test_timeout_kills_the_qemu_process_group() -> None:
+    name = f"netboot-lab-timeout-{uuid.uuid4().hex}"
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-nographic", "-S", "-name", name]
+    status, _, seconds = run_qemu(argv, timeout=1.0)  # -S: the CPU never starts, QEMU would wait forever
+    assert status is None and seconds < 30
+    leftovers = subprocess.run(["pgrep", "-f", name], capture_output=True, text=True, check=False)
+    assert leftovers.stdout.strip() == ""

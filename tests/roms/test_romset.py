@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from roms.catalog import CATALOG, DESIGN_NICS, nic
+from roms.header import bios_header_ids, parse_pci_id, parse_rom_images
 from roms.romset import (
     DEBIAN_ROM_DIR,
     RomFormatError,
@@ -16,8 +17,8 @@ from roms.romset import (
     RomSet,
     RomSetError,
     check_rom,
-    parse_rom_images,
     read_rom_pci_ids,
+    retarget_reason,
 )
 
 needs_debian_roms = pytest.mark.skipif(
@@ -59,24 +60,23 @@ def make_image(
     image[0x40 : 0x40 + len(pcir)] = pcir
     for i, dev in enumerate((*devlist, 0) if devlist else ()):
         struct.pack_into("<H", image, 0x60 + 2 * i, dev)
+    image[3] = 0xE9  # iPXE-style: a near jump at 3, the checksum byte at 6
+    image[6] = -sum(image) % 256
     return bytes(image)
 
 
 @needs_debian_roms
 @pytest.mark.parametrize("name", [m.name for m in CATALOG.values() if m.emulated and m.bus == "pci"])
-def test_debian_rom_matches_its_catalog_nic(name: str) -> None:
+def test_debian_rom_matches_its_catalog_nic(name: str, tmp_path: Path) -> None:
     model = nic(name)
-    rom_set = RomSet.debian()
+    rom_set = RomSet("debian", DEBIAN_ROM_DIR, cache_dir=tmp_path)
     if not rom_set.has_rom(model):
         assert model.name == "tulip", f"Debian's set should have a ROM for {name}"
         return
     path = rom_set.checked_rom(model)
-    ids = read_rom_pci_ids(path)
-    if model.name == "ne2k_pci":
-        assert ids == [(0, 0)], "Debian's ne2k_pci ROM used to carry a placeholder ID; re-check the note"
-    else:
-        own = [f"{v:04x}:{d:04x}" for v, d in ids]
-        assert set(own) & set(model.rom_ids()), (name, own)
+    assert parse_pci_id(str(model.pci_id)) in bios_header_ids(path)
+    if name in DESIGN_NICS and name != "ne2k_pci":
+        assert path == rom_set.source_rom(model), "a design NIC's Debian ROM should need no retargeting"
 
 
 @needs_debian_roms
@@ -106,6 +106,19 @@ def test_wrong_pairing_raises_mismatch_naming_the_right_rom(rom: str, nic_name: 
 
 
 @needs_debian_roms
+def test_debian_ne2k_pci_rom_names_no_device_and_is_retargeted(tmp_path: Path) -> None:
+    """SeaBIOS never starts this ROM as shipped (measured: the VM falls through to 'No bootable device')."""
+    source = DEBIAN_ROM_DIR / "pxe-ne2k_pci.rom"
+    assert read_rom_pci_ids(source) == [(0, 0)]
+    with pytest.raises(
+        RomMismatch, match=r"drivers list 10ec:8029.*SeaBIOS starts a ROM only on the device its header names"
+    ):
+        check_rom(source, nic("ne2k_pci"))
+    copy = RomSet("debian", DEBIAN_ROM_DIR, cache_dir=tmp_path).checked_rom(nic("ne2k_pci"))
+    assert copy.name == "pxe-ne2k_pci-as-10ec8029.rom" and read_rom_pci_ids(copy) == [(0x10EC, 0x8029)]
+
+
+@needs_debian_roms
 def test_efi_combined_rom_has_two_images_with_the_same_id() -> None:
     images = parse_rom_images((DEBIAN_ROM_DIR / "efi-e1000.rom").read_bytes())
     assert [(i.code_type, i.last) for i in images] == [(0, False), (3, True)]
@@ -121,7 +134,11 @@ def test_chain_follows_image_length_and_stops_at_last_indicator(tmp_path: Path) 
     path = tmp_path / "chain.rom"
     path.write_bytes(rom)
     assert read_rom_pci_ids(path) == [(0x8086, 0x100E), (0x10EC, 0x8139)]
-    check_rom(path, nic("rtl8139"))  # any image naming the NIC is enough
+    assert bios_header_ids(path) == [(0x8086, 0x100E)]
+    with pytest.raises(RomMismatch):  # SeaBIOS only starts x86 images: the EFI one does not count
+        check_rom(path, nic("rtl8139"))
+    path.write_bytes(make_image(0x8086, 0x100E, units=2, last=False) + make_image(0x10EC, 0x8139))
+    check_rom(path, nic("rtl8139"))  # any x86 image naming the NIC is enough
 
 
 def test_device_list_extends_the_ids(tmp_path: Path) -> None:
@@ -137,10 +154,12 @@ def test_device_list_ignored_before_pci_3(tmp_path: Path) -> None:
     assert read_rom_pci_ids(path) == [(0x8086, 0x1229)]
 
 
-def test_placeholder_ids_cannot_be_proven_wrong(tmp_path: Path) -> None:
+def test_placeholder_ids_are_a_mismatch_that_can_be_retargeted(tmp_path: Path) -> None:
     path = tmp_path / "generic.rom"
     path.write_bytes(make_image(0, 0))
-    check_rom(path, nic("e1000"))
+    with pytest.raises(RomMismatch, match="placeholder"):
+        check_rom(path, nic("e1000"))
+    assert retarget_reason(path, nic("e1000"))
 
 
 @pytest.mark.parametrize(
@@ -186,10 +205,20 @@ def test_user_set_accepts_ipxe_naming_and_checks_ids(tmp_path: Path) -> None:
         rom_set.rom_path(nic("pcnet"))
 
 
-def test_family_rom_serves_variants(tmp_path: Path) -> None:
-    (tmp_path / "80861229.rom").write_bytes(make_image(0x8086, 0x1229))
-    rom_set = RomSet.parse(f"fam={tmp_path}")
-    assert rom_set.checked_rom(nic("i82550")).name == "80861229.rom"
+def test_family_rom_serves_variants_through_a_retargeted_copy(tmp_path: Path) -> None:
+    roms, cache = tmp_path / "roms", tmp_path / "cache"
+    roms.mkdir()
+    original = make_image(0x8086, 0x1229)
+    (roms / "80861229.rom").write_bytes(original)
+    rom_set = RomSet("fam", roms, cache_dir=cache)
+    with pytest.raises(RomMismatch, match="same iPXE driver"):
+        check_rom(roms / "80861229.rom", nic("i82550"))
+    copy = rom_set.checked_rom(nic("i82550"))
+    assert copy == cache / "fam" / "80861229-as-80861209.rom"
+    assert bios_header_ids(copy) == [(0x8086, 0x1209)]
+    assert (roms / "80861229.rom").read_bytes() == original
+    assert rom_set.rom_path(nic("eepro100")) == roms / "80861229.rom"
+    assert retarget_reason(roms / "80861229.rom", nic("e1000")) is None  # another driver: no
 
 
 def test_not_emulated_and_isa_nics_have_no_rom() -> None:
