@@ -20,7 +20,7 @@ from lab.status import Status
 from roms.catalog import nic
 
 SCHEMA_VERSION = 1
-STAGES = ("rom", "dhcp", "script", "payload", "verified")
+STAGES = ("rom", "dhcp", "script", "kernel", "payload", "verified")
 
 
 @dataclass
@@ -36,15 +36,21 @@ class RunInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def stage_medians(results: Sequence[CellResult]) -> dict[str, float]:
-    """Median seconds per stage over every boot that passed that stage."""
+def stage_medians(results: Sequence[CellResult], size: int | None = None) -> dict[str, float]:
+    """Median seconds per stage over every boot (of ``size`` bytes, if given) that passed that stage."""
     per: dict[str, list[float]] = {}
     for cell in results:
         for boot in cell.boots:
+            if size is not None and boot.plan.size != size:
+                continue
             for stage in boot.evidence.stages:
                 if stage.status is Status.PASS:
                     per.setdefault(stage.name, []).append(stage.seconds)
     return {name: round(statistics.median(values), 3) for name, values in per.items()}
+
+
+def _sizes(results: Sequence[CellResult]) -> list[int]:
+    return sorted({boot.plan.size for r in results for boot in r.boots})
 
 
 def _columns(results: Sequence[CellResult]) -> list[str]:
@@ -86,6 +92,7 @@ def matrix_json(results: Sequence[CellResult], info: RunInfo) -> dict[str, Any]:
         "complete": not any(s in (Status.ERROR, Status.MISS) for s in statuses),
         "summary": {s.value: statuses.count(s) for s in Status if s in statuses},
         "stage_medians_seconds": stage_medians(results),
+        "stage_medians_seconds_by_size": {str(s): stage_medians(results, s) for s in _sizes(results)},
         "columns": _columns(results),
         "rows": rows,
         "cells": [
@@ -150,11 +157,14 @@ def matrix_markdown(results: Sequence[CellResult], info: RunInfo, out_dir: Path)
         device = model.qemu_device or "—"
         head = f"| {name} | {device} | {model.pci_id or '—'} | {model.ipxe_driver} | "
         lines.append(head + " | ".join(cells) + " |")
-    medians = stage_medians(results)
-    if medians:
+    if stage_medians(results):
         lines += ["", "## Median stage durations (seconds, passed stages)", ""]
-        lines += ["| " + " | ".join(STAGES) + " |", "|" + "---|" * len(STAGES)]
-        lines.append("| " + " | ".join(f"{medians.get(s, float('nan')):.2f}" for s in STAGES) + " |")
+        lines += ["| payload | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+        rows: list[tuple[str, int | None]] = [("all", None), *((f"{s} B", s) for s in _sizes(results))]
+        for label, size in rows:
+            medians = stage_medians(results, size)
+            timings = " | ".join(f"{medians[s]:.2f}" if s in medians else "—" for s in STAGES)
+            lines.append(f"| {label} | {timings} |")
     versions = sorted({b.evidence.rom.get("ipxe_version", "") for r in results for b in r.boots} - {""})
     if versions:
         lines += ["", "iPXE versions seen in ROM banners: " + ", ".join(versions)]

@@ -25,6 +25,7 @@ from lab.status import Status
 #: Any iPXE error message ends with its ipxe.org error URL (which may wrap).
 IPXE_ERROR = r"(?P<error>[^\n]*\(http://\s*ipxe\.org/[0-9a-f]{8}\))"
 ROM_NEVER_RAN = r"(?P<error>No bootable device|Boot failed: could not read the boot disk)"
+_FETCH_FAILED = r"(?P<error>LAB fetch-failed)"
 
 #: The ``Features:`` word a ROM needs for each URL scheme (iPXE builds tftm:// and
 #: mtftp:// into its TFTP support; SLAM is a feature of its own).
@@ -57,13 +58,14 @@ BOOT_LADDER: tuple[Stage, ...] = (
         60.0,
     ),
     Stage("script", r"LAB fetch-start", (IPXE_ERROR, ROM_NEVER_RAN), 60.0),
+    Stage("kernel", r"LAB kernel-fetched", (IPXE_ERROR, _FETCH_FAILED), 120.0),
     # SeaBIOS's serial forwarding loses the last character iPXE prints before ``boot`` hands
     # COM1 to the verifier ("LAB fetche"), so the marker must not depend on it.
-    Stage("payload", r"LAB fetche(?=d|\s)", (IPXE_ERROR, r"(?P<error>LAB fetch-failed[^\n]*)"), 180.0),
+    Stage("payload", r"LAB fetche(?=d|\s)", (IPXE_ERROR, _FETCH_FAILED), 180.0),
     Stage(
         "verified",
         r"VERIFY sha256=(?P<sha256>[0-9a-f]{64}) bytes=(?P<bytes>\d+)\s+VERIFY (?P<verdict>PASS)",
-        (r"(?P<error>VERIFY (?:FAIL|NOEXPECT|ERROR)[^\n]*)", IPXE_ERROR),
+        (r"(?P<error>VERIFY (?:FAIL|NOEXPECT|ERROR)[^\n]*)", IPXE_ERROR, r"(?P<error>LAB boot-failed)"),
         120.0,
     ),
 )

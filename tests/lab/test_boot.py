@@ -19,7 +19,7 @@ FIVE_MIB = 5 * 1024 * 1024
 def test_design_nic_verifies_a_kernel_sized_payload(nic_model: str, vm: VmFactory, confirm: Confirm) -> None:
     evidence = vm(nic_model, size=FIVE_MIB).finish()
     confirm.passed(evidence)
-    assert [s.name for s in evidence.stages] == ["rom", "dhcp", "script", "payload", "verified"]
+    assert [s.name for s in evidence.stages] == ["rom", "dhcp", "script", "kernel", "payload", "verified"]
     assert all(s.seconds > 0 for s in evidence.stages)
     check = evidence.payloads[0]
     assert (check.seen_sha256, check.seen_bytes) == (check.expect_sha256, FIVE_MIB)

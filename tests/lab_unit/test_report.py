@@ -12,7 +12,8 @@ INFO = RunInfo("RUN", "2026-01-01T00:00:00+00:00", 12.5, 2, "tcg", "QEMU 7.2", "
 
 
 def _boot(key: CellKey, size: int, status: Status, folder: Path, stage_seconds: float = 1.0) -> BootOutcome:
-    stages = [StageRecord(n, Status.PASS, stage_seconds, 0.0) for n in ("rom", "dhcp", "script", "payload")]
+    names = ("rom", "dhcp", "script", "kernel", "payload")
+    stages = [StageRecord(n, Status.PASS, stage_seconds, 0.0) for n in names]
     stages.append(StageRecord("verified", status, stage_seconds, 0.0, message="x"))
     ev = BootEvidence(stages=stages, payloads=[PayloadCheck(size, "a" * 64, "a" * 64, size)])
     ev.settle()
@@ -35,11 +36,12 @@ def test_json_has_per_stage_timings_medians_and_completeness(tmp_path: Path) -> 
     data = matrix_json(_results(tmp_path), INFO)
     cell = next(c for c in data["cells"] if c["nic"] == "e1000")
     stages = cell["boots"][0]["stages"]
-    assert [s["name"] for s in stages] == ["rom", "dhcp", "script", "payload", "verified"]
+    assert [s["name"] for s in stages] == ["rom", "dhcp", "script", "kernel", "payload", "verified"]
     assert stages[1]["seconds"] == 2.0
     assert data["stage_medians_seconds"]["rom"] == 3.0  # median of 2.0 and 4.0 (passed stages only)
     assert "verified" in data["stage_medians_seconds"]  # only e1000's verified passed
     assert data["stage_medians_seconds"]["verified"] == 2.0
+    assert data["stage_medians_seconds_by_size"]["1"]["rom"] == 3.0
     assert data["complete"] is True
     assert data["summary"] == {"FAIL": 1, "PASS": 1, "SKIP": 1, "NOT_EMULATED": 1}
     assert cell["boots"][0]["artifacts"].endswith("/1")

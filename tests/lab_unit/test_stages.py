@@ -16,7 +16,7 @@ BANNER = (
 )
 DHCP = "Configuring (net0 52:54:00:1a:00:00)...... ok\r\n"
 FETCH = (
-    "LAB fetch-start\r\ntftp://192.0.2.1/verifier.elf... ok\r\n"
+    "LAB fetch-start\r\ntftp://192.0.2.1/verifier.elf... ok\r\nLAB kernel-fetched\r\n"
     "tftp://192.0.2.1/p.bin... ok\r\nLAB fetche\r\n"  # the last character is lost on the serial line
 )
 VERIFY_PASS = f"VERIFY start\r\nVERIFY sha256={DIGEST} bytes=1\r\nVERIFY PASS\r\n"
@@ -34,7 +34,7 @@ def _walk(text: str, tmp_path: Path, exit_status: int, expect: str = DIGEST) -> 
 def test_full_boot_passes_and_records_every_stage(tmp_path: Path) -> None:
     ev = _walk(BANNER + DHCP + FETCH + VERIFY_PASS, tmp_path, 33)
     assert ev.status is Status.PASS
-    assert [s.name for s in ev.stages] == ["rom", "dhcp", "script", "payload", "verified"]
+    assert [s.name for s in ev.stages] == ["rom", "dhcp", "script", "kernel", "payload", "verified"]
     assert ev.rom["ipxe_version"].startswith("1.0.0+git")
     assert ev.rom["features"] == "DNS HTTP TFTP MBOOT"
     assert ev.stages[1].detail["driver"] == "rtl8139"
@@ -55,7 +55,7 @@ def test_rom_that_never_runs_is_a_lab_error(tmp_path: Path) -> None:
     ev = _walk(text, tmp_path, 0)
     assert ev.status is Status.ERROR
     assert ev.failed_stage == "rom"
-    assert [s.status for s in ev.stages[1:]] == [Status.MISS] * 4
+    assert [s.status for s in ev.stages[1:]] == [Status.MISS] * 5
 
 
 def test_dhcp_failure_after_the_rom_ran_is_a_driver_fail(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_dhcp_failure_after_the_rom_ran_is_a_driver_fail(tmp_path: Path) -> None
 
 def test_console_ending_with_qemu_killed_is_a_lab_error(tmp_path: Path) -> None:
     ev = _walk(BANNER + DHCP + "LAB fetch-start\r\n", tmp_path, -9)
-    assert (ev.status, ev.failed_stage) == (Status.ERROR, "payload")
+    assert (ev.status, ev.failed_stage) == (Status.ERROR, "kernel")
     assert "status -9" in ev.reason
 
 
