@@ -13,6 +13,7 @@ reason and the fix; it is never failed and never passed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -203,7 +204,7 @@ class Confirm:
         for name, path in evidence.files.items():
             self.item.user_properties.append((f"{prefix}evidence:{name}", path))
         self.records.append({"label": label, **evidence.to_json()})
-        (self.folder / "evidence.json").write_text(__import__("json").dumps(self.records, indent=2) + "\n")
+        (self.folder / "evidence.json").write_text(json.dumps(self.records, indent=2) + "\n")
         return evidence
 
     def passed(self, evidence: BootEvidence, label: str = "") -> None:
@@ -216,3 +217,30 @@ class Confirm:
 @pytest.fixture
 def confirm(request: pytest.FixtureRequest, artifacts: Path) -> Confirm:
     return Confirm(request.node, artifacts)
+
+
+#: Evidence recorded by ``confirm`` in every test, gathered where reports arrive (the
+#: xdist controller, or the only process): pytest carries ``user_properties`` across
+#: workers, which ``record_testsuite_property`` does not (pytest #7767).
+_COLLECTED: list[dict[str, Any]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call" or not any(k.endswith("status") for k, _ in report.user_properties):
+        return
+    _COLLECTED.append(
+        {
+            "nodeid": report.nodeid,
+            "outcome": report.outcome,
+            "seconds": round(report.duration, 3),
+            "properties": [[str(k), str(v)] for k, v in report.user_properties],
+        }
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput") or not _COLLECTED:
+        return
+    root = Path(str(session.config.getoption("--lab-artifacts"))).resolve() / os.environ[_RUN_ID_ENV]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pytest-evidence.json").write_text(json.dumps(_COLLECTED, indent=2) + "\n")
