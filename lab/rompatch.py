@@ -1,7 +1,7 @@
 """Give a generic ROM the PCI IDs of the device it is loaded into, as QEMU does for its own.
 
-Why: SeaBIOS runs a PCI option ROM only if its PCIR header names the device's
-vendor:device.  QEMU patches the IDs of its *default* ROMs (``pci_patch_ids``), but
+Why: SeaBIOS does not run a PCI option ROM whose PCIR header names another vendor
+(0000 included; observed with QEMU 7.2).  QEMU patches the IDs of its *default* ROMs (``pci_patch_ids``), but
 never of a ROM given with ``romfile=``, which is how the lab puts a ROM under test.
 Debian's ne2k_pci ROM carries 0000:0000 (iPXE's ns8390 driver also declares ISA ROMs),
 so given explicitly it never runs.  The lab does what QEMU's default path does: it
