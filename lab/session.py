@@ -6,7 +6,9 @@ taps never collide between workers, and each dies with its holder process.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import queue
 import shutil
 import time
@@ -40,8 +42,6 @@ def vm_support_problem() -> str | None:
     problem = namespace_support_problem()
     if problem:
         return problem
-    import os
-
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun is missing; load the tun module (modprobe tun) or pass --device /dev/net/tun"
     for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("dnsmasq", "dnsmasq-base")):
@@ -150,6 +150,9 @@ class Lab:
         run.payload.expect_sha256 = digest
         slot = self._free.get(timeout=600)
         run.slot = slot
+        # Slots are reused: this boot's evidence is what the services log from now on.
+        run.dhcp_mark = len(self.dhcp.log_for(slot.mac)) if self.dhcp else 0
+        run.tftp_mark = len(self.tftp.events()) if self.tftp else 0
         (self.root / slot.boot_file).write_text(
             boot_script(url(protocol, VERIFIER_NAME), url(protocol, name), digest, size)
         )
@@ -182,6 +185,8 @@ class BootRun:
         self.payload = PayloadCheck(size, "")
         self.evidence = BootEvidence(payloads=[self.payload])
         self._done = False
+        self.dhcp_mark = 0
+        self.tftp_mark = 0
 
     def preflight(self, status: Status, reason: str) -> None:
         self.evidence.stages.append(StageRecord("preflight", status, 0.0, 0.0, message=reason))
@@ -222,10 +227,11 @@ class BootRun:
         files["boot_script"] = str(self.directory / "boot.ipxe")
         if self.lab.dhcp is not None:
             dhcp_log = self.directory / "dhcp.log"
-            dhcp_log.write_text("\n".join(self.lab.dhcp.log_for(slot.mac)) + "\n")
+            dhcp_log.write_text("\n".join(self.lab.dhcp.log_for(slot.mac)[self.dhcp_mark :]) + "\n")
             files["dhcp_log"] = str(dhcp_log)
         if self.lab.tftp is not None:
-            mine = [e for e in self.lab.tftp.events() if _client_ip(e) == slot.ipv4]
+            since = self.lab.tftp.events()[self.tftp_mark :]
+            mine = [e for e in since if _client_ip(e) == slot.ipv4]
             events = self.directory / "tftp.events.jsonl"
             events.write_text("".join(json.dumps(e) + "\n" for e in mine))
             files["tftp_events"] = str(events)
@@ -237,6 +243,4 @@ def _client_ip(event: dict[str, Any]) -> str:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()
