@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.console import Console, ConsoleClosed
+from lab.console import Console, ConsoleClosed, Match
 from lab.errors import StageFailed, StageTimeout
 from lab.evidence import BootEvidence, PayloadCheck, StageRecord
 from lab.status import Status
@@ -73,6 +73,21 @@ BOOT_LADDER: tuple[Stage, ...] = (
 _VERIFY_LINE = r"VERIFY sha256=(?P<sha256>[0-9a-f]{64}) bytes=(?P<bytes>\d+)"
 
 
+def wait_stage(console: Console, stage: Stage, timeout_scale: float = 1.0) -> Match:
+    """Wait for one stage: its match, or StageTimeout / StageFailed naming the stage.
+
+    ConsoleClosed passes through (QEMU is gone: the caller decides whose fault that is).
+    """
+    timeout = stage.timeout * timeout_scale
+    try:
+        match = console.expect(stage.success, stage.failures, timeout)
+    except TimeoutError:
+        raise StageTimeout(stage.name, timeout, console.tail()) from None
+    if match.failed:
+        raise StageFailed(stage.name, match.groups.get("error", match.text).strip())
+    return match
+
+
 def run_ladder(
     console: Console,
     proc: subprocess.Popen[bytes],
@@ -91,14 +106,16 @@ def run_ladder(
     """
     last = started
     for index, stage in enumerate(stages):
-        timeout = stage.timeout * timeout_scale
         record = StageRecord(stage.name, Status.MISS, 0.0, 0.0)
         evidence.stages.append(record)
+        # Before the banner the ROM has not run: whatever stops the boot there is the lab's.
+        blame = Status.ERROR if stage.name == "rom" else Status.FAIL
         try:
-            match = console.expect(stage.success, stage.failures, timeout)
-        except TimeoutError:
-            exc = StageTimeout(stage.name, timeout, console.tail())
-            _fail(record, exc, Status.ERROR if stage.name == "rom" else Status.FAIL, last)
+            match = wait_stage(console, stage, timeout_scale)
+        except (StageTimeout, StageFailed) as exc:
+            if isinstance(exc, StageFailed):
+                record.detail = {"error": exc.line}
+            _fail(record, exc, blame, last)
         except ConsoleClosed:
             status = proc.wait()
             evidence.exit_status = status
@@ -111,24 +128,20 @@ def run_ladder(
             _close(record, kind, last)
         else:
             record.detail = match.groups
-            if match.failed:
-                exc2 = StageFailed(stage.name, match.groups.get("error", match.text).strip())
-                _fail(record, exc2, Status.ERROR if stage.name == "rom" else Status.FAIL, last)
-            else:
-                _close(record, Status.PASS, last)
-                last = time.monotonic()
-                record.at = last - started
-                _absorb(stage, match.groups, payload, evidence)
-                features = evidence.rom.get("features", "").split()
-                if stage.name == "rom" and required_feature and required_feature not in features:
-                    evidence.reason = f"UNSUPPORTED: the ROM's Features: line has no {required_feature}"
-                    evidence.stages.append(StageRecord("feature", Status.UNSUPPORTED, 0.0, record.at))
-                    evidence.payloads = []
-                    for rest in stages[index + 1 :]:
-                        skipped = StageRecord(rest.name, Status.SKIP, 0.0, 0.0, message="unsupported")
-                        evidence.stages.append(skipped)
-                    return
-                continue
+            _close(record, Status.PASS, last)
+            last = time.monotonic()
+            record.at = last - started
+            _absorb(stage, match.groups, payload, evidence)
+            features = evidence.rom.get("features", "").split()
+            if stage.name == "rom" and required_feature and required_feature not in features:
+                evidence.reason = f"UNSUPPORTED: the ROM's Features: line has no {required_feature}"
+                evidence.stages.append(StageRecord("feature", Status.UNSUPPORTED, 0.0, record.at))
+                evidence.payloads = []
+                for rest in stages[index + 1 :]:
+                    skipped = StageRecord(rest.name, Status.SKIP, 0.0, 0.0, message="unsupported")
+                    evidence.stages.append(skipped)
+                return
+            continue
         record.at = time.monotonic() - started
         evidence.reason = f"{record.status.value}@{stage.name}: {record.message.splitlines()[0]}"
         _record_verify_line(console, payload)

@@ -31,7 +31,7 @@ def test_a_failure_pattern_before_success_wins(tmp_path: Path) -> None:
 
 
 def test_timeout_and_closed_are_distinct(tmp_path: Path) -> None:
-    console, write_fd = console_with("nothing yet\n", tmp_path / "", close=False)
+    console, write_fd = console_with("nothing yet\n", tmp_path, close=False)
     with pytest.raises(TimeoutError):
         console.expect("never", [], 0.2)
     os.close(write_fd)

@@ -106,3 +106,21 @@ def test_a_rom_without_the_protocols_feature_is_unsupported_not_failed(tmp_path:
     evidence.settle()
     assert evidence.status is Status.UNSUPPORTED
     assert "SLAM" in evidence.reason
+
+
+def test_wait_stage_raises_a_stage_timeout_naming_the_stage(tmp_path: Path) -> None:
+    import pytest
+
+    from lab.errors import StageFailed, StageTimeout
+    from lab.stages import BOOT_LADDER, wait_stage
+
+    console, _writer = console_with(BANNER, tmp_path, close=False)
+    assert wait_stage(console, BOOT_LADDER[0]).groups["features"] == "DNS HTTP TFTP MBOOT"
+    with pytest.raises(StageTimeout, match="stage 'dhcp'") as info:
+        wait_stage(console, BOOT_LADDER[1], timeout_scale=0.002)
+    assert any("net0:" in line for line in info.value.tail)
+    (tmp_path / "second").mkdir()
+    failing, _ = console_with("LAB fetch-start\r\nLAB fetch-failed\r\n", tmp_path / "second", close=False)
+    wait_stage(failing, BOOT_LADDER[2])
+    with pytest.raises(StageFailed, match="LAB fetch-failed"):
+        wait_stage(failing, BOOT_LADDER[3])
