@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -41,9 +41,27 @@ class ConsoleClosed(Exception):
     """QEMU closed its console (it exited) before a pattern appeared."""
 
 
+#: Something that types keys on the console (QEMU's stdin).
+Typist = Callable[[bytes], None]
+
+
 class Console:
-    def __init__(self, stream: IO[bytes], log_path: Path) -> None:
+    """``answers``: (pattern, keys) pairs typed by the drain thread each time a pattern
+    appears, like an expect script's auto-responses; each answer goes to ``answers.log``."""
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        log_path: Path,
+        answers: Sequence[tuple[str, bytes]] = (),
+        typist: Typist | None = None,
+    ) -> None:
         self.log_path = log_path
+        self.answers_path = log_path.with_name("answers.log")
+        self._answers = [(re.compile(pattern), keys) for pattern, keys in answers]
+        self._answered_to = 0
+        self._typist = typist
+        self._started = time.monotonic()
         self._stream = stream
         self._raw = bytearray()
         self._cond = threading.Condition()
@@ -66,6 +84,7 @@ class Console:
                 with self._cond:
                     self._raw += chunk
                     self._cond.notify_all()
+                self._answer()
         except OSError:
             pass
         finally:
@@ -73,6 +92,23 @@ class Console:
             with self._cond:
                 self._closed = True
                 self._cond.notify_all()
+
+    def _answer(self) -> None:
+        if not self._answers or self._typist is None:
+            return
+        text = self.text
+        hits = sorted(
+            (m.start(), m.end(), m.group(0), keys)
+            for rx, keys in self._answers
+            for m in rx.finditer(text, self._answered_to)
+        )
+        for _, end, prompt, keys in hits:
+            if end <= self._answered_to:
+                continue
+            self._typist(keys)
+            self._answered_to = end
+            with open(self.answers_path, "a") as log:
+                log.write(f"{time.monotonic() - self._started:8.3f} s  {prompt!r} -> typed {keys!r}\n")
 
     @property
     def text(self) -> str:

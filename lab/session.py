@@ -222,6 +222,7 @@ class BootRun:
     def _collect(self, slot: Slot) -> None:
         files = self.evidence.files
         files["console"] = str(self.directory / "console.log")
+        files["console_answers"] = str(self.directory / "answers.log")
         files["qemu_cmdline"] = str(self.directory / "qemu.cmdline")
         files["qemu_stderr"] = str(self.directory / "qemu.stderr")
         files["boot_script"] = str(self.directory / "boot.ipxe")

@@ -56,3 +56,16 @@ def test_watching_without_consuming_leaves_text_for_the_ladder(tmp_path: Path) -
     console, _ = console_with("iPXE banner\nmore\n", tmp_path)
     console.expect("banner", [], 5, consume=False)
     assert console.expect("iPXE", [], 5).text == "iPXE"
+
+
+def test_prompts_are_answered_once_each_and_logged(tmp_path: Path) -> None:
+    typed: list[bytes] = []
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"Press Ctrl-B to configure iPXE (PCI 00:02.0)...\r\n")
+    os.write(write_fd, b"iPXE 1.0 -- Open Source\r\nPress Ctrl-B for the iPXE command line...")
+    os.close(write_fd)
+    answers = [(r"Press Ctrl-B to configure iPXE", b" "), (r"Press Ctrl-B for the iPXE command line", b"x")]
+    console = Console(os.fdopen(read_fd, "rb"), tmp_path / "console.log", answers, typed.append)
+    assert console.wait_closed(5)
+    assert typed == [b" ", b"x"]
+    assert len((tmp_path / "answers.log").read_text().splitlines()) == 2
