@@ -225,6 +225,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         check_port=not args.no_source_port_checking,
         listen_local=args.listen_local,
         idle_exit=None if args.daemon or args.tftpd_timeout <= 0 else float(args.tftpd_timeout),
+        threaded=os.environ.get("PYATFTPD_DRIVER", "thread") == "thread",
     )
 
 

@@ -90,7 +90,7 @@ class ReadTransfer:
                 CoreEvent(ev.ERROR, {"code": 5, "reason": "foreign TID", "to": f"{addr[0]}:{addr[1]}"})
             )
             return
-        if len(data) == 4 and data[0] == 0 and data[1] == 4:  # fast path: ACK
+        if len(data) == 4 and data[1] == 4 and data[0] == 0:  # fast path: ACK
             self._on_ack((data[2] << 8) | data[3], now)
             return
         try:
@@ -150,6 +150,12 @@ class ReadTransfer:
         self._deadline = now + self._timeout
 
     def _send_window(self, first: int) -> None:
+        if self._window == 1 and first > self._sent and not self._trace:  # lock-step fast path
+            payload = self._source.read((first - 1) * self._blksize, self._blksize)
+            self._outbox.append((_DATA_HEADER(3, first & 0xFFFF) + payload, self.peer))
+            self._sent = first
+            self.bytes_sent += len(payload)
+            return
         last = min(first + self._window - 1, self.last_block)
         blksize = self._blksize
         read = self._source.read

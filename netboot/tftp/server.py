@@ -40,6 +40,9 @@ log = logging.getLogger("pyatftpd")
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _PKTINFO = struct.Struct("@i4s4s")
 _CMSG_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
+UNKNOWN_TID_ERROR = encode_error(
+    ErrorCode.UNKNOWN_TID, "unknown transfer ID: this port serves another client"
+)
 
 
 @dataclass
@@ -249,8 +252,14 @@ class TftpServer:
         recv_size: int = 2048,
         on_done: Callable[[], None] | None = None,
         threaded: bool = False,
+        connect_to: Address | None = None,
     ) -> CoreDriver | ThreadDriver:
-        """Drive ``core`` on ``sock``; its events are logged with ``labels`` added."""
+        """Drive ``core`` on ``sock``; its events are logged with ``labels`` added.
+
+        ``threaded`` runs it in a thread of its own (lowest latency per datagram);
+        ``connect_to`` (threaded only) serves a single peer from a connected socket
+        and answers every other source with ERROR 5 from the event loop.
+        """
         emit = self.events.emit
         enabled = self.events.enabled
 
@@ -274,7 +283,24 @@ class TftpServer:
 
         driver: CoreDriver | ThreadDriver
         if threaded:
-            driver = ThreadDriver(self.loop, sock, core, on_event, on_close, recv_size=recv_size)
+
+            def on_stray(data: bytes, addr: Address) -> bytes | None:
+                if data[:2] == b"\0\5":
+                    return None  # never answer an ERROR
+                if enabled:
+                    emit("error", **labels, code=5, reason="foreign TID", to=f"{addr[0]}:{addr[1]}")
+                return UNKNOWN_TID_ERROR
+
+            driver = ThreadDriver(
+                self.loop,
+                sock,
+                core,
+                on_event,
+                on_close,
+                recv_size=recv_size,
+                peer=connect_to,
+                on_stray=on_stray,
+            )
         else:
             driver = CoreDriver(self.loop, sock, core, on_event, on_close, recv_size=recv_size)
         if not driver.closed:
