@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from netboot.events import EventLog
 from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
 from netboot.tftp.options import OptionPolicy
-from netboot.tftp.server import ServerConfig, Slots, TftpServer, make_listening_socket
+from netboot.tftp.server import Balancer, ServerConfig, Slots, TftpServer, make_listening_socket
 
 VERSION = "pyatftpd 0.1.0 (command line of atftp-0.8.0)"
 log = logging.getLogger("pyatftpd")
@@ -124,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=1,
+        default=os.cpu_count() or 1,
         metavar="N",
-        help="pre-forked worker processes sharing the port (use the number of cores)",
+        help="pre-forked worker processes sharing the port (default: the number of CPUs; 1 = one process)",
     )
     p.add_argument("directory", nargs="?", default="/srv/tftp")
     return p
@@ -235,10 +235,11 @@ def run_server(
     events_path: str | None,
     slots: Slots | None = None,
     session_prefix: str = "",
+    balancer: Balancer | None = None,
 ) -> int:
     """Run one server loop on ``sock`` until SIGTERM/SIGINT."""
     events = EventLog(events_path, "pyatftpd")
-    server = TftpServer(config, events, slots)
+    server = TftpServer(config, events, slots, balancer)
     server.set_session_prefix(session_prefix)
     server.add_listener(sock)
 
@@ -286,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ignored:
         log.warning("accepted for compatibility, no effect yet: %s", ", ".join(ignored))
     address = sock.getsockname()
+    if not args.daemon:
+        args.workers = 1
     log.info(
         "%s serving %s on %s:%s (%d worker%s)",
         VERSION,
@@ -295,14 +298,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         "" if args.workers == 1 else "s",
     )
-    if args.workers <= 1:
+    if args.workers <= 1:  # also inetd mode: one process, which exits when idle
         return run_server(config, sock, args.events)
-    from netboot.tftp.workers import SharedSlots, run_workers
+    from netboot.tftp.workers import SharedSlots, WorkerLoad, run_workers
 
     shared = SharedSlots(config.max_transfers)
-    return run_workers(
-        args.workers, lambda index: run_server(config, sock, args.events, shared, f"w{index}.")
-    )
+    load = WorkerLoad(args.workers)
+
+    def worker(index: int) -> int:
+        load.index = index
+        return run_server(config, sock, args.events, shared, f"w{index}.", load)
+
+    return run_workers(args.workers, worker)
 
 
 if __name__ == "__main__":

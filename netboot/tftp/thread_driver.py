@@ -130,6 +130,9 @@ class ThreadDriver:
         size = self._recv_size
         clock = time.monotonic
         on_event = self._on_event
+        # Optional fast lane of the core (ReadTransfer.reply_to_ack); only valid when
+        # the kernel already filtered the peer (connected socket).
+        fast = getattr(core, "reply_to_ack", None) if connected else None
         now = clock()
         try:
             while True:
@@ -153,6 +156,14 @@ class ThreadDriver:
                     if peer is not None:
                         data = sock.recv(size)
                         addr = peer
+                        if fast is not None:
+                            now = clock()
+                            reply = fast(data, now)
+                            while reply is not None and not self._stopping:
+                                sock.send(reply)
+                                data = sock.recv(size)
+                                now = clock()
+                                reply = fast(data, now)
                     else:
                         data, addr = sock.recvfrom(size)
                 except (BlockingIOError, InterruptedError):  # SO_RCVTIMEO tick

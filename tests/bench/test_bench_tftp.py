@@ -52,8 +52,8 @@ SCENARIOS = [
 #: (column name, server program, extra arguments)
 SERVERS = [
     ("atftpd", "atftpd", []),
-    ("pyatftpd", "pyatftpd", []),
-    ("pyatftpd -w2", "pyatftpd", ["--workers", "2"]),
+    (f"pyatftpd -w{os.cpu_count()}", "pyatftpd", []),  # the default: one worker per CPU
+    ("pyatftpd -w1", "pyatftpd", ["--workers", "1"]),
 ]
 
 
