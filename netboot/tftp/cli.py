@@ -39,6 +39,11 @@ NO_EFFECT = (
 )
 
 
+#: Internal flag for a bare -v; its name shares no prefix with a real option, so
+#: abbreviations such as --verb=7 stay unambiguous.
+_VERBOSE_STEP = "--x-increase-verbosity"
+
+
 def _rewrite_verbose(argv: Sequence[str]) -> list[str]:
     out: list[str] = []
     for index, token in enumerate(argv):
@@ -46,7 +51,7 @@ def _rewrite_verbose(argv: Sequence[str]) -> list[str]:
             out.extend(argv[index:])
             break
         if token == "-v" or (token.startswith("--verb") and "--verbose".startswith(token)):
-            out.append("--verbose-step")
+            out.append(_VERBOSE_STEP)
         else:
             out.append(token)
     return out
@@ -90,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="verbose_level",
         help="log level 0..7 (syslog numbering; write it attached: -v7, --verbose=7)",
     )
-    p.add_argument("--verbose-step", action="count", default=0, help=argparse.SUPPRESS)
+    p.add_argument(_VERBOSE_STEP, dest="verbose_step", action="count", default=0, help=argparse.SUPPRESS)
     p.add_argument("--trace", action="store_true", help="log every packet; also per-block data/ack events")
     for name in ("timeout", "tsize", "blksize", "windowsize", "multicast"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"do not acknowledge the {name} option")

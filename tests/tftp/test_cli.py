@@ -85,6 +85,8 @@ def test_full_atftpd_command_line_parses() -> None:
         (["--verbose", "/d"], 6, "/d"),
         (["--verb", "/d"], 6, "/d"),
         ([], 5, "/srv/tftp"),
+        (["--verb=4", "/d"], 4, "/d"),
+        (["-v7", "-v"], 7, "/srv/tftp"),  # capped at 7 like atftpd
     ],
 )
 def test_verbose_takes_an_optional_attached_level(argv: list[str], level: int, directory: str) -> None:
