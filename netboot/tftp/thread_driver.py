@@ -41,15 +41,22 @@ class ThreadDriver:
         *,
         recv_size: int = 2048,
         tick: float = 0.5,
+        peer: tuple[str, int] | None = None,
+        on_stray: Callable[[bytes, tuple[str, int]], bytes | None] | None = None,
     ) -> None:
         self.loop = loop
-        self.sock = sock
         self.core = core
         self._on_event = on_event
         self._on_close = on_close
         self._recv_size = recv_size
-        self._stop = threading.Event()
+        self._stopping = False
         self._closed = False
+        self._peer = peer
+        self._catcher: socket.socket | None = None
+        self._on_stray = on_stray
+        if peer is not None:
+            sock = self._connect_twin(sock, peer)
+        self.sock = sock
         sock.setblocking(True)
         seconds = int(tick)
         micros = int((tick - seconds) * 1_000_000)
@@ -57,47 +64,117 @@ class ThreadDriver:
         self._thread = threading.Thread(target=self._run, name="tftp-transfer", daemon=True)
         self._thread.start()
 
+    def _connect_twin(self, catcher: socket.socket, peer: tuple[str, int]) -> socket.socket:
+        """Serve the transfer from a socket *connected* to the peer, on the TID's port.
+
+        Why: ``send``/``recv`` on a connected socket skip the per-datagram route
+        lookup and address conversion (perf showed inet_ntop's printf and argument
+        parsing on the hot path).  The kernel still delivers datagrams from any
+        other source to ``catcher``, the unconnected socket that owns the port, and
+        the event loop answers those with ERROR 5 (foreign TID).
+        """
+        catcher.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        twin = socket.socket(catcher.family, socket.SOCK_DGRAM)
+        try:
+            twin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            twin.bind(catcher.getsockname())
+            twin.connect(peer)
+        except OSError:
+            twin.close()
+            raise
+        catcher.setblocking(False)
+        self._catcher = catcher
+        self.loop.add_reader(catcher.fileno(), self._read_strays)
+        return twin
+
+    def _read_strays(self) -> None:
+        catcher = self._catcher
+        if catcher is None:
+            return
+        for _ in range(16):
+            try:
+                data, addr = catcher.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            reply = self._on_stray(data, addr) if self._on_stray else None
+            if reply is not None:
+                try:
+                    catcher.sendto(reply, addr)
+                except OSError:
+                    pass
+
+    def _close_catcher(self) -> None:
+        if self._catcher is not None:
+            try:
+                self.loop.remove_reader(self._catcher.fileno())
+            except (ValueError, OSError):
+                pass
+            self._catcher.close()
+            self._catcher = None
+
     @property
     def closed(self) -> bool:
         return self._closed
 
     def close(self) -> None:
         """Ask the thread to stop (it notices within one tick)."""
-        self._stop.set()
+        self._stopping = True
 
     def _run(self) -> None:
         core = self.core
         sock = self.sock
-        recv = sock.recvfrom
-        send = sock.sendto
+        peer = self._peer
+        connected = peer is not None
         size = self._recv_size
         clock = time.monotonic
         on_event = self._on_event
-        stop = self._stop
+        # Optional fast lane of the core (ReadTransfer.reply_to_ack); only valid when
+        # the kernel already filtered the peer (connected socket).
+        fast = getattr(core, "reply_to_ack", None) if connected else None
+        now = clock()
         try:
             while True:
-                now = clock()
                 for data, addr in core.datagrams_to_send(now):
                     try:
-                        send(data, addr)
+                        if connected and addr == peer:
+                            sock.send(data)
+                        elif connected:
+                            self._send_stray(data, addr)
+                        else:
+                            sock.sendto(data, addr)
                     except OSError as exc:
                         log.debug("send to %s failed: %s", addr, exc)
                 event = core.next_event()
                 while event is not None:
                     on_event(event)
                     event = core.next_event()
-                if core.finished or stop.is_set():
+                if core.finished or self._stopping:
                     break
                 try:
-                    data, addr = recv(size)
+                    if peer is not None:
+                        data = sock.recv(size)
+                        addr = peer
+                        if fast is not None:
+                            now = clock()
+                            reply = fast(data, now)
+                            while reply is not None and not self._stopping:
+                                sock.send(reply)
+                                data = sock.recv(size)
+                                now = clock()
+                                reply = fast(data, now)
+                    else:
+                        data, addr = sock.recvfrom(size)
                 except (BlockingIOError, InterruptedError):  # SO_RCVTIMEO tick
                     now = clock()
                     deadline = core.get_timer()
                     if deadline is not None and deadline <= now:
                         core.handle_timer(now)
                     continue
-                except OSError as exc:
+                except OSError as exc:  # e.g. ECONNREFUSED: the client's port is gone
                     log.debug("transfer socket: %s", exc)
+                    now = clock()
                     continue
                 now = clock()
                 core.receive_datagram(data, addr, now)
@@ -110,9 +187,17 @@ class ThreadDriver:
             self._closed = True
             sock.close()
             try:
-                self.loop.call_soon_threadsafe(self._on_close, self)
+                self.loop.call_soon_threadsafe(self._finish)
             except RuntimeError:  # loop already closed at shutdown
                 pass
+
+    def _send_stray(self, data: bytes, addr: tuple[str, int]) -> int:
+        catcher = self._catcher
+        return catcher.sendto(data, addr) if catcher is not None else 0
+
+    def _finish(self) -> None:
+        self._close_catcher()
+        self._on_close(self)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)

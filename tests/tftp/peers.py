@@ -105,6 +105,7 @@ def start_server(
     events: Path | None = None,
     log: Path | None = None,
     taskset: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunningServer:
     extra = list(extra or [])
     if events is not None and name == "pyatftpd":
@@ -114,7 +115,13 @@ def start_server(
     if taskset:
         argv = ["taskset", "-c", taskset, *argv]
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **env} if env else None,
+    )
     server = RunningServer(name, port, root, proc, events, log, extra)
     try:
         wait_ready(server)

@@ -136,8 +136,8 @@ def test_dotdot_never_leaves_the_root(
     if escape_server.name == "atftpd" and name == "..":
         request.applymarker(
             pytest.mark.xfail(
-                reason="atftpd 0.8 opens '..' (the parent directory) and sends it as an empty file instead of "
-                "an error; no content leaks, but the client is told a lie",
+                reason="atftpd 0.8 opens '..' (the parent directory) and sends it as an empty file, not "
+                "an error; no content leaks, but the client is misled",
                 strict=True,
             )
         )

@@ -161,3 +161,27 @@ def test_tiny_blksize_with_many_options_is_refused_not_overflowed(server: Runnin
     assert info.value.code == 8
     data, _ = raw_fetch(server.address, "size513")
     assert data == (server.root / "size513").read_bytes()
+
+
+@pytest.mark.parametrize("windowsize", [4, 16])
+def test_windowsize_with_atftp(server: RunningServer, windowsize: int, tmp_path: Path) -> None:
+    """RFC 7440: atftp asks for a window; the file must still arrive intact."""
+    require("atftp")
+    out = tmp_path / "out"
+    argv = [
+        "atftp",
+        "--option",
+        f"windowsize {windowsize}",
+        "--option",
+        "blksize 1428",
+        "-g",
+        "-r",
+        "conc1m",
+        "-l",
+        str(out),
+        "127.0.0.1",
+        str(server.port),
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sha256(out) == sha256(server.root / "conc1m")
