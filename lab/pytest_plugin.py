@@ -23,12 +23,13 @@ from typing import Any
 
 import pytest
 
+from lab.dhcp import Dnsmasq
 from lab.evidence import BootEvidence
 from lab.netns import Namespace, NamespaceUnavailable, namespace_support_problem
 from lab.qemu import ACCELS
 from lab.session import BootRun, Lab, LabConfig, vm_support_problem
 from lab.status import Status
-from lab.tftp import SERVERS, server_problem
+from lab.tftp import SERVERS, TftpServer, server_problem
 from lab.topology import Topology
 from roms.catalog import DESIGN_NICS, nic
 from roms.romset import RomSet, rom_sets
@@ -129,22 +130,27 @@ def lab(pytestconfig: pytest.Config, lab_run_dir: Path) -> Iterator[Lab]:
 
 
 @pytest.fixture
-def dhcp(lab: Lab) -> Any:
+def dhcp(lab: Lab) -> Dnsmasq:
     """The worker's dnsmasq (fixed address and boot file per VM slot)."""
+    assert lab.dhcp is not None
     return lab.dhcp
 
 
+def _use_server(lab: Lab, kind: str) -> TftpServer:
+    if lab.tftp is None or lab.tftp.kind != kind:
+        lab.config.server = kind
+        return lab.start_tftp(kind)
+    return lab.tftp
+
+
 @pytest.fixture(params=SERVERS)
-def tftp_server(request: pytest.FixtureRequest, lab: Lab) -> Any:
+def tftp_server(request: pytest.FixtureRequest, lab: Lab) -> TftpServer:
     """The TFTP server VMs boot from: pyatftpd (ours) or atftpd (Debian's, the reference)."""
     kind = str(request.param)
     problem = server_problem(kind)
     if problem:
         pytest.skip(problem)
-    if lab.tftp is None or lab.tftp.kind != kind:
-        lab.config.server = kind
-        lab.start_tftp(kind)
-    return lab.tftp
+    return _use_server(lab, kind)
 
 
 @pytest.fixture
@@ -160,12 +166,17 @@ VmFactory = Callable[..., BootRun]
 
 
 @pytest.fixture
-def vm(lab: Lab, artifacts: Path, lab_rom_sets: list[RomSet]) -> Iterator[VmFactory]:
+def vm(
+    request: pytest.FixtureRequest, lab: Lab, artifacts: Path, lab_rom_sets: list[RomSet]
+) -> Iterator[VmFactory]:
     """Start VMs: ``vm("e1000", size=1)`` returns a running boot; ``.finish()`` gives its evidence.
 
     Several calls give several VMs at once (each in its own slot: MAC, address, tap,
-    boot file).  VMs still running at teardown are stopped.
+    boot file).  VMs still running at teardown are stopped.  Without ``tftp_server`` a
+    test boots from pyatftpd, whatever an earlier test on this worker switched to.
     """
+    if "tftp_server" not in request.fixturenames:
+        _use_server(lab, "pyatftpd")
     runs: list[BootRun] = []
 
     def start(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lab.pytest_plugin import Confirm, VmFactory
 from lab.status import Status
+from lab.tftp import TftpServer
 
 pytestmark = pytest.mark.vm
 
@@ -29,7 +29,7 @@ def test_design_nic_verifies_a_kernel_sized_payload(nic_model: str, vm: VmFactor
 
 @pytest.mark.parametrize("size", [1, 1432 * 3])
 def test_each_server_delivers_the_edge_sizes(
-    tftp_server: Any, size: int, vm: VmFactory, confirm: Confirm
+    tftp_server: TftpServer, size: int, vm: VmFactory, confirm: Confirm
 ) -> None:
     run = vm("rtl8139", size=size)
     evidence = run.finish()
