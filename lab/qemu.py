@@ -26,6 +26,8 @@ class QemuSpec:
     accel: str = "tcg"
     memory_mib: int = 256
     binary: str = "qemu-system-x86_64"
+    #: QEMU's own capture of everything the NIC sends and receives (no privileges needed).
+    pcap: Path | None = None
     extra: tuple[str, ...] = field(default=())
 
 
@@ -44,5 +46,6 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
         "-netdev", f"tap,id=n0,ifname={spec.tap},script=no,downscript=no",
         "-device", f"{spec.qemu_device},netdev=n0,mac={spec.mac},romfile={spec.romfile},bootindex=1",
         "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=4",
+        *(["-object", f"filter-dump,id=dump0,netdev=n0,file={spec.pcap}"] if spec.pcap else []),
         *spec.extra,
     ]  # fmt: skip

@@ -159,7 +159,9 @@ class Lab:
         (directory / "boot.ipxe").write_text((self.root / slot.boot_file).read_text())
         add_tap(self.ns, slot.tap)
         assert model.qemu_device is not None
-        spec = QemuSpec(model.qemu_device, slot.mac, rom, slot.tap, accel=self.config.accel)
+        spec = QemuSpec(
+            model.qemu_device, slot.mac, rom, slot.tap, accel=self.config.accel, pcap=directory / "nic.pcap"
+        )
         try:
             run.vm = Vm(self.ns, spec, directory)
         except LabError as exc:
@@ -223,6 +225,7 @@ class BootRun:
         files = self.evidence.files
         files["console"] = str(self.directory / "console.log")
         files["console_answers"] = str(self.directory / "answers.log")
+        files["pcap"] = str(self.directory / "nic.pcap")
         files["qemu_cmdline"] = str(self.directory / "qemu.cmdline")
         files["qemu_stderr"] = str(self.directory / "qemu.stderr")
         files["boot_script"] = str(self.directory / "boot.ipxe")

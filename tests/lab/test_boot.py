@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.capture import count_tftp
 from lab.pytest_plugin import Confirm, VmFactory
 from lab.status import Status
 from lab.tftp import TftpServer
@@ -25,6 +26,8 @@ def test_design_nic_verifies_a_kernel_sized_payload(nic_model: str, vm: VmFactor
     assert (check.seen_sha256, check.seen_bytes) == (check.expect_sha256, FIVE_MIB)
     assert evidence.exit_status == 33
     assert "TFTP" in evidence.rom["features"].split()
+    wire = count_tftp(Path(evidence.files["pcap"]))  # the bytes really crossed the NIC
+    assert wire.tftp_data_bytes >= FIVE_MIB, wire
 
 
 @pytest.mark.parametrize("size", [1, 1432 * 3])

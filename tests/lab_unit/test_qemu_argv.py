@@ -22,6 +22,12 @@ def test_golden_argv_for_a_tcg_vm() -> None:
     ]  # fmt: skip
 
 
+def test_nic_capture_is_qemus_filter_dump_on_the_nic_backend() -> None:
+    spec = QemuSpec("e1000", "52:54:00:1a:00:03", Path("/r.rom"), "tap3", pcap=Path("/a/nic.pcap"))
+    argv = qemu_argv(spec)
+    assert argv[argv.index("-object") + 1] == "filter-dump,id=dump0,netdev=n0,file=/a/nic.pcap"
+
+
 def test_kvm_only_when_asked_and_extra_options_last() -> None:
     spec = QemuSpec("i82557b", "52:54:00:1a:01:00", Path("/r.rom"), "tap0", accel="kvm", extra=("-S",))
     argv = qemu_argv(spec)
