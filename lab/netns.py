@@ -95,7 +95,8 @@ class Namespace:
         if problem:
             raise NamespaceUnavailable(problem)
         # setpriv sets the death signal and execs unshare: no preexec_fn, which is unsafe
-        # when other threads run (parallel labs, console drains).
+        # when other threads run (parallel labs, console drains).  The signal fires when
+        # the *thread* that started us ends, so a namespace lives in the thread that made it.
         launcher = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
         self._unshare = subprocess.Popen(
             [
