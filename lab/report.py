@@ -159,7 +159,7 @@ def matrix_markdown(results: Sequence[CellResult], info: RunInfo, out_dir: Path)
         lines.append(head + " | ".join(cells) + " |")
     if stage_medians(results):
         lines += ["", "## Median stage durations (seconds, passed stages)", ""]
-        lines += ["| payload | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+        lines += ["| payload size | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
         rows: list[tuple[str, int | None]] = [("all", None), *((f"{s} B", s) for s in _sizes(results))]
         for label, size in rows:
             medians = stage_medians(results, size)
