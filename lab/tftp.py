@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -114,6 +115,24 @@ class TftpServer:
             return []
         return read_events(str(self.spec.events))
 
-    def stop(self) -> None:
+    def _listening(self) -> bool:
+        return bool(self.ns.run(["ss", "-Hlun", f"sport = :{self.spec.port}"], check=False).stdout.strip())
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the server and every process of its group (pyatftpd's workers too).
+
+        The port must be free when this returns, or the next server cannot bind it:
+        workers can outlive the process that nsenter waits for.
+        """
+        group = self.proc.pid
         kill_group(self.proc)
+        deadline = time.monotonic() + timeout
+        while self._listening() and time.monotonic() < deadline:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            time.sleep(0.05)
         self._out.close()
+        if self._listening():
+            raise LabError(f"{self.kind} still holds UDP {self.spec.port} {timeout:.0f} s after its stop")
