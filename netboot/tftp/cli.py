@@ -1,0 +1,308 @@
+"""``pyatftpd``: a drop-in for atftpd 0.8 (same command line), see docs/pyatftpd.md.
+
+Why the argv pre-pass: atftpd's ``-v`` takes an *optional attached* argument
+(getopt ``v::``), so ``-v /srv/tftp`` means "more verbose, serve /srv/tftp".
+argparse would swallow the directory as the level, so bare ``-v``/``--verbose``
+(and its abbreviations) are rewritten to a counting flag before parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from netboot.events import EventLog
+from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
+from netboot.tftp.options import OptionPolicy
+from netboot.tftp.server import ServerConfig, Slots, TftpServer, make_listening_socket
+
+VERSION = "pyatftpd 0.1.0 (command line of atftp-0.8.0)"
+log = logging.getLogger("pyatftpd")
+
+#: Options accepted for compatibility that do nothing yet (logged once at start).
+NO_EFFECT = (
+    "mcast_ttl",
+    "mcast_addr",
+    "mcast_port",
+    "mtftp",
+    "mtftp_port",
+    "pcre",
+    "mcast_switch_client",
+    "no_multicast",
+)
+
+
+def _rewrite_verbose(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for index, token in enumerate(argv):
+        if token == "--":
+            out.extend(argv[index:])
+            break
+        if token == "-v" or (token.startswith("--verb") and "--verbose".startswith(token)):
+            out.append("--verbose-step")
+        else:
+            out.append(token)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pyatftpd",
+        description="TFTP server (RFC 1350, 2347-2349, 7440) with atftpd's command line.",
+        allow_abbrev=True,
+    )
+    p.add_argument(
+        "-t",
+        "--tftpd-timeout",
+        type=int,
+        default=300,
+        metavar="S",
+        help="inetd mode: exit after S idle seconds (0: never)",
+    )
+    p.add_argument(
+        "-r",
+        "--retry-timeout",
+        type=int,
+        default=5,
+        metavar="S",
+        help="seconds before a retransmission (a client's timeout option overrides it)",
+    )
+    p.add_argument(
+        "-m",
+        "--maxthread",
+        type=int,
+        default=100,
+        metavar="N",
+        help="maximum concurrent transfers; more are refused with an ERROR",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        type=int,
+        metavar="N",
+        dest="verbose_level",
+        help="log level 0..7 (syslog numbering; write it attached: -v7, --verbose=7)",
+    )
+    p.add_argument("--verbose-step", action="count", default=0, help=argparse.SUPPRESS)
+    p.add_argument("--trace", action="store_true", help="log every packet; also per-block data/ack events")
+    for name in ("timeout", "tsize", "blksize", "windowsize", "multicast"):
+        p.add_argument(f"--no-{name}", action="store_true", help=f"do not acknowledge the {name} option")
+    p.add_argument("--logfile", metavar="FILE", help="log to FILE ('-' = stdout) instead of syslog")
+    p.add_argument("--pidfile", metavar="FILE")
+    p.add_argument("--listen-local", action="store_true", help="set SO_BROADCAST on transfer sockets")
+    p.add_argument("--daemon", action="store_true", help="standalone server (otherwise inetd mode on fd 0)")
+    p.add_argument("--no-fork", action="store_true", help="with --daemon: stay in the foreground")
+    p.add_argument("--prevent-sas", action="store_true", help="accepted; pyatftpd always prevents SAS")
+    p.add_argument("--user", default="nobody", metavar="USER[.GROUP]")
+    p.add_argument("--group", metavar="GROUP")
+    p.add_argument("--port", type=int, default=69, help="0 looks up the 'tftp' service")
+    p.add_argument("--bind-address", default="0.0.0.0", metavar="IP")
+    p.add_argument("--mcast-ttl", "--mcast_ttl", dest="mcast_ttl", type=int, default=1)
+    p.add_argument("--mcast-addr", "--mcast_addr", dest="mcast_addr", default="239.255.0.0-255")
+    p.add_argument("--mcast-port", "--mcast_port", dest="mcast_port", default="1758")
+    p.add_argument("--pcre", metavar="FILE")
+    p.add_argument("--pcre-test", metavar="FILE")
+    p.add_argument("--mtftp", metavar="FILE")
+    p.add_argument("--mtftp-port", type=int, default=75)
+    p.add_argument(
+        "--no-source-port-checking",
+        action="store_true",
+        help="accept a transfer's packets from any port of the client's address",
+    )
+    p.add_argument("--mcast-switch-client", action="store_true")
+    p.add_argument("-V", "--version", action="version", version=VERSION)
+    # pyatftpd additions
+    p.add_argument("--events", metavar="FILE", help="write JSON-lines protocol events (docs/events.md)")
+    p.add_argument("--allow-upload", action="store_true", help="accept WRQ (uploads); refused otherwise")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="pre-forked worker processes sharing the port (use the number of cores)",
+    )
+    p.add_argument("directory", nargs="?", default="/srv/tftp")
+    return p
+
+
+def _verbosity(args: argparse.Namespace) -> int:
+    level = 5 if args.verbose_level is None else args.verbose_level
+    return max(0, min(7, int(level) + int(args.verbose_step)))
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = _verbosity(args)
+    py_level = (
+        logging.DEBUG
+        if level >= 7
+        else logging.INFO
+        if level >= 5
+        else logging.WARNING
+        if level == 4
+        else logging.ERROR
+    )
+    handler: logging.Handler
+    if args.logfile == "-":
+        handler = logging.StreamHandler(sys.stdout)
+    elif args.logfile:
+        handler = logging.FileHandler(args.logfile)
+    elif os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(
+            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s pyatftpd[%(process)d]: %(message)s", "%b %d %H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(py_level)
+
+
+def _no_effect_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    names = []
+    for dest in NO_EFFECT:
+        if getattr(args, dest) != parser.get_default(dest):
+            names.append("--" + dest.replace("_", "-"))
+    if args.prevent_sas:
+        names.append("--prevent-sas (always on)")
+    return names
+
+
+def _listening_socket(args: argparse.Namespace) -> socket.socket:
+    port = args.port
+    if port == 0:
+        try:
+            port = socket.getservbyname("tftp", "udp")
+        except OSError:
+            port = 69
+    try:
+        return make_listening_socket(args.bind_address, port)
+    except OSError as exc:
+        raise SystemExit(
+            f"pyatftpd: cannot bind {args.bind_address}:{port}: {exc.strerror}"
+            f"{' (port < 1024 needs root)' if port < 1024 and exc.errno == 13 else ''}"
+        ) from None
+
+
+def _inetd_socket() -> socket.socket:
+    if os.isatty(0):
+        raise SystemExit("pyatftpd: stdin is a terminal, not an inetd socket; add --daemon to run standalone")
+    try:
+        sock = socket.socket(fileno=0)
+    except OSError as exc:
+        raise SystemExit(
+            f"pyatftpd: fd 0 is not a socket ({exc.strerror}); add --daemon to run standalone"
+        ) from None
+    if sock.type != socket.SOCK_DGRAM:
+        raise SystemExit("pyatftpd: fd 0 is not a UDP socket; add --daemon to run standalone")
+    return sock
+
+
+def _config(args: argparse.Namespace) -> ServerConfig:
+    policy = OptionPolicy(
+        blksize=not args.no_blksize,
+        timeout=not args.no_timeout,
+        tsize=not args.no_tsize,
+        windowsize=not args.no_windowsize,
+        multicast=not args.no_multicast,
+    )
+    return ServerConfig(
+        root=os.path.abspath(args.directory),
+        policy=policy,
+        retry_timeout=float(max(1, args.retry_timeout)),
+        max_transfers=max(1, args.maxthread),
+        allow_upload=args.allow_upload,
+        trace=args.trace,
+        check_port=not args.no_source_port_checking,
+        listen_local=args.listen_local,
+        idle_exit=None if args.daemon or args.tftpd_timeout <= 0 else float(args.tftpd_timeout),
+    )
+
+
+def run_server(
+    config: ServerConfig,
+    sock: socket.socket,
+    events_path: str | None,
+    slots: Slots | None = None,
+    session_prefix: str = "",
+) -> int:
+    """Run one server loop on ``sock`` until SIGTERM/SIGINT."""
+    events = EventLog(events_path, "pyatftpd")
+    server = TftpServer(config, events, slots)
+    server.set_session_prefix(session_prefix)
+    server.add_listener(sock)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve()
+
+    try:
+        asyncio.run(main())
+    finally:
+        events.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(_rewrite_verbose(sys.argv[1:] if argv is None else argv))
+    if args.pcre_test:
+        print(
+            "pyatftpd: --pcre/--pcre-test (filename rewriting) is not implemented; nothing to test",
+            file=sys.stderr,
+        )
+        return 2
+    if not os.path.isdir(args.directory):
+        print(
+            f"pyatftpd: {args.directory} is not a directory; name the directory to serve last",
+            file=sys.stderr,
+        )
+        return 1
+    _setup_logging(args)
+    config = _config(args)
+    sock = _listening_socket(args) if args.daemon else _inetd_socket()
+    if args.daemon and not args.no_fork:
+        daemonize()
+        _setup_logging(args)
+    if args.pidfile:
+        write_pidfile(args.pidfile)
+    if os.getuid() == 0 or "--user" in sys.argv or "--group" in sys.argv:
+        user, group = split_user(args.user, args.group)
+        if os.getuid() == 0:
+            log.info(drop_privileges(user, group))
+    ignored = _no_effect_flags(args, parser)
+    if ignored:
+        log.warning("accepted for compatibility, no effect yet: %s", ", ".join(ignored))
+    address = sock.getsockname()
+    log.info(
+        "%s serving %s on %s:%s (%d worker%s)",
+        VERSION,
+        config.root,
+        address[0],
+        address[1],
+        args.workers,
+        "" if args.workers == 1 else "s",
+    )
+    if args.workers <= 1:
+        return run_server(config, sock, args.events)
+    from netboot.tftp.workers import SharedSlots, run_workers
+
+    shared = SharedSlots(config.max_transfers)
+    return run_workers(
+        args.workers, lambda index: run_server(config, sock, args.events, shared, f"w{index}.")
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Runs one sans-I/O core on one UDP socket inside an asyncio loop.
+
+Why raw sockets with ``loop.add_reader`` rather than a ``DatagramProtocol``: a
+lock-step TFTP transfer is one ACK in and one DATA out per block, so the
+per-datagram overhead is the whole cost.  Reading the socket directly (draining it
+until EAGAIN) and sending with a plain ``sendto`` saves the transport layer's
+buffering and callbacks.  The timer is lazy: one ``call_at`` per core, re-armed
+only when it fires, so an ACK that pushes the deadline forward costs nothing.
+
+Any core with the shape ``receive_datagram / datagrams_to_send / get_timer /
+handle_timer / next_event`` plus a ``finished`` flag can be driven (unicast reads,
+uploads, and the multicast sessions built on top).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+from netboot.tftp.events import CoreEvent
+
+Address = tuple[str, int]
+log = logging.getLogger("pyatftpd")
+
+
+class Core(Protocol):
+    finished: bool
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None: ...
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def next_event(self) -> CoreEvent | None: ...
+
+
+EventSink = Callable[[CoreEvent], None]
+
+
+class CoreDriver:
+    """Owns ``sock`` for the lifetime of ``core``; closes it and calls ``on_close`` at the end."""
+
+    #: Datagrams read per wake-up before yielding to other transfers.
+    BATCH = 32
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        core: Core,
+        on_event: EventSink,
+        on_close: Callable[[CoreDriver], None],
+        *,
+        recv_size: int = 2048,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.core = core
+        self._on_event = on_event
+        self._on_close = on_close
+        self._recv_size = recv_size
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        sock.setblocking(False)
+        loop.add_reader(sock.fileno(), self._on_readable)
+        self._flush(loop.time())
+
+    def _on_readable(self) -> None:
+        sock = self.sock
+        core = self.core
+        now = self.loop.time()
+        recv = sock.recvfrom
+        size = self._recv_size
+        for _ in range(self.BATCH):
+            try:
+                data, addr = recv(size)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. an ICMP error reported on the socket
+                log.debug("transfer socket: %s", exc)
+                continue
+            core.receive_datagram(data, addr, now)
+        self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        core = self.core
+        out = core.datagrams_to_send(now)
+        if out:
+            send = self.sock.sendto
+            for data, addr in out:
+                try:
+                    send(data, addr)
+                except (BlockingIOError, InterruptedError):
+                    break  # socket buffer full: the retransmission timer recovers
+                except OSError as exc:
+                    log.debug("send to %s failed: %s", addr, exc)
+        event = core.next_event()
+        while event is not None:
+            self._on_event(event)
+            event = core.next_event()
+        if core.finished:
+            self.close()
+        elif self._timer is None:
+            deadline = core.get_timer()
+            if deadline is not None:
+                self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        now = self.loop.time()
+        deadline = self.core.get_timer()
+        if deadline is not None and deadline <= now:
+            self.core.handle_timer(now)
+        self._flush(now)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            self.loop.remove_reader(self.sock.fileno())
+        except (ValueError, OSError):
+            pass
+        self.sock.close()
+        self._on_close(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

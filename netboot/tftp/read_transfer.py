@@ -1,0 +1,181 @@
+"""Sans-I/O state machine of one unicast read transfer (RRQ), RFC 1350/2347/7440.
+
+Why it looks the way it does:
+
+* Blocks are counted with an unbounded integer internally and put on the wire
+  modulo 65536, so transfers longer than 65535 blocks roll over to block 0
+  (what atftpd, tftp-hpa, curl and iPXE all expect).
+* Data is (re)sent only when an ACK advances the window or when the timer fires.
+  A duplicate ACK never triggers a send, so the Sorcerer's Apprentice stream
+  doubling cannot happen.
+* A datagram from a foreign TID is answered with ERROR 5 and changes nothing.
+  Garbage from the peer is dropped (and reported); only a well-formed ERROR from
+  the peer ends the transfer.
+* The last DATA is always shorter than blksize: a size that is an exact multiple
+  of blksize ends with an empty DATA (RFC 2348).
+* ``receive_datagram`` never raises: one bad datagram must not cost a transfer.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+
+from netboot.tftp import events as ev
+from netboot.tftp.events import CoreEvent
+from netboot.tftp.options import Negotiation
+from netboot.tftp.packets import Error as ErrorPacket
+from netboot.tftp.packets import ErrorCode, MalformedPacket, OAck, decode, encode, encode_error
+from netboot.tftp.sources import BlockSource
+
+Address = tuple[str, int]
+_DATA_HEADER = struct.Struct("!HH").pack
+_UNKNOWN_TID = encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID: this port serves another client")
+
+
+class ReadTransfer:
+    """Sends ``source`` to ``peer``; drive it with datagrams and timer ticks."""
+
+    def __init__(
+        self,
+        peer: Address,
+        source: BlockSource,
+        negotiation: Negotiation,
+        *,
+        now: float,
+        timeout: float = 5.0,
+        max_retries: int = 5,
+        trace: bool = False,
+        check_port: bool = True,
+    ) -> None:
+        self.peer = peer
+        self.negotiation = negotiation
+        self.finished = False
+        self.succeeded = False
+        self.bytes_sent = 0
+        self.retransmits = 0
+        self._source = source
+        self._blksize = negotiation.blksize
+        self._window = negotiation.windowsize
+        self._timeout = float(negotiation.timeout) if negotiation.timeout is not None else timeout
+        self._max_retries = max_retries
+        self._trace = trace
+        self._check_port = check_port
+        self._started = now
+        #: Absolute number of the block that ends the transfer (always shorter than blksize).
+        self.last_block = source.size // self._blksize + 1
+        #: Highest block the client acknowledged; -1 while the OACK awaits its ACK 0.
+        self._acked = -1 if negotiation.needs_oack else 0
+        self._sent = 0
+        self._retries = 0
+        self._outbox: list[tuple[bytes, Address]] = []
+        self._events: deque[CoreEvent] = deque()
+        self._deadline: float | None = now + self._timeout
+        self._oack: bytes | None = None
+        if negotiation.needs_oack:
+            self._oack = encode(OAck(tuple(negotiation.acknowledged)))
+            self._outbox.append((self._oack, peer))
+            self._events.append(CoreEvent(ev.OACK, {"options": dict(negotiation.acknowledged)}))
+        else:
+            self._send_window(1)
+
+    # -- sans-I/O interface ------------------------------------------------------------
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        if self.finished:
+            return
+        peer = self.peer
+        if addr != peer and (self._check_port or addr[0] != peer[0]):
+            self._outbox.append((_UNKNOWN_TID, addr))
+            self._events.append(
+                CoreEvent(ev.ERROR, {"code": 5, "reason": "foreign TID", "to": f"{addr[0]}:{addr[1]}"})
+            )
+            return
+        if len(data) == 4 and data[0] == 0 and data[1] == 4:  # fast path: ACK
+            self._on_ack((data[2] << 8) | data[3], now)
+            return
+        try:
+            packet = decode(data)
+        except MalformedPacket as exc:
+            self._events.append(CoreEvent(ev.ERROR, {"reason": f"dropped malformed datagram: {exc}"}))
+            return
+        if isinstance(packet, ErrorPacket):
+            self._finish(False, f"client sent ERROR {packet.code}: {packet.message}", now)
+        # DATA, requests, OACK from our own client make no sense here: ignore them.
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        out = self._outbox
+        if out:
+            self._outbox = []
+        return out
+
+    def get_timer(self) -> float | None:
+        return self._deadline
+
+    def handle_timer(self, now: float) -> None:
+        deadline = self._deadline
+        if deadline is None or now < deadline or self.finished:
+            return
+        self._retries += 1
+        if self._retries > self._max_retries:
+            self._outbox.append((encode_error(ErrorCode.NOT_DEFINED, "timed out waiting for ACK"), self.peer))
+            self._finish(False, f"no ACK after {self._max_retries} retries of {self._timeout:g} s", now)
+            return
+        self.retransmits += 1
+        if self._acked < 0 and self._oack is not None:
+            self._outbox.append((self._oack, self.peer))
+            self._events.append(CoreEvent(ev.RETRANSMIT, {"block": 0, "attempt": self._retries}))
+        else:
+            first = self._acked + 1
+            self._events.append(CoreEvent(ev.RETRANSMIT, {"block": first & 0xFFFF, "attempt": self._retries}))
+            self._send_window(first)
+        self._deadline = now + self._timeout
+
+    def next_event(self) -> CoreEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # -- internals ---------------------------------------------------------------------
+    def _on_ack(self, wire_block: int, now: float) -> None:
+        acked = self._acked
+        block = acked + ((wire_block - acked) & 0xFFFF)
+        if self._trace:
+            self._events.append(CoreEvent(ev.ACK, {"block": wire_block}))
+        if block == acked or block > self._sent:
+            return  # duplicate or stale ACK: never answer it (Sorcerer's Apprentice)
+        self._acked = block
+        self._retries = 0
+        if block >= self.last_block:
+            self._finish(True, None, now)
+            return
+        self._send_window(block + 1)
+        self._deadline = now + self._timeout
+
+    def _send_window(self, first: int) -> None:
+        last = min(first + self._window - 1, self.last_block)
+        blksize = self._blksize
+        read = self._source.read
+        peer = self.peer
+        out = self._outbox
+        for block in range(first, last + 1):
+            payload = read((block - 1) * blksize, blksize)
+            out.append((_DATA_HEADER(3, block & 0xFFFF) + payload, peer))
+            if block > self._sent:
+                self._sent = block
+                self.bytes_sent += len(payload)
+            if self._trace:
+                self._events.append(CoreEvent(ev.DATA, {"block": block & 0xFFFF, "bytes": len(payload)}))
+
+    def _finish(self, ok: bool, reason: str | None, now: float) -> None:
+        self.finished = True
+        self.succeeded = ok
+        self._deadline = None
+        fields: dict[str, object] = {
+            "ok": ok,
+            "bytes": self.bytes_sent,
+            "seconds": round(now - self._started, 6),
+            "blocks": self._sent,
+            "retransmits": self.retransmits,
+        }
+        if reason:
+            fields["reason"] = reason
+            self._events.append(CoreEvent(ev.ERROR, {"reason": reason}))
+        self._events.append(CoreEvent(ev.DONE, fields))

@@ -1,0 +1,130 @@
+"""The one dispatch point for every request that reaches a listening socket.
+
+Why: unicast reads, uploads, RFC 2090 multicast and PXE MTFTP all start from a
+request datagram.  The router decodes it once, answers malformed input with an
+ERROR, enforces the limits, and then hands the request to the first handler that
+claims it:
+
+* option handlers (``register_option("multicast", handler)``) see requests that
+  carry that option, in registration order; a handler returns True when it took
+  the request, False to let it fall through (e.g. ``--no-multicast``, pool empty);
+* the default handler (unicast) takes everything else.
+
+Extra listening sockets (e.g. the MTFTP port) get their own router instance, so
+a different default handler can serve them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from netboot.tftp.packets import MAX_REQUEST_SIZE, ErrorCode, MalformedPacket, Request, decode
+
+if TYPE_CHECKING:
+    from netboot.tftp.server import Listener, TftpServer
+
+Address = tuple[str, int]
+log = logging.getLogger("pyatftpd")
+
+
+@dataclass
+class RequestContext:
+    """Everything a handler needs to serve one request."""
+
+    server: TftpServer
+    listener: Listener
+    request: Request
+    client: Address
+    #: The local address the request arrived on (IP_PKTINFO); replies leave from it.
+    local_ip: str
+    now: float
+    #: Lower-cased option names of the request.
+    option_names: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def client_text(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}"
+
+    def refuse(self, code: ErrorCode | int, message: str) -> None:
+        """Answer the request with ERROR ``code`` from the address it arrived on."""
+        self.server.send_error(
+            self.listener, self.client, self.local_ip, code, message, file=self.request.filename
+        )
+
+
+Handler = Callable[[RequestContext], bool]
+
+
+class RequestRouter:
+    def __init__(self, default: Handler) -> None:
+        self._default = default
+        self._option_handlers: list[tuple[str, Handler]] = []
+
+    def register_option(self, name: str, handler: Handler) -> None:
+        """Route requests carrying option ``name`` to ``handler`` first."""
+        self._option_handlers.append((name.lower(), handler))
+
+    def dispatch(
+        self,
+        server: TftpServer,
+        listener: Listener,
+        data: bytes,
+        client: Address,
+        local_ip: str,
+        now: float,
+        truncated: bool = False,
+    ) -> None:
+        if truncated or len(data) > MAX_REQUEST_SIZE:
+            server.send_error(
+                listener,
+                client,
+                local_ip,
+                ErrorCode.ILLEGAL_OPERATION,
+                f"request longer than {MAX_REQUEST_SIZE} bytes (RFC 2347 limit)",
+            )
+            return
+        try:
+            packet = decode(data)
+        except MalformedPacket as exc:
+            if data[:2] == b"\x00\x05":
+                return  # never answer an ERROR with an ERROR
+            server.send_error(listener, client, local_ip, exc.code, f"malformed request: {exc}")
+            return
+        if not isinstance(packet, Request):
+            if type(packet).__name__ != "Error":
+                server.send_error(
+                    listener,
+                    client,
+                    local_ip,
+                    ErrorCode.UNKNOWN_TID,
+                    "this is the request port: send a RRQ or WRQ",
+                )
+            return
+        ctx = RequestContext(
+            server,
+            listener,
+            packet,
+            client,
+            local_ip,
+            now,
+            frozenset(name.lower() for name, _ in packet.options),
+        )
+        server.emit(
+            "request",
+            client=ctx.client_text,
+            file=packet.filename,
+            op="RRQ" if packet.is_read else "WRQ",
+            mode=packet.mode,
+            options=dict(packet.options),
+        )
+        try:
+            for name, handler in self._option_handlers:
+                if name in ctx.option_names and handler(ctx):
+                    return
+            self._default(ctx)
+        except Exception as exc:  # a handler bug must not take the server down
+            log.exception("request from %s for %r failed", ctx.client_text, packet.filename)
+            ctx.refuse(ErrorCode.NOT_DEFINED, f"internal server error: {type(exc).__name__}")

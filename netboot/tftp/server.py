@@ -1,0 +1,287 @@
+"""Thin asyncio TFTP server: listening sockets, per-transfer sockets, limits, events.
+
+Why this shape:
+
+* Listening sockets are read with ``recvmsg`` and IP_PKTINFO, so every reply
+  (the per-transfer socket, or an ERROR) leaves from the address the request
+  arrived on, as clients on multi-homed hosts require.
+* Each transfer gets its own socket bound to that address and an ephemeral port
+  (its TID) and is driven by a :class:`~netboot.tftp.driver.CoreDriver`.
+* Every request goes through a :class:`~netboot.tftp.router.RequestRouter`; the
+  multicast and MTFTP code plug in there (``router.register_option``,
+  ``add_listener``), and reuse ``open_transfer_socket``/``attach``/``emit``.
+* Limits (``--maxthread``) are answered with an ERROR, never with silence.
+  The limit is a :class:`Slots` object so pre-forked workers can share one count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from netboot.events import EventLog
+from netboot.tftp.driver import Core, CoreDriver
+from netboot.tftp.events import CoreEvent
+from netboot.tftp.options import OptionPolicy
+from netboot.tftp.packets import ErrorCode, encode_error
+from netboot.tftp.router import RequestRouter
+
+Address = tuple[str, int]
+log = logging.getLogger("pyatftpd")
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_PKTINFO = struct.Struct("@i4s4s")
+_CMSG_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
+
+
+@dataclass
+class ServerConfig:
+    root: str = "/srv/tftp"
+    policy: OptionPolicy = field(default_factory=OptionPolicy)
+    retry_timeout: float = 5.0
+    max_retries: int = 5
+    max_transfers: int = 100
+    allow_upload: bool = False
+    max_upload_bytes: int | None = None
+    trace: bool = False
+    check_port: bool = True
+    listen_local: bool = False
+    #: Exit after this many idle seconds (inetd mode, ``--tftpd-timeout``); None = never.
+    idle_exit: float | None = None
+
+
+class Slots(Protocol):
+    """Counts transfers in progress; shared between workers when pre-forking."""
+
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def in_use(self) -> int: ...
+
+
+class LocalSlots:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+
+    def acquire(self) -> bool:
+        if self._used >= self.limit:
+            return False
+        self._used += 1
+        return True
+
+    def release(self) -> None:
+        self._used = max(0, self._used - 1)
+
+    def in_use(self) -> int:
+        return self._used
+
+
+@dataclass
+class Listener:
+    sock: socket.socket
+    router: RequestRouter
+    name: str = "tftp"
+
+
+class TftpServer:
+    def __init__(
+        self,
+        config: ServerConfig,
+        events: EventLog | None = None,
+        slots: Slots | None = None,
+    ) -> None:
+        from netboot.tftp.unicast import serve_unicast  # the default handler
+
+        self.config = config
+        self.events = events or EventLog(None, "pyatftpd")
+        self.slots = slots or LocalSlots(config.max_transfers)
+        self.router = RequestRouter(serve_unicast)
+        self.listeners: list[Listener] = []
+        self.drivers: set[CoreDriver] = set()
+        self._session_ids = itertools.count(1)
+        self._session_prefix = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._last_activity = 0.0
+
+    # -- setup ---------------------------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def add_listener(
+        self, sock: socket.socket, router: RequestRouter | None = None, name: str = "tftp"
+    ) -> Listener:
+        """Serve requests arriving on ``sock`` (bound UDP) through ``router`` (default: ours)."""
+        sock.setblocking(False)
+        if sock.family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        listener = Listener(sock, router or self.router, name)
+        self.listeners.append(listener)
+        if self._loop is not None:
+            self._loop.add_reader(sock.fileno(), self._on_request, listener)
+        return listener
+
+    def set_session_prefix(self, prefix: str) -> None:
+        self._session_prefix = prefix
+
+    def new_session_id(self) -> str:
+        return f"{self._session_prefix}{next(self._session_ids)}"
+
+    # -- running ---------------------------------------------------------------------------
+    async def serve(self) -> None:
+        """Serve until :meth:`stop` is called (or the idle limit passes)."""
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._last_activity = self._loop.time()
+        for listener in self.listeners:
+            self._loop.add_reader(listener.sock.fileno(), self._on_request, listener)
+        if self.config.idle_exit:
+            self._loop.call_later(self.config.idle_exit, self._check_idle)
+        try:
+            await self._stopped.wait()
+        finally:
+            for listener in self.listeners:
+                self._loop.remove_reader(listener.sock.fileno())
+            for driver in list(self.drivers):
+                driver.close()
+
+    def stop(self) -> None:
+        if self._stopped is not None:
+            self._stopped.set()
+
+    def _check_idle(self) -> None:
+        assert self._loop is not None and self.config.idle_exit
+        idle_for = self._loop.time() - self._last_activity
+        if not self.drivers and idle_for >= self.config.idle_exit:
+            log.info("no request for %.0f s: exiting (--tftpd-timeout)", idle_for)
+            self.stop()
+            return
+        self._loop.call_later(max(1.0, self.config.idle_exit - idle_for), self._check_idle)
+
+    def _on_request(self, listener: Listener) -> None:
+        sock = listener.sock
+        now = self.loop.time()
+        self._last_activity = now
+        for _ in range(16):
+            try:
+                data, ancdata, flags, client = sock.recvmsg(4096, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("listening socket: %s", exc)
+                continue
+            local_ip = self._local_address(sock, ancdata)
+            try:
+                listener.router.dispatch(
+                    self, listener, data, client[:2], local_ip, now, truncated=bool(flags & socket.MSG_TRUNC)
+                )
+            except Exception:  # never let one request take the server down
+                log.exception("failed to handle a request from %s", client)
+
+    @staticmethod
+    def _local_address(sock: socket.socket, ancdata: list[tuple[int, int, bytes]]) -> str:
+        for level, kind, payload in ancdata:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(payload) >= _PKTINFO.size:
+                _ifindex, spec_dst, _dst = _PKTINFO.unpack_from(payload)
+                return socket.inet_ntoa(spec_dst)
+        return str(sock.getsockname()[0])
+
+    # -- services for handlers ---------------------------------------------------------------
+    def emit(self, event: str, **fields: Any) -> None:
+        self.events.emit(event, **fields)
+
+    def send_error(
+        self,
+        listener: Listener,
+        client: Address,
+        local_ip: str,
+        code: ErrorCode | int,
+        message: str,
+        **fields: Any,
+    ) -> None:
+        """Send ERROR ``code`` to ``client`` from ``local_ip`` through the listening socket."""
+        packet = encode_error(code, message)
+        sock = listener.sock
+        try:
+            if sock.family == socket.AF_INET and local_ip not in ("0.0.0.0", ""):
+                pktinfo = _PKTINFO.pack(0, socket.inet_aton(local_ip), b"\0\0\0\0")
+                sock.sendmsg([packet], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, client)
+            else:
+                sock.sendto(packet, client)
+        except OSError as exc:
+            log.warning("cannot send ERROR to %s:%s: %s", client[0], client[1], exc)
+        log.info("refused %s:%s: ERROR %d %s", client[0], client[1], int(code), message)
+        self.emit("error", client=f"{client[0]}:{client[1]}", code=int(code), reason=message, **fields)
+
+    def open_transfer_socket(self, local_ip: str) -> socket.socket:
+        """A fresh UDP socket bound to ``local_ip`` and an ephemeral port: the transfer's TID."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            if self.config.listen_local:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.bind((local_ip, 0))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def attach(
+        self,
+        core: Core,
+        sock: socket.socket,
+        labels: dict[str, Any],
+        *,
+        recv_size: int = 2048,
+        on_done: Callable[[], None] | None = None,
+    ) -> CoreDriver:
+        """Drive ``core`` on ``sock``; its events are logged with ``labels`` added."""
+        emit = self.events.emit
+        enabled = self.events.enabled
+
+        def on_event(event: CoreEvent) -> None:
+            if event.name == "done":
+                log.info(
+                    "%s %s: %s",
+                    labels.get("client"),
+                    labels.get("file"),
+                    "done" if event.fields.get("ok") else f"failed: {event.fields.get('reason')}",
+                )
+            if enabled:
+                emit(event.name, **labels, **event.fields)
+
+        def on_close(driver: CoreDriver) -> None:
+            self.drivers.discard(driver)
+            if self._loop is not None:
+                self._last_activity = self._loop.time()
+            if on_done is not None:
+                on_done()
+
+        driver = CoreDriver(self.loop, sock, core, on_event, on_close, recv_size=recv_size)
+        if not driver.closed:
+            self.drivers.add(driver)
+        return driver
+
+
+def make_listening_socket(address: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """Bind the request socket (``--bind-address``/``--port``); IPv4 or IPv6 literal."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((address, port))
+    sock.set_inheritable(True)
+    os.set_blocking(sock.fileno(), False)
+    return sock

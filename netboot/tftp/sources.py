@@ -1,0 +1,80 @@
+"""Where a transfer's bytes come from and go to.
+
+Why: the transfer machines are sans-I/O about sockets and clocks, but they must
+read blocks.  They get an object with this small interface; the server passes a
+file-backed one (``os.pread`` on an open descriptor, no seek state, so one open
+file can serve any number of transfers), tests pass bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+
+class BlockSource(Protocol):
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class BytesSource:
+    """An in-memory file (tests, netascii-converted files)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.size = len(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._data[offset : offset + length]
+
+    def close(self) -> None:
+        self._data = b""
+
+
+class FileSource:
+    """A regular file read with ``pread``; ``size`` is fixed when the transfer starts."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.size = os.fstat(self._fd).st_size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self._fd, length, offset)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class BlockSink(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class BytesSink:
+    """Collects an upload in memory (tests)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.committed = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def commit(self) -> None:
+        self.committed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)

@@ -1,0 +1,212 @@
+"""The default request handler: a unicast read (RRQ) or, if allowed, an upload (WRQ).
+
+Why separate from the server: this is policy (paths, options, limits, what error
+a client hears), the server is mechanism.  The multicast handler reuses the same
+steps (:func:`open_source`, :func:`negotiate_or_refuse`) for its sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+
+from netboot.tftp.netascii import from_netascii, to_netascii
+from netboot.tftp.options import Negotiation, OptionRefused, negotiate
+from netboot.tftp.packets import ErrorCode
+from netboot.tftp.paths import PathRefused, resolve
+from netboot.tftp.read_transfer import ReadTransfer
+from netboot.tftp.router import RequestContext
+from netboot.tftp.sources import BlockSource, BytesSource, FileSource
+from netboot.tftp.write_transfer import WriteTransfer
+
+log = logging.getLogger("pyatftpd")
+
+
+def open_source(ctx: RequestContext) -> BlockSource | None:
+    """Open the requested file for reading, or refuse the request and return None."""
+    request = ctx.request
+    try:
+        path = resolve(ctx.server.config.root, request.filename)
+        source: BlockSource = FileSource(path)
+    except PathRefused as exc:
+        ctx.refuse(exc.code, str(exc))
+        return None
+    except PermissionError:
+        ctx.refuse(ErrorCode.ACCESS_VIOLATION, f"access violation: cannot read {request.filename!r}")
+        return None
+    except OSError as exc:
+        ctx.refuse(ErrorCode.FILE_NOT_FOUND, f"cannot open {request.filename!r}: {exc.strerror}")
+        return None
+    if request.mode == "netascii":
+        try:
+            text = source.read(0, source.size)
+        finally:
+            source.close()
+        source = BytesSource(to_netascii(text))
+    return source
+
+
+def negotiate_or_refuse(ctx: RequestContext, size: int | None) -> Negotiation | None:
+    try:
+        return negotiate(ctx.request.options, size, ctx.server.config.policy, is_read=ctx.request.is_read)
+    except OptionRefused as exc:
+        ctx.refuse(exc.code, str(exc))
+        return None
+
+
+def serve_unicast(ctx: RequestContext) -> bool:
+    server = ctx.server
+    config = server.config
+    request = ctx.request
+    if not request.is_read and not config.allow_upload:
+        ctx.refuse(
+            ErrorCode.ACCESS_VIOLATION,
+            "uploads (WRQ) are disabled on this server; start pyatftpd with --allow-upload",
+        )
+        return True
+    if not server.slots.acquire():
+        ctx.refuse(
+            ErrorCode.NOT_DEFINED,
+            f"server busy: {server.slots.in_use()} transfers in progress (--maxthread); try again later",
+        )
+        return True
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            server.slots.release()
+
+    try:
+        started = _start_read(ctx, release) if request.is_read else _start_write(ctx, release)
+    except BaseException:
+        release()
+        raise
+    if not started:
+        release()
+    return True
+
+
+def _labels(ctx: RequestContext) -> dict[str, object]:
+    return {"client": ctx.client_text, "file": ctx.request.filename, "session": ctx.server.new_session_id()}
+
+
+def _start_read(ctx: RequestContext, release: Callable[[], None]) -> bool:
+    source = open_source(ctx)
+    if source is None:
+        return False
+    negotiation = negotiate_or_refuse(ctx, source.size)
+    if negotiation is None:
+        source.close()
+        return False
+    server = ctx.server
+    try:
+        sock = server.open_transfer_socket(ctx.local_ip)
+    except OSError as exc:
+        source.close()
+        ctx.refuse(ErrorCode.NOT_DEFINED, f"cannot open a transfer socket: {exc.strerror}")
+        return False
+    config = server.config
+    core = ReadTransfer(
+        ctx.client,
+        source,
+        negotiation,
+        now=ctx.now,
+        timeout=config.retry_timeout,
+        max_retries=config.max_retries,
+        trace=config.trace,
+        check_port=config.check_port,
+    )
+    log.info(
+        "serving %r to %s (blksize %d, windowsize %d, %d bytes)",
+        ctx.request.filename,
+        ctx.client_text,
+        negotiation.blksize,
+        negotiation.windowsize,
+        source.size,
+    )
+
+    def done() -> None:
+        source.close()
+        release()
+
+    server.attach(core, sock, _labels(ctx), on_done=done)
+    return True
+
+
+class FileSink:
+    """Writes an upload to a temporary file next to the target, renamed on success."""
+
+    def __init__(self, target: str, netascii: bool) -> None:
+        self.target = target
+        self._netascii = netascii
+        self._fd, self._tmp = tempfile.mkstemp(prefix=".upload-", dir=os.path.dirname(target))
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if self._netascii:
+            self._chunks.append(data)
+        else:
+            os.write(self._fd, data)
+
+    def commit(self) -> None:
+        if self._netascii:
+            os.write(self._fd, from_netascii(b"".join(self._chunks)))
+        os.fchmod(self._fd, 0o644)
+        os.close(self._fd)
+        self._fd = -1
+        os.replace(self._tmp, self.target)
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _start_write(ctx: RequestContext, release: Callable[[], None]) -> bool:
+    request = ctx.request
+    server = ctx.server
+    config = server.config
+    try:
+        target = resolve(config.root, request.filename, must_exist=False)
+    except PathRefused as exc:
+        ctx.refuse(exc.code, str(exc))
+        return False
+    negotiation = negotiate_or_refuse(ctx, None)
+    if negotiation is None:
+        return False
+    if config.max_upload_bytes is not None and (negotiation.tsize or 0) > config.max_upload_bytes:
+        ctx.refuse(ErrorCode.DISK_FULL, f"upload of {negotiation.tsize} bytes exceeds the limit")
+        return False
+    try:
+        sink = FileSink(target, request.mode == "netascii")
+    except OSError as exc:
+        ctx.refuse(ErrorCode.ACCESS_VIOLATION, f"cannot create {request.filename!r}: {exc.strerror}")
+        return False
+    try:
+        sock = server.open_transfer_socket(ctx.local_ip)
+    except OSError as exc:
+        sink.abort()
+        ctx.refuse(ErrorCode.NOT_DEFINED, f"cannot open a transfer socket: {exc.strerror}")
+        return False
+    core = WriteTransfer(
+        ctx.client,
+        sink,
+        negotiation,
+        now=ctx.now,
+        timeout=config.retry_timeout,
+        max_retries=config.max_retries,
+        max_bytes=config.max_upload_bytes,
+        trace=config.trace,
+        check_port=config.check_port,
+    )
+    log.info("receiving %r from %s", request.filename, ctx.client_text)
+    server.attach(core, sock, _labels(ctx), recv_size=negotiation.blksize + 8, on_done=release)
+    return True

@@ -1,0 +1,90 @@
+"""Pre-forked workers (``--workers N``) sharing the listening sockets.
+
+Why: CPython runs one transfer loop per core at most, and concurrent transfers
+are CPU-bound on the per-datagram overhead.  N processes wait on the *same*
+inherited listening socket; whichever is idle first takes a request and owns
+that transfer's socket for its whole life.  ``--maxthread`` stays a global limit
+through a counter in shared memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from types import FrameType
+
+log = logging.getLogger("pyatftpd")
+
+
+class SharedSlots:
+    """A transfer counter shared by forked workers (a semaphore-guarded int)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._count = multiprocessing.Value("i", 0)
+
+    def acquire(self) -> bool:
+        with self._count.get_lock():
+            if self._count.value >= self.limit:
+                return False
+            self._count.value += 1
+            return True
+
+    def release(self) -> None:
+        with self._count.get_lock():
+            self._count.value = max(0, self._count.value - 1)
+
+    def in_use(self) -> int:
+        return int(self._count.value)
+
+
+def run_workers(count: int, run_one: Callable[[int], int]) -> int:
+    """Fork ``count`` workers running ``run_one(index)``; forward signals; restart crashes."""
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = run_one(index)
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for index in range(count):
+        spawn(index)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
+    status = 0
+    while children:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid, -1)
+        code = os.waitstatus_to_exitcode(wait_status)
+        if not stopping and index >= 0:
+            log.error("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
+            spawn(index)
+        elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
+            status = 1
+    return status
