@@ -16,10 +16,11 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from netboot.events import EventLog
 from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
+from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.options import OptionPolicy
 from netboot.tftp.server import ServerConfig, Slots, TftpServer, make_listening_socket
 
@@ -28,14 +29,8 @@ log = logging.getLogger("pyatftpd")
 
 #: Options accepted for compatibility that do nothing yet (logged once at start).
 NO_EFFECT = (
-    "mcast_ttl",
-    "mcast_addr",
-    "mcast_port",
-    "mtftp",
-    "mtftp_port",
     "pcre",
     "mcast_switch_client",
-    "no_multicast",
 )
 
 
@@ -234,12 +229,15 @@ def run_server(
     events_path: str | None,
     slots: Slots | None = None,
     session_prefix: str = "",
+    setup: Callable[[TftpServer], None] | None = None,
 ) -> int:
     """Run one server loop on ``sock`` until SIGTERM/SIGINT."""
     events = EventLog(events_path, "pyatftpd")
     server = TftpServer(config, events, slots)
     server.set_session_prefix(session_prefix)
     server.add_listener(sock)
+    if setup is not None:
+        setup(server)  # multicast (RFC 2090) and MTFTP services: netboot/tftp/mcast_cli.py
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -272,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     config = _config(args)
     sock = _listening_socket(args) if args.daemon else _inetd_socket()
+    mcast = multicast_setup(args)
     if args.daemon and not args.no_fork:
         daemonize()
         _setup_logging(args)
@@ -295,12 +294,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "" if args.workers == 1 else "s",
     )
     if args.workers <= 1:
-        return run_server(config, sock, args.events)
+        return run_server(config, sock, args.events, setup=lambda server: mcast(server, 0, 1))
     from netboot.tftp.workers import SharedSlots, run_workers
 
     shared = SharedSlots(config.max_transfers)
     return run_workers(
-        args.workers, lambda index: run_server(config, sock, args.events, shared, f"w{index}.")
+        args.workers,
+        lambda index: run_server(
+            config, sock, args.events, shared, f"w{index}.",
+            setup=lambda server: mcast(server, index, args.workers),
+        ),
     )
 
 
