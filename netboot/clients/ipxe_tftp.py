@@ -137,6 +137,7 @@ class IpxeTftpClient:
         seed: int = 0,
         restart_defect: bool = True,
         mtftp_group: Address = MTFTP_GROUP,
+        duplicate_rrq: bool = False,
     ) -> None:
         if scheme == "tftp":
             flags, default_port = Flags.RRQ_SIZES, TFTP_PORT
@@ -156,6 +157,7 @@ class IpxeTftpClient:
         self.loss = loss
         self.restart_defect = restart_defect
         self._mtftp_group = mtftp_group
+        self.duplicate_rrq = duplicate_rrq  # test aid: every RRQ goes out twice, back to back
         self._rng = random.Random(seed)
 
         self.blksize = TFTP_DEFAULT_BLKSIZE
@@ -242,6 +244,12 @@ class IpxeTftpClient:
     def is_master(self) -> bool:
         return bool(self.flags & Flags.SEND_ACK)
 
+    @property
+    def progress(self) -> float:
+        """Fraction of the blocks received (0 until the size is known)."""
+        length = self.bitmap.length
+        return sum(self.bitmap.bits) / length if length else 0.0
+
     def image(self) -> bytes:
         """The downloaded bytes (the image buffer up to the file size)."""
         return bytes(self.buffer[: self.filesize])
@@ -304,6 +312,8 @@ class IpxeTftpClient:
         self.timer.start(now)
         if self.peer is None:
             self._out.append((self._rrq(), (self.server, self.port)))
+            if self.duplicate_rrq:
+                self._out.append((self._rrq(), (self.server, self.port)))
         elif self.flags & Flags.SEND_ACK:
             block = self.bitmap.first_gap & 0xFFFF
             self._out.append((struct.pack("!HH", 4, block), self.peer))

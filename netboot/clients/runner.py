@@ -123,7 +123,12 @@ class ClientDriver:
         self.killed = False
 
     async def run(self) -> ClientResult:
-        self.core.start(self._loop.time())
+        now = self._loop.time()
+        self.core.start(now)
+        # iPXE's first step may run the retry process (RRQ) or the network process (one
+        # received packet) first.  We send the RRQ first; the other order makes a late
+        # MTFTP joiner a silent listener that no server hears of (docs/multicast.md).
+        self.core.handle_timer(now)
         self._pump()
         await self._finished
         return self.result()
