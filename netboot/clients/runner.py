@@ -192,6 +192,8 @@ class ClientDriver:
             if isinstance(event, OpenSocket):
                 self._open_socket()
             elif isinstance(event, OpenGroup):
+                if (event.group, event.port) == self._group:
+                    continue  # iPXE reopens the same local port: queued packets still reach it
                 self._leave_group()
                 if not core.deaf:
                     self._group = (event.group, event.port)
