@@ -99,7 +99,13 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     for driver in drivers:
         driver.kill()
     hub.close()
-    return {"timed_out": timed_out, "elapsed": round(elapsed, 4), "clients": results}
+    return {
+        "timed_out": timed_out,
+        "elapsed": round(elapsed, 4),
+        "group_bytes_seen": hub.group_bytes,
+        "group_packets_seen": hub.group_packets,
+        "clients": results,
+    }
 
 
 def main() -> int:

@@ -35,7 +35,6 @@ import random
 import struct
 from collections import deque
 from dataclasses import dataclass
-from enum import IntFlag
 
 from netboot.clients.cstr import inet_aton, strtoul
 from netboot.clients.ipxe_timer import RetryTimer
@@ -50,7 +49,9 @@ TFTP_DEFAULT_BLKSIZE = 512
 MTFTP_MAX_TIMEOUTS = 3
 
 
-class Flags(IntFlag):
+class Flags:
+    """iPXE's ``TFTP_FL_*`` (plain ints: this is the per-packet hot path)."""
+
     RRQ_SIZES = 0x1
     RRQ_MULTICAST = 0x2
     SEND_ACK = 0x4
@@ -166,7 +167,9 @@ class IpxeTftpClient:
         self.peer: Address | None = None
         self.group: Address | None = None
         self.bitmap = _Bitmap()
-        self.buffer = bytearray()
+        # The image buffer, as the chunks written at each offset, latest write last.  Group
+        # packets are shared by every client of a runner, so 200 clients hold one copy.
+        self._chunks: dict[int, memoryview] = {}
         self.timer = RetryTimer()
         self.mtftp_timeouts = 0
 
@@ -229,6 +232,11 @@ class IpxeTftpClient:
         out, self._out = self._out, []
         return out
 
+    @property
+    def has_output(self) -> bool:
+        """Datagrams or events are waiting (a silent non-master usually has neither)."""
+        return bool(self._out or self._events)
+
     def next_event(self) -> ClientEvent | None:
         return self._events.popleft() if self._events else None
 
@@ -251,8 +259,11 @@ class IpxeTftpClient:
         return sum(self.bitmap.bits) / length if length else 0.0
 
     def image(self) -> bytes:
-        """The downloaded bytes (the image buffer up to the file size)."""
-        return bytes(self.buffer[: self.filesize])
+        """The downloaded bytes (the image buffer up to the file size; never written = zeros)."""
+        buffer = bytearray(self.filesize)
+        for offset, chunk in self._chunks.items():
+            buffer[offset : offset + len(chunk)] = chunk
+        return bytes(buffer[: self.filesize])
 
     # --- iPXE internals ------------------------------------------------------------------
 
@@ -287,7 +298,7 @@ class IpxeTftpClient:
                 self._note("reopen", f"no packet for {self.timer.timeout / 2:.2f} s; RRQ again")
                 if self.restart_defect and self.bitmap.first_gap < self.bitmap.length:
                     # Suspected iPXE defect: the bitmap survives the restart, the data does not.
-                    self.buffer = bytearray(len(self.buffer))
+                    self._chunks.clear()
                 self._reopen()
             else:
                 self.mtftp_timeouts += 1
@@ -308,8 +319,9 @@ class IpxeTftpClient:
         self._send_packet(now)
 
     def _send_packet(self, now: float) -> None:
-        self.timer.stop(now)
-        self.timer.start(now)
+        timer = self.timer
+        timer.stop(now)
+        timer.start(now)
         if self.peer is None:
             self._out.append((self._rrq(), (self.server, self.port)))
             if self.duplicate_rrq:
@@ -426,15 +438,16 @@ class IpxeTftpClient:
             self._done(now, "received data block 0 (EINVAL)")
             return
         index = base + wire_block - 1
-        payload = data[4:]
+        payload = memoryview(data)[4:]
         if len(payload) > self.blksize:
             self._done(now, f"overlength DATA: {len(payload)} bytes > blksize {self.blksize} (EINVAL)")
             return
         offset = index * self.blksize
         end = offset + len(payload)
-        if end > len(self.buffer):
-            self.buffer.extend(bytes(end - len(self.buffer)))
-        self.buffer[offset:end] = payload
+        chunks = self._chunks
+        if offset in chunks:
+            del chunks[offset]  # re-insert: a later write must stay later
+        chunks[offset] = payload
         if via_group:
             self.bytes_multicast += len(payload)
         else:

@@ -60,6 +60,9 @@ class GroupHub:
         self._interface = interface
         self._sockets: dict[Address, socket.socket] = {}
         self._members: dict[Address, set[ClientDriver]] = {}
+        #: DATA payload bytes and datagrams seen on the groups, each counted once (not per client)
+        self.group_bytes = 0
+        self.group_packets = 0
 
     def join(self, group: Address, driver: ClientDriver) -> None:
         if group not in self._sockets:
@@ -93,8 +96,12 @@ class GroupHub:
                 data, addr = sock.recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
+            if data[:2] == b"\0\3":
+                self.group_bytes += len(data) - 4
+                self.group_packets += 1
+            now = self._loop.time()
             for driver in list(self._members.get(group, ())):
-                driver.deliver(data, addr, group)
+                driver.deliver_group(data, addr, group, now)
             sock = self._sockets.get(group)
 
     def close(self) -> None:
@@ -164,6 +171,13 @@ class ClientDriver:
         self.core.finished_at = self._loop.time()
         self._close()
         self._finished.set_result(None)
+
+    def deliver_group(self, data: bytes, addr: Address, group: Address, now: float) -> None:
+        """Hot path (one call per client per group packet): pump only if the core has output."""
+        core = self.core
+        core.receive_datagram(data, addr, now, group)
+        if core.done or core.has_output:
+            self._pump()
 
     def deliver(self, data: bytes, addr: Address, group: Address | None) -> None:
         self.core.receive_datagram(data, addr, self._loop.time(), group)
