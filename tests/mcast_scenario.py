@@ -48,6 +48,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             loss=args.loss,
             seed=args.seed * 1000 + index,
             duplicate_rrq=args.duplicate_rrq,
+            zero_on_reopen=args.zero_on_reopen,
         )
         cores.append(core)
     first_started = asyncio.Event()
@@ -94,6 +95,13 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             ]
             result["bad_blocks"] = len(bad)
             result["bad_zero_blocks"] = sum(1 for i in bad if not any(image[i : i + size]))
+            # wrong bytes that are not zeros (0 = every wrong region is zero-filled)
+            result["bad_nonzero_bytes"] = sum(
+                1
+                for i in bad
+                for got, want in zip(image[i : i + size], expected[i : i + size], strict=False)
+                if got != want and got != 0
+            )
             result["expected_sha256"] = hashlib.sha256(expected).hexdigest()
         results.append(result)
     for driver in drivers:
@@ -116,6 +124,7 @@ def main() -> int:
     parser.add_argument("--late-at", type=float)
     parser.add_argument("--kill-master-at", type=float)
     parser.add_argument("--duplicate-rrq", action="store_true")
+    parser.add_argument("--zero-on-reopen", action="store_true")
     parser.add_argument("--deaf", type=int, default=0)
     parser.add_argument("--loss", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)

@@ -151,8 +151,8 @@ def test_mtftp_rrq_has_no_options_and_falls_back_after_four_expiries() -> None:
     assert any(isinstance(e, CloseGroup) for e in events(core)) or core.group is None
 
 
-def test_mtftp_unicast_makes_master_and_a_gap_reopens_with_the_modelled_defect() -> None:
-    core = IpxeTftpClient("192.0.2.1", "f", scheme="mtftp")
+def test_mtftp_unicast_makes_master_and_a_gap_reopens_with_the_suspected_defect() -> None:
+    core = IpxeTftpClient("192.0.2.1", "f", scheme="mtftp", zero_on_reopen=True)
     core.start(0.0)
     core.handle_timer(0.0)
     core.datagrams_to_send(0.0)
@@ -177,3 +177,30 @@ def test_mtftp_unicast_makes_master_and_a_gap_reopens_with_the_modelled_defect()
     # ... but blocks 3 and 4 are zeros in its image, as on the real ROMs with atftpd
     assert core.image() == b"1" * 512 + b"2" * 512 + bytes(612)
     assert any(isinstance(e, Finished) for e in events(core))
+
+
+def test_mtftp_listener_that_falls_back_completes_after_one_block_over_zeros() -> None:
+    """The defect the VM run points at: fallback frees the bitmap but keeps filesize."""
+    core = IpxeTftpClient("192.0.2.1", "f", scheme="mtftp")
+    core.start(0.0)
+    core.handle_timer(0.0)
+    core.datagrams_to_send(0.0)
+    mgroup = ("239.255.1.1", 3001)
+    # joined late: heard blocks 5..7 (the end of a 3200-byte file) while listening
+    for block, size in ((5, 512), (6, 512), (7, 128)):
+        core.receive_datagram(data(block, bytes([block]) * size), SESSION, 0.01 * block, mgroup)
+    sent = []
+    while not core.done and (deadline := core.get_timer()) is not None and deadline < 10:
+        core.handle_timer(deadline)  # the pass ended: reopen, then nobody answers
+        sent += [(round(deadline, 2), a[1]) for _, a in core.datagrams_to_send(deadline)]
+        if a_port := [p for _, p in sent if p == 69]:
+            break
+    assert core.reopens == 1 and core.fallbacks == 1 and a_port
+    # plain TFTP from block 1 with blksize 1432: one block and iPXE believes it is done
+    core.receive_datagram(oack(tsize="3200", blksize="1432"), ("192.0.2.1", 40009), 3.0)
+    core.receive_datagram(data(1, b"A" * 1432), ("192.0.2.1", 40009), 3.01)
+    assert core.ok
+    image = core.image()
+    assert image[:1432] == b"A" * 1432
+    assert image[1432:2048] == bytes(616), "never received: zeros"
+    assert image[2048:3072] == b"\x05" * 512 + b"\x06" * 512 and image[3072:] == b"\x07" * 128

@@ -93,7 +93,14 @@ MTFTP_CONF = "boot.img 239.255.1.1 3001\n"
 def test_mtftp_late_joiners_zero_filled_with_atftpd_exact_with_pyatftpd(
     lab: tuple[Namespace, Path], kind: str
 ) -> None:
-    """lab-findings.md: with atftpd, iPXE late joiners report success over zero-filled holes."""
+    """lab-findings.md: with atftpd, iPXE late joiners report success over zero-filled holes.
+
+    Mechanism (confirmed with VMs, docs/multicast.md): atftpd ignores a request for a
+    running transfer; the client listens, reopens when the pass ends, is ignored again,
+    falls back to plain TFTP and, because iPXE keeps ``filesize`` but frees the bitmap,
+    completes after one block.  The race depends on timing, so atftpd gets up to three
+    runs of 8 clients to show it (about 3 runs in 4 show it at once).
+    """
     if kind == "atftpd" and not Path(ATFTPD).exists():
         pytest.skip("Debian's atftpd is missing: apt-get install -y atftpd")
     ns, work = lab
@@ -101,26 +108,36 @@ def test_mtftp_late_joiners_zero_filled_with_atftpd_exact_with_pyatftpd(
     data = make_file(root, "boot.img", 2 << 20)
     conf = work / "mtftp.conf"
     conf.write_text(MTFTP_CONF)
+    want = hashlib.sha256(data).hexdigest()
     server = Served(ns, kind, root, ["--mtftp", str(conf), "--mtftp-port", "1759"], work)
+    runs = []
     try:
-        result = run_scenario(
-            ns, "mtftp://192.0.2.1/boot.img", "--count", "3", "--stagger", "0.25",
-            "--expect", str(root / "boot.img"), "--timeout", "60",
-        )
+        for _ in range(3 if kind == "atftpd" else 1):
+            result = run_scenario(
+                ns, "mtftp://192.0.2.1/boot.img", "--count", "8", "--stagger", "0.15",
+                "--expect", str(root / "boot.img"), "--timeout", "60",
+            )
+            runs.append(result["clients"])
+            if any(c["sha256"] != want for c in result["clients"]):
+                break
     finally:
         server.stop()
-    want = hashlib.sha256(data).hexdigest()
-    clients = result["clients"]
+    clients = runs[-1]
     assert all(c["ok"] for c in clients), "every client reports success, as the ROMs print 'ok'"
     if kind == "atftpd":
         corrupt = [c for c in clients if c["sha256"] != want]
-        assert corrupt, "expected atftpd to drive a late joiner down iPXE's restart path"
+        assert corrupt, f"atftpd did not corrupt a late joiner in {len(runs)} runs"
         for client in corrupt:
-            assert client["reopens"] >= 1
-            assert client["bad_blocks"] == client["bad_zero_blocks"] > 0, "the wrong regions are zeros"
+            # ignored while listening, reopened at the end of the pass (then, usually, no
+            # answer and the plain-TFTP fallback that completes after one block)
+            assert client["reopens"] >= 1, client
+            assert client["bad_blocks"] > 0 and client["bad_nonzero_bytes"] == 0, "wrong regions are zeros"
+        assert any(c["fallbacks"] == 1 for c in corrupt), corrupt
     else:
         assert all(c["sha256"] == want for c in clients), clients
-        assert all(c["reopens"] == 0 and c["fallbacks"] == 0 for c in clients), clients
+        # Every request is answered at once, so no client falls back.  (A reopen can still
+        # happen when a loaded CI machine stalls the stream for 0.25 s; it is answered.)
+        assert all(c["fallbacks"] == 0 for c in clients), clients
 
 
 def test_mtftp_pyatftpd_clients_together_and_late(lab: tuple[Namespace, Path]) -> None:

@@ -42,7 +42,7 @@ async def fetch_many(
     loss: float = 0.0,
     seed: int = 1,
     bind: str = "0.0.0.0",
-    restart_defect: bool = True,
+    zero_on_reopen: bool = False,
     mtftp_group: tuple[str, int] = MTFTP_GROUP,
     kill: dict[int, float] | None = None,
     timeout: float = 600.0,
@@ -63,7 +63,7 @@ async def fetch_many(
             deaf=index < deaf,
             loss=loss,
             seed=seed * 100003 + index,
-            restart_defect=restart_defect,
+            zero_on_reopen=zero_on_reopen,
             mtftp_group=mtftp_group,
         )
         driver = ClientDriver(f"c{index:03d}", core, hub, bind=bind)
@@ -90,9 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed for --loss")
     parser.add_argument("--bind", default="0.0.0.0", help="local address of the clients' sockets")
     parser.add_argument(
-        "--no-restart-defect",
+        "--zero-on-reopen",
         action="store_true",
-        help="mtftp: do not model iPXE's suspected restart defect (bitmap kept, data lost)",
+        help="mtftp: model the suspected restart defect (bitmap kept, data lost); see docs/multicast.md",
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="give up on the whole run after this")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loss=args.loss,
                 seed=args.seed,
                 bind=args.bind,
-                restart_defect=not args.no_restart_defect,
+                zero_on_reopen=args.zero_on_reopen,
                 timeout=args.timeout,
             )
         )

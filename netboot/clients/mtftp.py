@@ -13,10 +13,10 @@ def mtftp_client(
     group: Address = MTFTP_GROUP,
     loss: float = 0.0,
     seed: int = 0,
-    restart_defect: bool = True,
+    zero_on_reopen: bool = False,
 ) -> IpxeTftpClient:
     """RRQ ``path\\0octet\\0`` (no options, 512-byte blocks) to port 1759, group 239.255.1.1:3001."""
     return IpxeTftpClient(
         server, path, scheme="mtftp", port=port, loss=loss, seed=seed,
-        restart_defect=restart_defect, mtftp_group=group,
+        zero_on_reopen=zero_on_reopen, mtftp_group=group,
     )
