@@ -192,6 +192,8 @@ class MulticastService:
             if handle is None:
                 on_end()
                 return True
-        handle.core.add_request(ctx.client, list(negotiation.acknowledged), ctx.now)
+        # A session is lock-step for everyone: windowsize is not acknowledged (it means 1).
+        acknowledged = [(n, v) for n, v in negotiation.acknowledged if n.lower() != "windowsize"]
+        handle.core.add_request(ctx.client, acknowledged, ctx.now)
         handle.driver.kick()
         return True
