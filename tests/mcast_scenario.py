@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import sys
+import time
 from typing import Any
 
 from netboot.clients.cli import parse_url
@@ -110,6 +111,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "timed_out": timed_out,
         "elapsed": round(elapsed, 4),
+        "client_cpu_seconds": round(time.process_time(), 2),
         "group_bytes_seen": hub.group_bytes,
         "group_packets_seen": hub.group_packets,
         "clients": results,

@@ -224,8 +224,8 @@ class IpxeTftpClient:
         if self.loss and self._rng.random() < self.loss:
             self.dropped_by_loss += 1
             return
-        if self.last_rx is not None:
-            self.longest_silence = max(self.longest_silence, now - self.last_rx)
+        if self.last_rx is not None and now - self.last_rx > self.longest_silence:
+            self.longest_silence = now - self.last_rx
         self.last_rx = now
         if group is None:
             if not self.flags & Flags.SEND_ACK:
@@ -351,7 +351,7 @@ class IpxeTftpClient:
         elif addr != self.peer:
             self._note("tid_drop", f"from {addr[0]}:{addr[1]}, peer is {self.peer[0]}:{self.peer[1]}")
             return
-        (opcode,) = struct.unpack_from("!H", data)
+        opcode = (data[0] << 8) | data[1]
         if opcode == 6:
             self._rx_oack(data, now)
         elif opcode == 3:
@@ -437,28 +437,30 @@ class IpxeTftpClient:
             self.bitmap.resize(filesize // self.blksize + 1)
 
     def _rx_data(self, data: bytes, now: float, via_group: bool) -> None:
-        wire_block = struct.unpack_from("!H", data, 2)[0]
-        base = (self.bitmap.first_gap + 1) & ~0xFFFF
+        bitmap = self.bitmap
+        wire_block = (data[2] << 8) | data[3]
+        base = (bitmap.first_gap + 1) & ~0xFFFF
         if wire_block == 0 and base == 0:
             self._done(now, "received data block 0 (EINVAL)")
             return
         index = base + wire_block - 1
-        payload = memoryview(data)[4:]
-        if len(payload) > self.blksize:
-            self._done(now, f"overlength DATA: {len(payload)} bytes > blksize {self.blksize} (EINVAL)")
+        length = len(data) - 4
+        blksize = self.blksize
+        if length > blksize:
+            self._done(now, f"overlength DATA: {length} bytes > blksize {blksize} (EINVAL)")
             return
-        offset = index * self.blksize
-        end = offset + len(payload)
+        offset = index * blksize
         chunks = self._chunks
         if offset in chunks:
             del chunks[offset]  # re-insert: a later write must stay later
-        chunks[offset] = payload
+        chunks[offset] = memoryview(data)[4:]
         if via_group:
-            self.bytes_multicast += len(payload)
+            self.bytes_multicast += length
         else:
-            self.bytes_unicast += len(payload)
-        self._presize(end)
-        self.bitmap.set(index)
+            self.bytes_unicast += length
+        if offset + length > self.filesize:
+            self._presize(offset + length)
+        bitmap.set(index)
         self._send_packet(now)
-        if self.bitmap.full:
+        if bitmap.full:
             self._done(now, None)
