@@ -22,7 +22,7 @@ from netboot.events import EventLog
 from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
 from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.options import OptionPolicy
-from netboot.tftp.server import ServerConfig, Slots, TftpServer, make_listening_socket
+from netboot.tftp.server import Balancer, ServerConfig, Slots, TftpServer, make_listening_socket
 
 VERSION = "pyatftpd 0.1.0 (command line of atftp-0.8.0)"
 log = logging.getLogger("pyatftpd")
@@ -34,6 +34,11 @@ NO_EFFECT = (
 )
 
 
+#: Internal flag for a bare -v; its name shares no prefix with a real option, so
+#: abbreviations such as --verb=7 stay unambiguous.
+_VERBOSE_STEP = "--x-increase-verbosity"
+
+
 def _rewrite_verbose(argv: Sequence[str]) -> list[str]:
     out: list[str] = []
     for index, token in enumerate(argv):
@@ -41,7 +46,7 @@ def _rewrite_verbose(argv: Sequence[str]) -> list[str]:
             out.extend(argv[index:])
             break
         if token == "-v" or (token.startswith("--verb") and "--verbose".startswith(token)):
-            out.append("--verbose-step")
+            out.append(_VERBOSE_STEP)
         else:
             out.append(token)
     return out
@@ -85,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="verbose_level",
         help="log level 0..7 (syslog numbering; write it attached: -v7, --verbose=7)",
     )
-    p.add_argument("--verbose-step", action="count", default=0, help=argparse.SUPPRESS)
+    p.add_argument(_VERBOSE_STEP, dest="verbose_step", action="count", default=0, help=argparse.SUPPRESS)
     p.add_argument("--trace", action="store_true", help="log every packet; also per-block data/ack events")
     for name in ("timeout", "tsize", "blksize", "windowsize", "multicast"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"do not acknowledge the {name} option")
@@ -119,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=1,
+        default=os.cpu_count() or 1,
         metavar="N",
-        help="pre-forked worker processes sharing the port (use the number of cores)",
+        help="pre-forked worker processes sharing the port (default: the number of CPUs; 1 = one process)",
     )
     p.add_argument("directory", nargs="?", default="/srv/tftp")
     return p
@@ -220,6 +225,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         check_port=not args.no_source_port_checking,
         listen_local=args.listen_local,
         idle_exit=None if args.daemon or args.tftpd_timeout <= 0 else float(args.tftpd_timeout),
+        threaded=os.environ.get("PYATFTPD_DRIVER", "thread") == "thread",
     )
 
 
@@ -229,11 +235,12 @@ def run_server(
     events_path: str | None,
     slots: Slots | None = None,
     session_prefix: str = "",
+    balancer: Balancer | None = None,
     setup: Callable[[TftpServer], None] | None = None,
 ) -> int:
     """Run one server loop on ``sock`` until SIGTERM/SIGINT."""
     events = EventLog(events_path, "pyatftpd")
-    server = TftpServer(config, events, slots)
+    server = TftpServer(config, events, slots, balancer)
     server.set_session_prefix(session_prefix)
     server.add_listener(sock)
     if setup is not None:
@@ -284,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ignored:
         log.warning("accepted for compatibility, no effect yet: %s", ", ".join(ignored))
     address = sock.getsockname()
+    if not args.daemon:
+        args.workers = 1
     log.info(
         "%s serving %s on %s:%s (%d worker%s)",
         VERSION,
@@ -293,18 +302,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         "" if args.workers == 1 else "s",
     )
-    if args.workers <= 1:
+    if args.workers <= 1:  # also inetd mode: one process, which exits when idle
         return run_server(config, sock, args.events, setup=lambda server: mcast(server, 0, 1))
-    from netboot.tftp.workers import SharedSlots, run_workers
+    from netboot.tftp.workers import SharedSlots, WorkerLoad, run_workers
 
     shared = SharedSlots(config.max_transfers)
-    return run_workers(
-        args.workers,
-        lambda index: run_server(
-            config, sock, args.events, shared, f"w{index}.",
+    load = WorkerLoad(args.workers)
+
+    def worker(index: int) -> int:
+        load.index = index
+        return run_server(
+            config, sock, args.events, shared, f"w{index}.", load,
             setup=lambda server: mcast(server, index, args.workers),
-        ),
-    )
+        )
+
+    return run_workers(args.workers, worker)
 
 
 if __name__ == "__main__":

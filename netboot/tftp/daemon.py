@@ -29,8 +29,11 @@ def daemonize() -> None:
 
 
 def write_pidfile(path: str) -> None:
-    with open(path, "w", encoding="ascii") as handle:
+    """Write atomically (rename), so a reader never sees an empty pidfile."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="ascii") as handle:
         handle.write(f"{os.getpid()}\n")
+    os.replace(temporary, path)
 
 
 def split_user(spec: str, group: str | None) -> tuple[str, str | None]:

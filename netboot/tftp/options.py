@@ -145,7 +145,8 @@ def check_oack_fits(result: Negotiation) -> None:
     if not result.acknowledged:
         return
     body = result.oack_length() - 2
-    if result.blksize < body:
+    # atftpd builds the OACK in its blksize+4 byte DATA buffer (2 of them the opcode).
+    if body > result.blksize + 2:
         raise OptionRefused(
             f"blksize {result.blksize} is smaller than the {body}-byte option acknowledgement; "
             f"ask for a larger blksize or fewer options"

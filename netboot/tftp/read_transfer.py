@@ -72,6 +72,7 @@ class ReadTransfer:
         self._events: deque[CoreEvent] = deque()
         self._deadline: float | None = now + self._timeout
         self._oack: bytes | None = None
+        self._lockstep = self._window == 1 and not trace
         if negotiation.needs_oack:
             self._oack = encode(OAck(tuple(negotiation.acknowledged)))
             self._outbox.append((self._oack, peer))
@@ -90,7 +91,7 @@ class ReadTransfer:
                 CoreEvent(ev.ERROR, {"code": 5, "reason": "foreign TID", "to": f"{addr[0]}:{addr[1]}"})
             )
             return
-        if len(data) == 4 and data[0] == 0 and data[1] == 4:  # fast path: ACK
+        if len(data) == 4 and data[1] == 4 and data[0] == 0:  # fast path: ACK
             self._on_ack((data[2] << 8) | data[3], now)
             return
         try:
@@ -101,6 +102,36 @@ class ReadTransfer:
         if isinstance(packet, ErrorPacket):
             self._finish(False, f"client sent ERROR {packet.code}: {packet.message}", now)
         # DATA, requests, OACK from our own client make no sense here: ignore them.
+
+    def reply_to_ack(self, data: bytes, now: float) -> bytes | None:
+        """Fast lane for the lock-step steady state; None means "use receive_datagram".
+
+        Why: one ACK in, one DATA out is the whole cost of a transfer, and the
+        general path (outbox list, event queue, timer query) spends several
+        microseconds per block on bookkeeping that this case does not need.  The
+        caller must already know ``data`` came from the peer (a connected socket).
+        Only the in-order ACK of the newest block, not the last one, is handled
+        here; everything else (duplicates, the final ACK, errors) falls through.
+        """
+        sent = self._sent
+        if (
+            not self._lockstep
+            or len(data) != 4
+            or data[1] != 4
+            or data[0] != 0
+            or sent != self._acked + 1
+            or sent >= self.last_block
+            or ((data[2] << 8) | data[3]) != (sent & 0xFFFF)
+        ):
+            return None
+        self._acked = sent
+        self._retries = 0
+        self._deadline = now + self._timeout
+        block = sent + 1
+        payload = self._source.read(sent * self._blksize, self._blksize)
+        self._sent = block
+        self.bytes_sent += len(payload)
+        return _DATA_HEADER(3, block & 0xFFFF) + payload
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         out = self._outbox
@@ -150,6 +181,12 @@ class ReadTransfer:
         self._deadline = now + self._timeout
 
     def _send_window(self, first: int) -> None:
+        if self._window == 1 and first > self._sent and not self._trace:  # lock-step fast path
+            payload = self._source.read((first - 1) * self._blksize, self._blksize)
+            self._outbox.append((_DATA_HEADER(3, first & 0xFFFF) + payload, self.peer))
+            self._sent = first
+            self.bytes_sent += len(payload)
+            return
         last = min(first + self._window - 1, self.last_block)
         blksize = self._blksize
         read = self._source.read

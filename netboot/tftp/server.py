@@ -32,6 +32,7 @@ from netboot.tftp.events import CoreEvent
 from netboot.tftp.options import OptionPolicy
 from netboot.tftp.packets import ErrorCode, encode_error
 from netboot.tftp.router import RequestRouter
+from netboot.tftp.thread_driver import ThreadDriver
 
 Address = tuple[str, int]
 log = logging.getLogger("pyatftpd")
@@ -39,6 +40,9 @@ log = logging.getLogger("pyatftpd")
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _PKTINFO = struct.Struct("@i4s4s")
 _CMSG_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
+UNKNOWN_TID_ERROR = encode_error(
+    ErrorCode.UNKNOWN_TID, "unknown transfer ID: this port serves another client"
+)
 
 
 @dataclass
@@ -55,6 +59,8 @@ class ServerConfig:
     listen_local: bool = False
     #: Exit after this many idle seconds (inetd mode, ``--tftpd-timeout``); None = never.
     idle_exit: float | None = None
+    #: Run unicast reads in a thread each (lower latency per block) instead of on the loop.
+    threaded: bool = True
 
 
 class Slots(Protocol):
@@ -65,6 +71,14 @@ class Slots(Protocol):
     def release(self) -> None: ...
 
     def in_use(self) -> int: ...
+
+
+class Balancer(Protocol):
+    """Shares this worker's load with its siblings (``--workers``)."""
+
+    def publish(self, active: int) -> None: ...
+
+    def should_take(self) -> bool: ...
 
 
 class LocalSlots:
@@ -98,15 +112,18 @@ class TftpServer:
         config: ServerConfig,
         events: EventLog | None = None,
         slots: Slots | None = None,
+        balancer: Balancer | None = None,
     ) -> None:
         from netboot.tftp.unicast import serve_unicast  # the default handler
 
         self.config = config
         self.events = events or EventLog(None, "pyatftpd")
         self.slots = slots or LocalSlots(config.max_transfers)
+        self.balancer = balancer
+        self._deferred: set[int] = set()
         self.router = RequestRouter(serve_unicast)
         self.listeners: list[Listener] = []
-        self.drivers: set[CoreDriver] = set()
+        self.drivers: set[CoreDriver | ThreadDriver] = set()
         self._session_ids = itertools.count(1)
         self._session_prefix = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,8 +187,18 @@ class TftpServer:
             return
         self._loop.call_later(max(1.0, self.config.idle_exit - idle_for), self._check_idle)
 
+    #: How long a busier worker leaves a waiting request to its siblings.
+    DEFER_SECONDS = 0.003
+
     def _on_request(self, listener: Listener) -> None:
         sock = listener.sock
+        if self.balancer is not None and not self.balancer.should_take():
+            fd = sock.fileno()
+            if fd not in self._deferred:
+                self._deferred.add(fd)
+                self.loop.remove_reader(fd)
+                self.loop.call_later(self.DEFER_SECONDS, self._resume_listener, listener)
+                return
         now = self.loop.time()
         self._last_activity = now
         for _ in range(16):
@@ -189,6 +216,23 @@ class TftpServer:
                 )
             except Exception:  # never let one request take the server down
                 log.exception("failed to handle a request from %s", client)
+
+    def _resume_listener(self, listener: Listener) -> None:
+        """After deferring: read the request ourselves if no sibling took it."""
+        fd = listener.sock.fileno()
+        self._deferred.discard(fd)
+        if self._stopped is not None and self._stopped.is_set():
+            return
+        self._deferred.add(fd)  # take it now whatever the balance says
+        try:
+            self._on_request(listener)
+        finally:
+            self._deferred.discard(fd)
+            self.loop.add_reader(fd, self._on_request, listener)
+
+    def _publish_load(self) -> None:
+        if self.balancer is not None:
+            self.balancer.publish(len(self.drivers))
 
     @staticmethod
     def _local_address(sock: socket.socket, ancdata: list[tuple[int, int, bytes]]) -> str:
@@ -227,7 +271,8 @@ class TftpServer:
 
     def open_transfer_socket(self, local_ip: str) -> socket.socket:
         """A fresh UDP socket bound to ``local_ip`` and an ephemeral port: the transfer's TID."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if ":" in local_ip else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             if self.config.listen_local:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -245,13 +290,24 @@ class TftpServer:
         *,
         recv_size: int = 2048,
         on_done: Callable[[], None] | None = None,
-    ) -> CoreDriver:
-        """Drive ``core`` on ``sock``; its events are logged with ``labels`` added."""
+        threaded: bool = False,
+        connect_to: Address | None = None,
+    ) -> CoreDriver | ThreadDriver:
+        """Drive ``core`` on ``sock``; its events are logged with ``labels`` added.
+
+        ``threaded`` runs it in a thread of its own (lowest latency per datagram);
+        ``connect_to`` (threaded only) serves a single peer from a connected socket
+        and answers every other source with ERROR 5 from the event loop.
+        """
         emit = self.events.emit
         enabled = self.events.enabled
 
+        trace = self.config.trace
+
         def on_event(event: CoreEvent) -> None:
-            if event.name == "done":
+            if trace and event.name in ("data", "ack"):
+                log.debug("%s %s: %s %s", labels.get("client"), labels.get("file"), event.name, event.fields)
+            elif event.name == "done":
                 log.info(
                     "%s %s: %s",
                     labels.get("client"),
@@ -261,16 +317,39 @@ class TftpServer:
             if enabled:
                 emit(event.name, **labels, **event.fields)
 
-        def on_close(driver: CoreDriver) -> None:
+        def on_close(driver: CoreDriver | ThreadDriver) -> None:
             self.drivers.discard(driver)
+            self._publish_load()
             if self._loop is not None:
                 self._last_activity = self._loop.time()
             if on_done is not None:
                 on_done()
 
-        driver = CoreDriver(self.loop, sock, core, on_event, on_close, recv_size=recv_size)
+        driver: CoreDriver | ThreadDriver
+        if threaded:
+
+            def on_stray(data: bytes, addr: Address) -> bytes | None:
+                if data[:2] == b"\0\5":
+                    return None  # never answer an ERROR
+                if enabled:
+                    emit("error", **labels, code=5, reason="foreign TID", to=f"{addr[0]}:{addr[1]}")
+                return UNKNOWN_TID_ERROR
+
+            driver = ThreadDriver(
+                self.loop,
+                sock,
+                core,
+                on_event,
+                on_close,
+                recv_size=recv_size,
+                peer=connect_to,
+                on_stray=on_stray,
+            )
+        else:
+            driver = CoreDriver(self.loop, sock, core, on_event, on_close, recv_size=recv_size)
         if not driver.closed:
             self.drivers.add(driver)
+            self._publish_load()
         return driver
 
 

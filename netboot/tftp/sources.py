@@ -35,14 +35,29 @@ class BytesSource:
 
 
 class FileSource:
-    """A regular file read with ``pread``; ``size`` is fixed when the transfer starts."""
+    """A regular file read with ``pread``; ``size`` is fixed when the transfer starts.
 
-    def __init__(self, path: str) -> None:
+    Reads go through a read-ahead buffer (``chunk`` bytes, one ``pread``) because a
+    lock-step transfer asks for the next blksize bytes per ACK, and a system call per
+    block was a measurable share of the server's CPU.  No mmap: a file truncated
+    while being served would raise SIGBUS and take the whole server down.
+    """
+
+    def __init__(self, path: str, chunk: int = 256 * 1024) -> None:
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self.size = os.fstat(self._fd).st_size
+        self._chunk = chunk
+        self._buffer = b""
+        self._start = 0
 
     def read(self, offset: int, length: int) -> bytes:
-        return os.pread(self._fd, length, offset)
+        start = offset - self._start
+        end = start + length
+        if start >= 0 and end <= len(self._buffer):
+            return self._buffer[start:end]
+        self._buffer = os.pread(self._fd, max(length, self._chunk), offset)
+        self._start = offset
+        return self._buffer[:length]
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -133,7 +133,14 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> bool:
         source.close()
         release()
 
-    server.attach(core, sock, _labels(ctx), on_done=done)
+    server.attach(
+        core,
+        sock,
+        _labels(ctx),
+        on_done=done,
+        threaded=config.threaded,
+        connect_to=ctx.client if config.check_port else None,
+    )
     return True
 
 

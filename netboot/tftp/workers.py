@@ -41,6 +41,27 @@ class SharedSlots:
         return int(self._count.value)
 
 
+class WorkerLoad:
+    """Per-worker transfer counts in shared memory, so requests go to the least busy worker.
+
+    Why: all workers wait on one socket and the first to wake takes the request;
+    left alone, one process could end up with most transfers of a burst and its
+    GIL would serialize them while the other core idles.  A worker busier than
+    the least busy one steps back for a moment and lets that one read the request.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._counts = multiprocessing.Array("i", workers, lock=False)
+        self.index = 0
+
+    def publish(self, active: int) -> None:
+        self._counts[self.index] = active
+
+    def should_take(self) -> bool:
+        counts = self._counts
+        return bool(counts[self.index] <= min(counts))
+
+
 def run_workers(count: int, run_one: Callable[[int], int]) -> int:
     """Fork ``count`` workers running ``run_one(index)``; forward signals; restart crashes."""
     children: dict[int, int] = {}

@@ -1,0 +1,275 @@
+"""pyatftpd accepts atftpd 0.8's command line unchanged, and the process plumbing works."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netboot.tftp.cli import _rewrite_verbose, _verbosity, build_parser
+from tests.tftp.peers import RunningServer, free_udp_port, raw_fetch, rrq, start_server, wait_ready
+
+
+def parse(*argv: str) -> object:
+    return build_parser().parse_args(_rewrite_verbose(list(argv)))
+
+
+def test_full_atftpd_command_line_parses() -> None:
+    args = parse(
+        "-t",
+        "300",
+        "-r",
+        "5",
+        "-m",
+        "100",
+        "-v7",
+        "--trace",
+        "--no-timeout",
+        "--no-tsize",
+        "--no-blksize",
+        "--no-windowsize",
+        "--no-multicast",
+        "--logfile",
+        "-",
+        "--pidfile",
+        "/run/p",
+        "--listen-local",
+        "--daemon",
+        "--no-fork",
+        "--prevent-sas",
+        "--user",
+        "nobody.nogroup",
+        "--group",
+        "nogroup",
+        "--port",
+        "69",
+        "--bind-address",
+        "192.0.2.1",
+        "--mcast-ttl",
+        "1",
+        "--mcast-addr",
+        "239.239.239.0-255",
+        "--mcast-port",
+        "1758-2000,8000-9000",
+        "--pcre",
+        "/etc/p",
+        "--mtftp",
+        "/etc/m",
+        "--mtftp-port",
+        "1759",
+        "--no-source-port-checking",
+        "--mcast-switch-client",
+        "/srv/tftp",
+    )
+    assert vars(args)["directory"] == "/srv/tftp" and vars(args)["mcast_port"] == "1758-2000,8000-9000"
+    assert (
+        vars(args)["no_windowsize"]
+        and vars(args)["mtftp_port"] == 1759
+        and vars(args)["user"] == "nobody.nogroup"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "level", "directory"),
+    [
+        (["-v", "/srv/x"], 6, "/srv/x"),  # bare -v increments and does not eat the directory
+        (["-v", "-v", "/srv/x"], 7, "/srv/x"),
+        (["-v3"], 3, "/srv/tftp"),
+        (["--verbose=6", "/d"], 6, "/d"),
+        (["--verbose", "/d"], 6, "/d"),
+        (["--verb", "/d"], 6, "/d"),
+        ([], 5, "/srv/tftp"),
+        (["--verb=4", "/d"], 4, "/d"),
+        (["-v7", "-v"], 7, "/srv/tftp"),  # capped at 7 like atftpd
+    ],
+)
+def test_verbose_takes_an_optional_attached_level(argv: list[str], level: int, directory: str) -> None:
+    args = parse(*argv)
+    assert _verbosity(args) == level  # type: ignore[arg-type]
+    assert vars(args)["directory"] == directory
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value"),
+    [
+        (["--mcast_ttl", "4"], "mcast_ttl", 4),
+        (["--mcast_addr", "239.1.1.1"], "mcast_addr", "239.1.1.1"),
+        (["--mcast_port", "3000"], "mcast_port", "3000"),
+        (["--mcast-a", "239.2.2.2"], "mcast_addr", "239.2.2.2"),  # getopt_long-style abbreviation
+        (["--bind", "10.0.0.1"], "bind_address", "10.0.0.1"),
+        (["--max", "7"], "maxthread", 7),
+        (["--no-so"], "no_source_port_checking", True),
+    ],
+)
+def test_underscore_aliases_and_abbreviations(argv: list[str], dest: str, value: object) -> None:
+    assert vars(parse(*argv))[dest] == value
+
+
+def test_ambiguous_abbreviation_is_an_error() -> None:
+    with pytest.raises(SystemExit):
+        parse("--mcast", "1")
+
+
+def _pyatftpd(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netboot.tftp.cli", *argv], capture_output=True, text=True, timeout=30, **kw
+    )  # type: ignore[call-overload]
+
+
+def test_version_and_help() -> None:
+    version = _pyatftpd("-V")
+    assert version.returncode == 0 and "atftp-0.8.0" in version.stdout
+    helptext = _pyatftpd("-h")
+    assert (
+        helptext.returncode == 0 and "--mcast-addr" in helptext.stdout and "--allow-upload" in helptext.stdout
+    )
+
+
+def test_missing_directory_says_what_to_do(tmp_path: Path) -> None:
+    result = _pyatftpd("--daemon", "--no-fork", str(tmp_path / "nope"))
+    assert result.returncode != 0 and "not a directory" in result.stderr
+
+
+def test_refuses_inetd_mode_on_a_terminal_like_atftpd(tmp_path: Path) -> None:
+    result = _pyatftpd(str(tmp_path), stdin=subprocess.DEVNULL)
+    assert result.returncode != 0 and "--daemon" in result.stderr
+
+
+def test_options_without_effect_are_logged_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    log = tmp_path / "log"
+    server = start_server(
+        "pyatftpd", tmp_path, extra=["--mcast-ttl", "3", "--mtftp-port", "1759", "--prevent-sas"], log=log
+    )
+    server.stop()
+    lines = [line for line in log.read_text().splitlines() if "no effect" in line]
+    assert len(lines) == 1
+    assert "--mcast-ttl" in lines[0] and "--mtftp-port" in lines[0] and "--prevent-sas" in lines[0]
+
+
+def test_daemon_detaches_and_writes_the_pidfile(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"daemonized\n")
+    pidfile = tmp_path / "pid"
+    port = free_udp_port()
+    started = time.monotonic()
+    result = _pyatftpd(
+        "--daemon",
+        "--port",
+        str(port),
+        "--bind-address",
+        "127.0.0.1",
+        "--pidfile",
+        str(pidfile),
+        "--logfile",
+        str(tmp_path / "log"),
+        "--user",
+        "root.root",
+        str(tmp_path),
+    )
+    assert result.returncode == 0 and time.monotonic() - started < 20
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    try:
+        # A new session (detached from ours) in which it is not the leader (cannot regain a terminal).
+        assert os.getsid(pid) != os.getsid(0) and os.getsid(pid) != pid
+        assert raw_fetch(("127.0.0.1", port), "f")[0] == b"daemonized\n"
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the daemon did not stop on SIGTERM")
+
+
+def test_inetd_mode_serves_the_socket_on_stdin_and_exits_when_idle(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"inetd\n")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    address = sock.getsockname()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "netboot.tftp.cli",
+            "-t",
+            "2",
+            "--logfile",
+            "-",
+            "--user",
+            "root.root",
+            str(tmp_path),
+        ],
+        stdin=sock.fileno(),
+        stdout=subprocess.PIPE,
+    )
+    sock.close()
+    try:
+        assert raw_fetch(address, "f")[0] == b"inetd\n"
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_share_the_port_and_the_maxthread_limit(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(os.urandom(5000))
+    server = start_server("pyatftpd", tmp_path, extra=["--workers", "2", "--maxthread", "2", "-r", "1"])
+    try:
+        holders = []
+        for _ in range(2):
+            holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            holder.settimeout(2)
+            holder.sendto(rrq("f"), server.address)
+            holder.recvfrom(2048)
+            holders.append(holder)
+        busy = []
+        for _ in range(4):  # whichever worker takes it, the shared limit says no
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.settimeout(2)
+                probe.sendto(rrq("f"), server.address)
+                busy.append(probe.recvfrom(2048)[0][:4])
+        assert busy == [b"\0\5\0\0"] * 4
+        for holder in holders:
+            holder.close()
+        time.sleep(7)  # 1 s x 5 retries, then the slots are free again
+        assert raw_fetch(server.address, "f")[0] == (tmp_path / "f").read_bytes()
+        pids = _group_pids(server)
+        assert len(pids) >= 3  # supervisor + 2 workers
+    finally:
+        server.stop()
+
+
+def _group_pids(server: RunningServer) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == server.proc.pid:
+                pids.append(int(entry))
+    return pids
+
+
+def test_start_server_probe_sees_pyatftpd(tmp_path: Path) -> None:
+    server = start_server("pyatftpd", tmp_path)
+    try:
+        wait_ready(server)
+    finally:
+        server.stop()
+    assert server.proc.returncode is not None

@@ -1,0 +1,161 @@
+"""The unicast read state machine, driven without sockets or clocks."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from netboot.tftp.read_transfer import ReadTransfer
+from tests.tftp.core_helpers import PEER, STRANGER, ack, download, events, make_read
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 1024, 5000])
+def test_download_is_byte_exact_at_default_blksize(size: int) -> None:
+    data = bytes(range(256)) * (size // 256 + 1)
+    data = data[:size]
+    core = make_read(data)
+    assert download(core) == data
+    assert core.succeeded
+
+
+def test_exact_multiple_ends_with_an_empty_data() -> None:
+    core = make_read(b"x" * 1024)
+    sent = []
+    for block in range(1, 4):
+        ((datagram, _),) = core.datagrams_to_send(0.0)
+        sent.append(datagram)
+        core.receive_datagram(ack(block), PEER, 0.0)
+    assert [len(d) - 4 for d in sent] == [512, 512, 0]
+    assert struct.unpack_from("!HH", sent[-1]) == (3, 3)
+    assert core.finished and core.succeeded
+
+
+def test_block_numbers_roll_over_to_zero_after_65535() -> None:
+    data = bytes(8) * 65537  # 65537 blocks of 8 bytes, then the empty final block
+    core = make_read(data, (("blksize", "8"),))
+    assert download(core) == data
+    assert core.last_block == 65538
+
+
+def test_rollover_sends_block_zero_after_65535() -> None:
+    core = make_read(bytes(8) * 70000, (("blksize", "8"),))
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(0), PEER, 0.0)
+    for block in range(1, 65536):
+        core.datagrams_to_send(0.0)
+        core.receive_datagram(ack(block), PEER, 0.0)
+    ((datagram, _),) = core.datagrams_to_send(0.0)
+    assert struct.unpack_from("!HH", datagram) == (3, 0)
+    core.receive_datagram(ack(0), PEER, 0.0)
+    ((datagram, _),) = core.datagrams_to_send(0.0)
+    assert struct.unpack_from("!HH", datagram) == (3, 1)
+
+
+def test_oack_lists_only_requested_options_and_waits_for_ack_zero() -> None:
+    core = make_read(b"a" * 3000, (("BlkSize", "1024"), ("tsize", "0"), ("foo", "bar")))
+    ((datagram, _),) = core.datagrams_to_send(0.0)
+    assert datagram == b"\0\6BlkSize\x001024\0tsize\x003000\0"
+    core.receive_datagram(ack(0), PEER, 0.0)
+    ((datagram, _),) = core.datagrams_to_send(0.0)
+    assert struct.unpack_from("!HH", datagram) == (3, 1) and len(datagram) == 1028
+
+
+def test_duplicate_ack_never_doubles_the_stream() -> None:
+    core = make_read(b"z" * 5000)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(1), PEER, 0.0)
+    assert len(core.datagrams_to_send(0.0)) == 1  # block 2
+    for _ in range(5):
+        core.receive_datagram(ack(1), PEER, 0.1)
+        assert core.datagrams_to_send(0.1) == []
+    core.receive_datagram(ack(2), PEER, 0.2)
+    ((datagram, _),) = core.datagrams_to_send(0.2)
+    assert struct.unpack_from("!HH", datagram) == (3, 3)
+
+
+def test_retransmits_on_timeout_only_then_gives_up_with_an_event() -> None:
+    core = make_read(b"q" * 2000, timeout=2.0, max_retries=3)
+    first = core.datagrams_to_send(0.0)
+    assert core.get_timer() == 2.0
+    core.handle_timer(1.9)
+    assert core.datagrams_to_send(1.9) == []
+    for attempt in range(1, 4):
+        now = 2.0 * attempt
+        core.handle_timer(now)
+        assert core.datagrams_to_send(now) == first
+    core.handle_timer(8.0)
+    out = core.datagrams_to_send(8.0)
+    assert out[0][0][:4] == b"\0\5\0\0"  # the client hears why
+    assert core.finished and not core.succeeded and core.get_timer() is None
+    names = [e.name for e in events(core)]
+    assert names.count("retransmit") == 3 and names[-1] == "done"
+
+
+def test_client_timeout_option_sets_the_retransmission_interval() -> None:
+    core = make_read(b"q" * 2000, (("timeout", "1"),), timeout=5.0)
+    assert core.get_timer() == 1.0
+
+
+def test_foreign_tid_gets_error_5_and_the_transfer_goes_on() -> None:
+    core = make_read(b"k" * 1500)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(1), STRANGER, 0.0)
+    out = core.datagrams_to_send(0.0)
+    assert out == [(out[0][0], STRANGER)] and out[0][0][:4] == b"\0\5\0\5"
+    assert not core.finished
+    core.receive_datagram(ack(1), PEER, 0.0)
+    ((datagram, _),) = core.datagrams_to_send(0.0)
+    assert struct.unpack_from("!HH", datagram) == (3, 2)
+
+
+def test_no_source_port_checking_accepts_another_port_of_the_same_host() -> None:
+    core = make_read(b"k" * 100, check_port=False)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(1), (PEER[0], 9999), 0.0)
+    assert core.finished and core.succeeded
+
+
+def test_error_from_the_client_ends_the_transfer() -> None:
+    core = make_read(b"k" * 1500)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(b"\0\5\0\0disk full\0", PEER, 0.0)
+    assert core.finished and not core.succeeded
+    done = [e for e in events(core) if e.name == "done"][0]
+    assert "disk full" in done.fields["reason"]
+
+
+def test_windowsize_sends_a_window_and_restarts_after_a_partial_ack() -> None:
+    core = make_read(b"w" * 512 * 10, (("windowsize", "4"),))
+    core.datagrams_to_send(0.0)  # OACK
+    core.receive_datagram(ack(0), PEER, 0.0)
+    window = core.datagrams_to_send(0.0)
+    assert [struct.unpack_from("!H", d, 2)[0] for d, _ in window] == [1, 2, 3, 4]
+    core.receive_datagram(ack(2), PEER, 0.0)  # blocks 3 and 4 were lost
+    window = core.datagrams_to_send(0.0)
+    assert [struct.unpack_from("!H", d, 2)[0] for d, _ in window] == [3, 4, 5, 6]
+
+
+def test_windowed_download_is_byte_exact() -> None:
+    data = bytes(range(251)) * 100
+    core = make_read(data, (("windowsize", "16"), ("blksize", "100")))
+    assert download(core) == data
+
+
+def test_trace_reports_data_and_ack_events() -> None:
+    core: ReadTransfer = make_read(b"t" * 600, trace=True)
+    download(core)
+    names = [e.name for e in events(core)]
+    assert names.count("data") == 2 and names.count("ack") == 2 and names[-1] == "done"
+    done = [e for e in events(core)] or None
+    assert done is None  # the queue was drained above
+
+
+def test_done_event_carries_bytes_and_seconds() -> None:
+    core = make_read(b"s" * 1000, now=10.0)
+    core.datagrams_to_send(10.0)
+    core.receive_datagram(ack(1), PEER, 10.5)
+    core.datagrams_to_send(10.5)
+    core.receive_datagram(ack(2), PEER, 11.25)
+    done = [e for e in events(core) if e.name == "done"][0]
+    assert done.fields["bytes"] == 1000 and done.fields["seconds"] == 1.25 and done.fields["ok"] is True
