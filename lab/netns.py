@@ -51,7 +51,7 @@ def namespace_support_problem() -> str | None:
     """Return why a lab namespace cannot be made here, or None when it can."""
     for tool in ("unshare", "nsenter", "ip"):
         if shutil.which(tool) is None:
-            return f"'{tool}' is missing; install util-linux and iproute2 (apt-get install -y util-linux iproute2)"
+            return f"'{tool}' is missing; run: apt-get install -y util-linux iproute2"
     probe = subprocess.run(
         ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "true"],
         capture_output=True,
@@ -222,7 +222,9 @@ def make_bridge(
     ns.run(["ip", "route", "add", "224.0.0.0/4", "dev", name])
 
 
-def make_veth_segment(ns: Namespace, address: str = "192.0.2.1/24", peer_address: str = "192.0.2.2/24") -> None:
+def make_veth_segment(
+    ns: Namespace, address: str = "192.0.2.1/24", peer_address: str = "192.0.2.2/24"
+) -> None:
     """A carrier-up segment for tests without VMs (this kernel has no dummy links).
 
     ``lab0`` carries the server address and the 224/4 route; multicast sent on it is
