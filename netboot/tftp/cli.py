@@ -243,11 +243,11 @@ def run_server(
     server = TftpServer(config, events, slots, balancer)
     server.set_session_prefix(session_prefix)
     server.add_listener(sock)
-    if setup is not None:
-        setup(server)  # multicast (RFC 2090) and MTFTP services: netboot/tftp/mcast_cli.py
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        if setup is not None:
+            setup(server)  # multicast (RFC 2090) and MTFTP services: netboot/tftp/mcast_cli.py
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, server.stop)
         await server.serve()
