@@ -120,3 +120,20 @@ def test_pool_exhausted_serves_unicast_without_the_multicast_option(lab: tuple[N
     assert b["bytes_multicast"] == 0 and b["bytes_unicast"] == len(data_b)
     declined = [e for e in events if e["event"] == "mcast_declined"]
     assert declined and "in use" in declined[0]["reason"]
+
+
+def test_one_session_whichever_worker_reads_the_requests(lab: tuple[Namespace, Path]) -> None:
+    """With --workers the listening socket is shared; requests must still meet in one session."""
+    ns, work = lab
+    root = work / "root"
+    data = make_file(root, "boot.img", SIZE)
+    server = Served(ns, "pyatftpd", root, ["--workers", "3"], work)
+    try:
+        result = run_scenario(ns, "tftm://192.0.2.1/boot.img", "--count", "6")
+        events = wait_for_event(server, "mcast_session_end")
+    finally:
+        server.stop()
+    assert all(c["sha256"] == hashlib.sha256(data).hexdigest() for c in result["clients"])
+    assert sum(1 for e in events if e["event"] == "mcast_session_start") == 1
+    assert sum(1 for e in events if e["event"] == "mcast_join") == 6
+    assert session_totals(events)["group_bytes"] <= 1.05 * SIZE
