@@ -172,6 +172,8 @@ def _no_effect_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     for dest in NO_EFFECT:
         if getattr(args, dest) != parser.get_default(dest):
             names.append("--" + dest.replace("_", "-"))
+    if args.mtftp_port != parser.get_default("mtftp_port") and not args.mtftp:
+        names.append("--mtftp-port (without --mtftp)")
     if args.prevent_sas:
         names.append("--prevent-sas (always on)")
     return names
