@@ -27,14 +27,14 @@ needs_atftp = pytest.mark.skipif(
 
 
 @pytest.fixture
-def lab(netns: Namespace, tmp_path: Path) -> tuple[Namespace, Path]:
+def veth_lab(netns: Namespace, tmp_path: Path) -> tuple[Namespace, Path]:
     segment(netns)
     return netns, tmp_path
 
 
 @needs_atftp
-def test_atftp_client_with_multicast_option_against_pyatftpd(lab: tuple[Namespace, Path]) -> None:
-    ns, work = lab
+def test_atftp_client_with_multicast_option_against_pyatftpd(veth_lab: tuple[Namespace, Path]) -> None:
+    ns, work = veth_lab
     data = make_file(work / "root", "boot.img", 1 << 20)
     server = Served(ns, "pyatftpd", work / "root", [], work)
     try:
@@ -70,8 +70,8 @@ ATFTPD_CASES = {
 
 @needs_atftpd
 @pytest.mark.parametrize("case", list(ATFTPD_CASES))
-def test_ipxe_faithful_clients_against_reference_atftpd(lab: tuple[Namespace, Path], case: str) -> None:
-    ns, work = lab
+def test_ipxe_faithful_clients_against_reference_atftpd(veth_lab: tuple[Namespace, Path], case: str) -> None:
+    ns, work = veth_lab
     args, atftpd_flaw = ATFTPD_CASES[case]
     data = make_file(work / "root", "boot.img", 1 << 20)
     server = Served(ns, "atftpd", work / "root", [], work)
@@ -91,7 +91,7 @@ MTFTP_CONF = "boot.img 239.255.1.1 3001\n"
 
 @pytest.mark.parametrize("kind", ["atftpd", "pyatftpd"])
 def test_mtftp_late_joiners_zero_filled_with_atftpd_exact_with_pyatftpd(
-    lab: tuple[Namespace, Path], kind: str
+    veth_lab: tuple[Namespace, Path], kind: str
 ) -> None:
     """lab-findings.md: with atftpd, iPXE late joiners report success over zero-filled holes.
 
@@ -103,7 +103,7 @@ def test_mtftp_late_joiners_zero_filled_with_atftpd_exact_with_pyatftpd(
     """
     if kind == "atftpd" and not Path(ATFTPD).exists():
         pytest.skip("Debian's atftpd is missing: apt-get install -y atftpd")
-    ns, work = lab
+    ns, work = veth_lab
     root = work / "root"
     data = make_file(root, "boot.img", 2 << 20)
     conf = work / "mtftp.conf"
@@ -140,8 +140,8 @@ def test_mtftp_late_joiners_zero_filled_with_atftpd_exact_with_pyatftpd(
         assert all(c["fallbacks"] == 0 for c in clients), clients
 
 
-def test_mtftp_pyatftpd_clients_together_and_late(lab: tuple[Namespace, Path]) -> None:
-    ns, work = lab
+def test_mtftp_pyatftpd_clients_together_and_late(veth_lab: tuple[Namespace, Path]) -> None:
+    ns, work = veth_lab
     root = work / "root"
     data = make_file(root, "boot.img", 1 << 20)
     conf = work / "mtftp.conf"

@@ -42,16 +42,16 @@ def deaf_count(count: int) -> int:
 
 
 @pytest.fixture
-def lab(netns: Namespace, tmp_path: Path) -> tuple[Namespace, Path]:
+def veth_lab(netns: Namespace, tmp_path: Path) -> tuple[Namespace, Path]:
     segment(netns)
     return netns, tmp_path
 
 
 @pytest.mark.parametrize(("count", "pattern"), CASES, ids=[f"{c}-{p}" for c, p in CASES])
 def test_every_ipxe_client_gets_the_exact_bytes(
-    lab: tuple[Namespace, Path], count: int, pattern: str
+    veth_lab: tuple[Namespace, Path], count: int, pattern: str
 ) -> None:
-    ns, work = lab
+    ns, work = veth_lab
     root = work / "root"
     data = make_file(root, "boot.img", SIZE)
     want = hashlib.sha256(data).hexdigest()
@@ -100,9 +100,9 @@ def test_every_ipxe_client_gets_the_exact_bytes(
         assert totals["group_bytes"] <= 1.05 * SIZE, totals
 
 
-def test_pool_exhausted_serves_unicast_without_the_multicast_option(lab: tuple[Namespace, Path]) -> None:
+def test_pool_exhausted_serves_unicast_without_the_multicast_option(veth_lab: tuple[Namespace, Path]) -> None:
     """With one group:port, a second file's session cannot start: it is served by unicast, not silence."""
-    ns, work = lab
+    ns, work = veth_lab
     root = work / "root"
     data_a = make_file(root, "a.img", 300_000)
     data_b = make_file(root, "b.img", 300_000, seed=8)
@@ -122,9 +122,9 @@ def test_pool_exhausted_serves_unicast_without_the_multicast_option(lab: tuple[N
     assert declined and "in use" in declined[0]["reason"]
 
 
-def test_one_session_whichever_worker_reads_the_requests(lab: tuple[Namespace, Path]) -> None:
+def test_one_session_whichever_worker_reads_the_requests(veth_lab: tuple[Namespace, Path]) -> None:
     """With --workers the listening socket is shared; requests must still meet in one session."""
-    ns, work = lab
+    ns, work = veth_lab
     root = work / "root"
     data = make_file(root, "boot.img", SIZE)
     server = Served(ns, "pyatftpd", root, ["--workers", "3"], work)
