@@ -47,6 +47,8 @@ class ClientResult:
     dropped_by_loss: int = 0
     was_master: bool = False
     notes: dict[str, int] = field(default_factory=dict)
+    #: local ports of the unicast socket, one per (re)open: how a server's events name this client
+    ports: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,6 +129,7 @@ class ClientDriver:
         self._timer_at: float | None = None
         self._finished: asyncio.Future[None] = self._loop.create_future()
         self.notes: dict[str, int] = {}
+        self.ports: list[int] = []
         self.killed = False
 
     async def run(self) -> ClientResult:
@@ -160,6 +163,7 @@ class ClientDriver:
             dropped_by_loss=core.dropped_by_loss,
             was_master=self.notes.get("master", 0) > 0 or self.notes.get("unicast", 0) > 0,
             notes=dict(self.notes),
+            ports=list(self.ports),
         )
 
     def kill(self) -> None:
@@ -249,6 +253,7 @@ class ClientDriver:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind((self._bind, 0))
         sock.setblocking(False)
+        self.ports.append(sock.getsockname()[1])
         self._sock = sock
         self._loop.add_reader(sock.fileno(), self._readable)
 
