@@ -18,7 +18,7 @@ from pathlib import Path
 from lab.qemu import ACCELS
 from lab.report import RunInfo, write_reports
 from lab.runner import BootOutcome, CellResult, default_jobs, run_plan
-from lab.scenario import DEFAULT_SIZES, unicast_plan
+from lab.scenario import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS, protocol_plan
 from lab.session import vm_support_problem
 from lab.status import Status
 from lab.tftp import SERVERS
@@ -48,8 +48,16 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
         help="bridge multicast settings (repeatable; default flood: no snooping, no querier)",
     )  # fmt: skip
     parser.add_argument(
-        "--lab-sizes", default=",".join(map(str, DEFAULT_SIZES)), help="payload sizes in bytes, e.g. 1,4296"
+        "--lab-sizes", default=",".join(map(str, DEFAULT_SIZES)),
+        help="tftp payload sizes in bytes, e.g. 1,4296",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lab-protocols", default=",".join(PROTOCOLS), help=f"comma-separated, from {','.join(PROTOCOLS)}"
     )
+    parser.add_argument(
+        "--lab-mcast-size", type=int, default=DEFAULT_MCAST_SIZE,
+        help="payload bytes of each tftm/mtftp/x-slam cell (one boot per cell)",
+    )  # fmt: skip
 
 
 def select_nics(spec: str) -> list[str]:
@@ -117,11 +125,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     servers = args.lab_server or ["pyatftpd"]
     nics = select_nics(args.lab_nics)
     topologies = args.lab_topology or ["flood"]
+    protocols = tuple(p.strip() for p in args.lab_protocols.split(",") if p.strip())
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise SystemExit(f"lab: unknown protocol(s) {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
     cells = [
         cell
         for topology in topologies
-        for server in servers
-        for cell in unicast_plan(nics, sets, server, sizes, topology)
+        for cell in protocol_plan(nics, sets, servers, protocols, sizes, args.lab_mcast_size, topology)
     ]
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.lab_artifacts).resolve() / run_id

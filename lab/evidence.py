@@ -61,6 +61,8 @@ class BootEvidence:
     files: dict[str, str] = field(default_factory=dict)  # evidence name -> path
     exit_status: int | None = None
     seconds: float = 0.0
+    #: How the payload travelled (lab.delivery.Delivery.to_json()), for multicast scenarios.
+    delivery: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed_stage(self) -> str | None:
@@ -96,6 +98,7 @@ class BootEvidence:
             "files": self.files,
             "exit_status": self.exit_status,
             "seconds": round(self.seconds, 3),
+            "delivery": self.delivery,
         }
 
     def write(self, path: Path) -> None:

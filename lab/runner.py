@@ -21,6 +21,7 @@ from lab.evidence import BootEvidence, StageRecord
 from lab.scenario import BootPlan, CellKey, CellPlan
 from lab.session import Lab, LabConfig
 from lab.status import Status, combine
+from lab.tftp import SERVERS
 from lab.topology import Topology
 from roms.catalog import nic
 from roms.romset import RomSet
@@ -80,7 +81,8 @@ def run_plan(
                         first = boot.key
                         config = LabConfig(
                             directory / "labs" / f"lab{index}", index=index,
-                            topology=Topology.parse(first.topology), server=first.server, accel=accel,
+                            topology=Topology.parse(first.topology), server=tftp_kind(first.server),
+                            accel=accel,
                         )  # fmt: skip
                         lab = Lab(config)
                         lab.__enter__()
@@ -88,9 +90,13 @@ def run_plan(
                         lab.close()  # bridge settings are fixed per lab: a new lab for a new topology
                         lab = Lab(replace(lab.config, topology=Topology.parse(boot.key.topology)))
                         lab.__enter__()
-                    if lab.tftp is None or lab.tftp.kind != boot.key.server:
-                        lab.start_tftp(boot.key.server)
-                    run = lab.launch(nic(boot.key.nic), by_set[boot.key.rom_set], boot.size, boot.seed, where)
+                    kind = tftp_kind(boot.key.server)
+                    if lab.tftp is None or lab.tftp.kind != kind:
+                        lab.start_tftp(kind)
+                    run = lab.launch(
+                        nic(boot.key.nic), by_set[boot.key.rom_set], boot.size, boot.seed, where,
+                        protocol=boot.key.protocol,
+                    )  # fmt: skip
                     evidence = run.finish()
                 except LabError as exc:
                     evidence = _broken(exc.status, str(exc))
@@ -115,6 +121,11 @@ def run_plan(
     for thread in threads:
         thread.join()
     return [_cell_result(cell, outcomes) for cell in cells]
+
+
+def tftp_kind(server: str) -> str:
+    """The TFTP server a cell needs (x-slam cells name pyslamd; their script comes from pyatftpd)."""
+    return server if server in SERVERS else "pyatftpd"
 
 
 def _broken(status: Status, reason: str) -> BootEvidence:

@@ -96,5 +96,35 @@ def unicast_plan(
     return cells
 
 
+#: One payload per multicast cell: big enough for thousands of group blocks (4096 at
+#: MTFTP's 512 bytes), small enough that a FAIL costs little.
+DEFAULT_MCAST_SIZE = 2 * 1024 * 1024
+
+#: The server column of each protocol: x-slam is served by pyslamd, whatever TFTP server runs.
+SLAM_SERVER = "pyslamd"
+
+
+def protocol_plan(
+    nics: list[str],
+    rom_sets: list[RomSet],
+    servers: list[str],
+    protocols: tuple[str, ...] = PROTOCOLS,
+    sizes: tuple[int, ...] = DEFAULT_SIZES,
+    mcast_size: int = DEFAULT_MCAST_SIZE,
+    topology: str = "flood",
+) -> list[CellPlan]:
+    """Every NIC x ROM set x protocol x server: tftp with ``sizes``, the multicast ones with one payload."""
+    cells = []
+    for protocol in protocols:
+        cell_servers = [SLAM_SERVER] if protocol == "x-slam" else servers
+        for server in cell_servers:
+            protocol_sizes = sizes if protocol == "tftp" else (mcast_size,)
+            for cell in unicast_plan(nics, rom_sets, server, protocol_sizes, topology):
+                key = CellKey(cell.key.nic, cell.key.rom_set, protocol, server, topology)
+                boots = [BootPlan(key, b.size, b.seed) for b in cell.boots]
+                cells.append(CellPlan(key, boots, cell.verdict))
+    return cells
+
+
 def default_nics() -> list[str]:
     return list(DESIGN_NICS)

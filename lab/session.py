@@ -16,25 +16,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from images.bootscript import payload_url
 from images.payload import write_payload
 from images.verifier import build_verifier
 from lab.addressing import Slot, slots
 from lab.bootscript import boot_script, url
+from lab.capture import Capture, CaptureError
+from lab.delivery import classify, wire_figures
 from lab.dhcp import Dnsmasq
 from lab.errors import LabError, LabUnavailable
 from lab.evidence import BootEvidence, PayloadCheck, StageRecord
 from lab.netns import Namespace, namespace_support_problem
 from lab.qemu import QemuSpec
 from lab.rompatch import prepared_rom
+from lab.slam import SlamServer
 from lab.stages import PROTOCOL_FEATURE, run_ladder
 from lab.status import Status
 from lab.tftp import TftpServer
-from lab.topology import Topology, add_tap, build_network, remove_tap
+from lab.topology import BRIDGE, SERVER_IPV4, Topology, add_tap, build_network, remove_tap
 from lab.vm import Vm
+from lab.wire import WireContext
 from roms.catalog import NicModel
 from roms.romset import RomMismatch, RomMissing, RomSet
 
 VERIFIER_NAME = "verifier.elf"
+WIRE_CONTEXT = WireContext()
 
 
 def vm_support_problem() -> str | None:
@@ -59,6 +65,8 @@ class LabConfig:
     accel: str = "tcg"
     slot_count: int = 8
     timeout_scale: float = 1.0
+    #: Capture br0 and the VM's tap for every boot (docs/evidence.md); trains capture their own.
+    capture: bool = True
 
 
 class Lab:
@@ -68,6 +76,7 @@ class Lab:
         self.ns = Namespace()
         self.dhcp: Dnsmasq | None = None
         self.tftp: TftpServer | None = None
+        self.slam: SlamServer | None = None
         self.root = self.directory / "tftproot"
         self._free: queue.Queue[Slot] = queue.Queue()
 
@@ -98,15 +107,30 @@ class Lab:
         self.dhcp = Dnsmasq(self.ns, lab_slots, services)
         self.start_tftp(self.config.server)
 
-    def start_tftp(self, kind: str) -> TftpServer:
+    def start_tftp(self, kind: str, mtftp_file: str | None = None) -> TftpServer:
         """(Re)start the TFTP server; a lab switches servers between boots, never during one."""
         if self.tftp is not None:
             self.tftp.stop()
-        self.tftp = TftpServer(self.ns, kind, self.root, self.directory / "services")
+        self.tftp = TftpServer(self.ns, kind, self.root, self.directory / "services", mtftp_file)
         return self.tftp
 
+    def prepare(self, protocol: str, payload_name: str) -> None:
+        """Make the servers serve ``payload_name`` by ``protocol``.
+
+        iPXE's ``mtftp://`` always listens on 239.255.1.1:3001, so the MTFTP config names
+        one file and the TFTP server restarts when a boot wants another; ``x-slam://``
+        names no file, so pyslamd restarts for another payload.
+        """
+        kind = self.tftp.kind if self.tftp is not None else self.config.server
+        if protocol == "mtftp" and (self.tftp is None or self.tftp.mtftp_file != payload_name):
+            self.start_tftp(kind, payload_name)
+        if protocol == "x-slam" and (self.slam is None or self.slam.file != payload_name):
+            if self.slam is not None:
+                self.slam.stop()
+            self.slam = SlamServer(self.ns, self.root / payload_name, self.directory / "services")
+
     def close(self) -> None:
-        for service in (self.tftp, self.dhcp):
+        for service in (self.slam, self.tftp, self.dhcp):
             if service is not None:
                 service.stop()
         self.ns.close()
@@ -128,7 +152,7 @@ class Lab:
 
     def launch(
         self, model: NicModel, rom_set: RomSet, size: int, seed: int, directory: Path, check_rom: bool = True,
-        protocol: str = "tftp",
+        protocol: str = "tftp", capture: bool | None = None,
     ) -> BootRun:  # fmt: skip
         """Start one VM that fetches and verifies one payload; ``finish()`` collects the verdict."""
         directory.mkdir(parents=True, exist_ok=True)
@@ -148,16 +172,30 @@ class Lab:
             run.evidence.rom["patched_ids"] = f"generic IDs set to {model.pci_id} (as QEMU does): {rom}"
         name, digest = self.payload(size, seed)
         run.payload.expect_sha256 = digest
+        self.prepare(protocol, name)
         slot = self._free.get(timeout=600)
         run.slot = slot
         # Slots are reused: this boot's evidence is what the services log from now on.
         run.dhcp_mark = len(self.dhcp.log_for(slot.mac)) if self.dhcp else 0
         run.tftp_mark = len(self.tftp.events()) if self.tftp else 0
-        (self.root / slot.boot_file).write_text(
-            boot_script(url(protocol, VERIFIER_NAME), url(protocol, name), digest, size)
-        )
-        (directory / "boot.ipxe").write_text((self.root / slot.boot_file).read_text())
+        run.slam_mark = len(self.slam.events()) if self.slam else 0
+        # The verifier always comes by tftp: the payload is what the protocol under test carries.
+        scheme = "slam" if protocol == "x-slam" else protocol
+        script = boot_script(url("tftp", VERIFIER_NAME), payload_url(scheme, SERVER_IPV4, name), digest, size)
+        (self.root / slot.boot_file).write_text(script)
+        (directory / "boot.ipxe").write_text(script)
+        run.other_unicast_bytes = len(script) + (self.root / VERIFIER_NAME).stat().st_size
         add_tap(self.ns, slot.tap)
+        if self.config.capture if capture is None else capture:
+            try:
+                run.capture = Capture(
+                    self.ns, [BRIDGE, slot.tap], directory / "wire", method="af_packet", context=WIRE_CONTEXT
+                )
+                run.capture.start()
+            except CaptureError as exc:
+                run.preflight(Status.ERROR, f"wire capture failed: {exc}")
+                self._release(slot)
+                return run
         assert model.qemu_device is not None
         spec = QemuSpec(
             model.qemu_device, slot.mac, rom, slot.tap, accel=self.config.accel, pcap=directory / "nic.pcap"
@@ -189,6 +227,12 @@ class BootRun:
         self._done = False
         self.dhcp_mark = 0
         self.tftp_mark = 0
+        self.slam_mark = 0
+        self.capture: Capture | None = None
+        #: Unicast TFTP bytes that are not the payload (boot script + verifier), for the wire figures.
+        self.other_unicast_bytes = 0
+        #: Server events for this VM, set by finish().
+        self.events: list[dict[str, Any]] = []
 
     def preflight(self, status: Status, reason: str) -> None:
         self.evidence.stages.append(StageRecord("preflight", status, 0.0, 0.0, message=reason))
@@ -208,11 +252,13 @@ class BootRun:
                 )  # fmt: skip
             finally:
                 self.vm.stop()
+                self._stop_capture()
                 self.lab._release(self.slot)
             self.evidence.seconds = time.monotonic() - t0
             self._collect(self.slot)
             self._done = True
         self.evidence.settle()
+        self._classify()
         problem = self.lab.health_problem()
         if problem and self.evidence.status is Status.FAIL:
             # Never blame the driver for a lab that broke under it.
@@ -220,6 +266,35 @@ class BootRun:
             self.evidence.reason = f"ERROR@lab: {problem} (driver verdict withheld: {self.evidence.reason})"
         self.evidence.write(self.directory / "evidence.json")
         return self.evidence
+
+    def _stop_capture(self) -> None:
+        if self.capture is None:
+            return
+        try:
+            result = self.capture.stop()
+        except Exception as exc:  # noqa: BLE001 - missing wire evidence must not hide the boot's verdict
+            self.evidence.files["wire_error"] = f"capture stop failed: {exc}"
+            return
+        (self.directory / "wire" / "capture.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        for name, path in result.files.items():
+            self.evidence.files[f"pcap_{name}"] = str(path)
+            self.evidence.files[f"wire_{name}"] = str(path.with_suffix(".wire.json"))
+
+    def _classify(self) -> None:
+        if self.slot is None:
+            return
+        wire = None
+        result = self.capture.result if self.capture is not None else None
+        if result is not None and self.slot.tap in result.summaries:
+            drops = int(result.stats.get(self.slot.tap, {}).get("kernel_drops", 0) or 0)
+            summary = result.summaries[self.slot.tap]
+            wire = wire_figures(summary, self.slot.ipv4, self.other_unicast_bytes, drops)
+        said_ok = any(s.name == "payload" and s.status is Status.PASS for s in self.evidence.stages)
+        delivery = classify(
+            self.protocol, self.evidence.status, self.payload.size, self.events, wire, said_ok,
+            self.evidence.failed_stage,
+        )  # fmt: skip
+        self.evidence.delivery = delivery.to_json()
 
     def _collect(self, slot: Slot) -> None:
         files = self.evidence.files
@@ -235,11 +310,19 @@ class BootRun:
             files["dhcp_log"] = str(dhcp_log)
         if self.lab.tftp is not None:
             since = self.lab.tftp.events()[self.tftp_mark :]
-            mine = [e for e in since if _client_ip(e) == slot.ipv4]
+            # Session events without a client (start/end) belong to this boot: one VM per lab at a time.
+            mine = [e for e in since if _client_ip(e) in (slot.ipv4, "")]
+            self.events = mine
             events = self.directory / "tftp.events.jsonl"
             events.write_text("".join(json.dumps(e) + "\n" for e in mine))
             files["tftp_events"] = str(events)
             files["tftp_server"] = self.lab.tftp.kind
+        if self.protocol == "x-slam" and self.lab.slam is not None:
+            slam_events = self.lab.slam.events()[self.slam_mark :]
+            events = self.directory / "slam.events.jsonl"
+            events.write_text("".join(json.dumps(e) + "\n" for e in slam_events))
+            files["slam_events"] = str(events)
+            self.events += slam_events
 
 
 def _client_ip(event: dict[str, Any]) -> str:

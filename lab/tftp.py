@@ -33,6 +33,13 @@ class TftpSpec:
     events: Path
     port: int = 69
     address: str = SERVER_IPV4
+    #: PXE MTFTP config (lines ``FILE GROUP PORT``); both servers take atftpd's ``--mtftp``.
+    mtftp_conf: Path | None = None
+
+
+#: iPXE's ``mtftp://`` asks port 1759 and listens on 239.255.1.1:3001 (protocols.md 3.7).
+MTFTP_PORT = 1759
+MTFTP_GROUP = ("239.255.1.1", 3001)
 
 
 def find_program(name: str) -> str | None:
@@ -47,6 +54,8 @@ def tftp_argv(spec: TftpSpec) -> list[str]:
     # namespace refuses; the namespace's root is an unprivileged user on the host anyway.
     common = ["--daemon", "--no-fork", "--port", str(spec.port), "--bind-address", spec.address]
     common += ["--user", "root.root"]
+    if spec.mtftp_conf is not None:
+        common += ["--mtftp", str(spec.mtftp_conf), "--mtftp-port", str(MTFTP_PORT)]
     if spec.kind == "pyatftpd":
         files = ["--logfile", str(spec.logfile), "--events", str(spec.events)]
         return [find_program("pyatftpd") or "pyatftpd", *common, *files, str(spec.root)]
@@ -79,14 +88,24 @@ def events_from_atftpd_log(text: str) -> list[dict[str, Any]]:
 class TftpServer:
     """A running TFTP server inside the namespace; ``events()`` is its evidence."""
 
-    def __init__(self, ns: Namespace, kind: str, root: Path, directory: Path) -> None:
+    def __init__(
+        self, ns: Namespace, kind: str, root: Path, directory: Path, mtftp_file: str | None = None
+    ) -> None:
         problem = server_problem(kind)
         if problem:
             raise LabUnavailable(problem)
         self.ns = ns
         self.kind = kind
-        self.spec = TftpSpec(kind, root, directory / f"{kind}.log", directory / f"{kind}.events.jsonl")
-        self._out = open(directory / f"{kind}.stdout", "wb")  # noqa: SIM115 - lives with the process
+        #: The one file served by PXE MTFTP (iPXE always uses the same group, so one at a time).
+        self.mtftp_file = mtftp_file
+        conf = None
+        if mtftp_file is not None:
+            conf = directory / f"{kind}.mtftp.conf"
+            conf.write_text(f"{mtftp_file} {MTFTP_GROUP[0]} {MTFTP_GROUP[1]}\n")
+        self.spec = TftpSpec(
+            kind, root, directory / f"{kind}.log", directory / f"{kind}.events.jsonl", mtftp_conf=conf
+        )
+        self._out = open(directory / f"{kind}.stdout", "ab")  # noqa: SIM115 - lives with the process
         self.proc = ns.popen(tftp_argv(self.spec), stdout=self._out, stderr=self._out)
         self._wait_listening()
 
@@ -109,6 +128,7 @@ class TftpServer:
         return self.proc.poll() is None
 
     def events(self) -> list[dict[str, Any]]:
+        """The server's events; a restarted server appends to the same file (marks stay valid)."""
         if self.kind == "atftpd":
             return events_from_atftpd_log(Path(self._out.name).read_text(errors="replace"))
         if not self.spec.events.exists():

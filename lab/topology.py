@@ -7,6 +7,7 @@ router solicitations and a boot takes seconds instead (lab-findings.md).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from lab.netns import Namespace, make_bridge
@@ -48,6 +49,13 @@ def build_network(ns: Namespace, topology: Topology) -> None:
     """br0 with 192.0.2.1/24, the 224/4 route, and 2001:db8::1/64 (no DAD wait)."""
     make_bridge(ns, BRIDGE, f"{SERVER_IPV4}/24", snooping=topology.snooping, querier=topology.querier)
     ns.run(["ip", "-6", "addr", "add", f"{SERVER_IPV6}/64", "dev", BRIDGE, "nodad"])
+    if topology.querier:
+        # The bridge counts its own querier only one query response interval after it is
+        # enabled (10 s by default) and floods until then (docs/evidence.md): 1 s, then wait.
+        ns.run(["ip", "link", "set", BRIDGE, "type", "bridge", "mcast_query_response_interval", "100"])
+        ns.run(["ip", "link", "set", BRIDGE, "type", "bridge", "mcast_querier", "0"])
+        ns.run(["ip", "link", "set", BRIDGE, "type", "bridge", "mcast_querier", "1"])
+        time.sleep(2.0)
 
 
 def add_tap(ns: Namespace, name: str) -> None:

@@ -1,0 +1,56 @@
+"""pyslamd for ``x-slam://`` boots: one server per file, as mini-slamd.
+
+Why one per file: a SLAM URL names no file (and, for current iPXE, no group: the
+inverted ``sock_aton`` check, protocols.md 4.3), so the server on the default
+group 239.255.1.1:10000 decides what the client gets.  The lab restarts it when a
+boot wants another payload.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError, LabUnavailable
+from lab.netns import Namespace, kill_group
+from lab.tftp import find_program
+from lab.topology import SERVER_IPV4
+from netboot.events import read_events
+
+SLAM_PORT = 10000
+
+
+class SlamServer:
+    """A running pyslamd serving ``path``; ``events()`` is its evidence."""
+
+    def __init__(self, ns: Namespace, path: Path, directory: Path) -> None:
+        program = find_program("pyslamd")
+        if program is None:
+            raise LabUnavailable("'pyslamd' is not on PATH; pip install -e . (its console script)")
+        self.ns = ns
+        self.file = path.name
+        self.events_path = directory / "pyslamd.events.jsonl"
+        self._out = open(directory / "pyslamd.stdout", "ab")  # noqa: SIM115 - lives with the process
+        argv = [program, str(path), "--bind-address", SERVER_IPV4, "--events", str(self.events_path)]
+        self.proc = ns.popen(argv, stdout=self._out, stderr=self._out)
+        deadline = time.monotonic() + 10.0
+        while not self._listening():
+            if self.proc.poll() is not None:
+                raise LabError(f"pyslamd exited {self.proc.returncode} at start; see {self._out.name}")
+            if time.monotonic() > deadline:
+                raise LabError(f"pyslamd did not listen on UDP {SLAM_PORT} within 10 s")
+            time.sleep(0.05)
+
+    def _listening(self) -> bool:
+        return bool(self.ns.run(["ss", "-Hlun", f"sport = :{SLAM_PORT}"], check=False).stdout.strip())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def events(self) -> list[dict[str, Any]]:
+        return read_events(str(self.events_path)) if self.events_path.exists() else []
+
+    def stop(self) -> None:
+        kill_group(self.proc)
+        self._out.close()
