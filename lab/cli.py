@@ -22,6 +22,7 @@ from lab.scenario import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS, protocol_
 from lab.session import vm_support_problem
 from lab.status import Status
 from lab.tftp import SERVERS
+from lab.train import DEFAULT_TRAIN_SIZE, TrainResult, run_trains, train_plans
 from roms.catalog import CATALOG, DESIGN_NICS
 from roms.romset import RomSetError, rom_sets
 
@@ -57,6 +58,20 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lab-mcast-size", type=int, default=DEFAULT_MCAST_SIZE,
         help="payload bytes of each tftm/mtftp/x-slam cell (one boot per cell)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lab-trains", default="mtftp,tftm,x-slam",
+        help="protocols of the 4-VM trains (per ROM set and server), or 'none'",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lab-querier-protocols", default="mtftp,tftm",
+        help="protocols of the extra snoop+querier column (IGMP snooping with an active querier; "
+        "pyatftpd), or 'none'",
+    )  # fmt: skip
+    parser.add_argument("--lab-train-size", type=int, default=DEFAULT_TRAIN_SIZE, help="train payload bytes")
+    parser.add_argument(
+        "--lab-loss", type=int, default=5,
+        help="percent loss each way on one VM's tap in an extra mtftp train (0: no lossy train)",
     )  # fmt: skip
 
 
@@ -115,6 +130,17 @@ class Progress:
         sys.stderr.flush()
 
 
+def train_progress(done: int, total: int, train: TrainResult) -> None:
+    ratio = "" if train.group_ratio is None else f" group/payload {train.group_ratio:.3f}"
+    failed = "; ".join(c.name for c in train.checks if c.ok is False)
+    print(
+        f"[train {done}/{total}] {train.status.value:<5} {train.plan.column:<36} {train.outcome}{ratio}"
+        + (f" failed: {failed}" if failed else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def cmd_matrix(args: argparse.Namespace) -> int:
     try:
         sets = rom_sets(args.lab_rom_dir)
@@ -134,12 +160,21 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         for topology in topologies
         for cell in protocol_plan(nics, sets, servers, protocols, sizes, args.lab_mcast_size, topology)
     ]
+    querier = tuple(p for p in args.lab_querier_protocols.split(",") if p.strip() and p != "none")
+    if querier and "snoop+querier" not in topologies:
+        cells += protocol_plan(nics, sets, servers[:1], querier, sizes, args.lab_mcast_size, "snoop+querier")
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.lab_artifacts).resolve() / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = args.lab_jobs or default_jobs()
     boots = sum(len(c.boots) for c in cells)
-    print(f"lab matrix: {len(cells)} cells, {boots} VM boots, {jobs} at a time -> {out_dir}", file=sys.stderr)
+    train_protocols = tuple(p for p in args.lab_trains.split(",") if p.strip() and p != "none")
+    plans = train_plans(train_protocols, servers, [s.name for s in sets], args.lab_train_size, args.lab_loss)
+    print(
+        f"lab matrix: {len(cells)} cells, {boots} VM boots, {jobs} at a time; {len(plans)} trains of 4 VMs "
+        f"-> {out_dir}",
+        file=sys.stderr,
+    )
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     problem = vm_support_problem()
@@ -151,8 +186,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             else CellResult(c.key, Status.MISS, problem)
             for c in cells
         ]
-    else:
+    trains: list[TrainResult] = []
+    if not problem:
         results = run_plan(cells, sets, out_dir, jobs, args.lab_accel, Progress(boots))
+        trains = run_trains(plans, sets, out_dir, args.lab_accel, train_progress)
     info = RunInfo(
         run_id=run_id,
         started=started,
@@ -162,10 +199,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         qemu_version=_qemu_version(),
         commit=_commit(),
         rom_sets={s.name: str(s.directory) for s in sets},
-        extra={"servers": servers, "sizes": list(sizes), "topologies": topologies},
+        extra={
+            "servers": servers, "sizes": list(sizes), "topologies": topologies, "protocols": list(protocols),
+            "mcast_size": args.lab_mcast_size, "train_size": args.lab_train_size,
+            "loss_percent": args.lab_loss,
+        },  # fmt: skip
     )
-    paths = write_reports(results, info, out_dir)
-    statuses = {r.status for r in results}
+    paths = write_reports(results, info, out_dir, trains)
+    statuses = {r.status for r in results} | {t.status for t in trains}
     print(f"\nlab matrix: {info.wall_seconds:.1f} s; matrix at {paths['md']}", file=sys.stderr)
     print(paths["md"])
     if problem:

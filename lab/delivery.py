@@ -46,6 +46,8 @@ class WireFigures:
     slam_nacks: int = 0
     igmp_reports: int = 0
     kernel_drops: int = 0
+    #: Group DATA bytes the server sent, as seen on the bridge (what the tap could have got).
+    bridge_group_data_bytes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,4 +159,9 @@ def _wire_text(wire: WireFigures | None) -> str:
         f"tap: {wire.group_data_frames} group DATA frames ({wire.group_data_bytes} B), "
         f"{wire.unicast_payload_bytes} B payload by unicast, {wire.unicast_retransmits} unicast retransmits, "
         f"{wire.acks} ACKs, {wire.slam_nacks} SLAM NACKs, {wire.igmp_reports} IGMP reports"
+        + (
+            ""
+            if wire.bridge_group_data_bytes is None
+            else f"; br0: {wire.bridge_group_data_bytes} B to the group"
+        )
     )

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from lab.report_html import matrix_html
 from lab.runner import BootOutcome, CellResult
 from lab.status import Status
+from lab.train import TrainResult
 from roms.catalog import nic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STAGES = ("rom", "dhcp", "script", "kernel", "payload", "verified")
 
 
@@ -61,7 +63,9 @@ def _rows(results: Sequence[CellResult]) -> list[str]:
     return list(dict.fromkeys(r.key.nic for r in results))
 
 
-def matrix_json(results: Sequence[CellResult], info: RunInfo) -> dict[str, Any]:
+def matrix_json(
+    results: Sequence[CellResult], info: RunInfo, trains: Sequence[TrainResult] = ()
+) -> dict[str, Any]:
     rows = []
     for name in _rows(results):
         model = nic(name)
@@ -75,7 +79,7 @@ def matrix_json(results: Sequence[CellResult], info: RunInfo) -> dict[str, Any]:
                 "emulated": model.emulated,
             }
         )
-    statuses = [r.status for r in results]
+    statuses = [r.status for r in results] + [t.status for t in trains]
     return {
         "schema": SCHEMA_VERSION,
         "run": {
@@ -100,6 +104,7 @@ def matrix_json(results: Sequence[CellResult], info: RunInfo) -> dict[str, Any]:
                 **r.key.to_json(),
                 "column": r.key.column,
                 "status": r.status.value,
+                "outcome": cell_outcome(r),
                 "reason": r.reason,
                 "boots": [
                     {
@@ -113,7 +118,42 @@ def matrix_json(results: Sequence[CellResult], info: RunInfo) -> dict[str, Any]:
             }
             for r in results
         ],
+        "trains": [t.to_json() for t in trains],
     }
+
+
+#: Short words for a delivery outcome in a cell.
+OUTCOME_WORDS = {
+    "multicast": "multicast",
+    "unicast-fallback": "unicast fallback",
+    "unicast": "unicast",
+    "ok-but-corrupt": "ok but corrupt",
+}
+
+
+def cell_outcome(cell: CellResult) -> str:
+    """The cell's delivery outcome: the worst boot's, from its evidence (docs/matrix.md)."""
+    if cell.status is Status.NOT_EMULATED:
+        return "not-emulated"
+    if cell.status is Status.UNSUPPORTED:
+        return "unsupported"
+    if not cell.boots:
+        return str(cell.status.value).lower()
+    worst = min(cell.boots, key=lambda b: b.evidence.status.priority)
+    return str(worst.evidence.delivery.get("outcome") or cell.status.value.lower())
+
+
+def _cut_off(cell: CellResult) -> str:
+    """For a snooping+querier column: did the group reach the VM's tap at all?"""
+    if "querier" not in cell.key.topology or not cell.boots:
+        return ""
+    figures = cell.boots[0].evidence.delivery.get("figures", {})
+    sent, got = figures.get("bridge_group_data_bytes"), figures.get("group_data_bytes")
+    if sent is None or got is None:
+        return ""
+    if sent and not got:
+        return f", group cut off (tap 0 of {sent} B)"
+    return f", group reached the tap ({got} of {sent} B)"
 
 
 def _cell_text(cell: CellResult, out_dir: Path) -> str:
@@ -124,16 +164,70 @@ def _cell_text(cell: CellResult, out_dir: Path) -> str:
     if not cell.boots:
         return str(cell.status.value)
     passed = sum(1 for b in cell.boots if b.evidence.status is Status.PASS)
-    text = f"{cell.status.value} {passed}/{len(cell.boots)}"
-    if cell.status is not Status.PASS:
-        bad = next(b for b in cell.boots if b.evidence.status is not Status.PASS)
-        stage = bad.evidence.failed_stage or "?"
-        link = os.path.relpath(bad.directory, out_dir)
-        text = f"[{cell.status.value}@{stage}]({link}/) {passed}/{len(cell.boots)}"
-    return text
+    outcome = cell_outcome(cell)
+    bad = next((b for b in cell.boots if b.evidence.status is not Status.PASS), cell.boots[0])
+    link = os.path.relpath(bad.directory, out_dir)
+    counts = f" {passed}/{len(cell.boots)}" if len(cell.boots) > 1 else ""
+    if cell.status is Status.PASS:
+        return f"[PASS {OUTCOME_WORDS.get(outcome, outcome)}]({link}/){counts}{_cut_off(cell)}"
+    if cell.status is Status.UNSUPPORTED:
+        return f"[UNSUPPORTED]({link}/)"
+    stage = bad.evidence.failed_stage or "?"
+    word = f" {OUTCOME_WORDS[outcome]}" if outcome == "ok-but-corrupt" else ""
+    return f"[{cell.status.value}@{stage}{word}]({link}/){counts}{_cut_off(cell)}"
 
 
-def matrix_markdown(results: Sequence[CellResult], info: RunInfo, out_dir: Path) -> str:
+def _confirmed(name: str, results: Sequence[CellResult], info: RunInfo) -> str:
+    versions = sorted(
+        {b.evidence.rom.get("ipxe_version", "") for r in results if r.key.nic == name for b in r.boots} - {""}
+    )
+    if not versions:
+        return "—"
+    qemu = info.qemu_version.replace("QEMU emulator version ", "QEMU ")
+    return f"{info.started[:10]}, iPXE {'/'.join(versions)}, {qemu}, {info.commit}"
+
+
+def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
+    if not trains:
+        return []
+    lines = ["", "## Trains (4 VMs of mixed NICs, 0.5 s apart, one payload)", ""]
+    lines += [
+        "| train | status | outcome | group bytes / payload | checks failed | artifacts |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in trains:
+        ratio = "—" if t.group_ratio is None else f"{t.group_bytes} B = {t.group_ratio:.3f}"
+        failed = "; ".join(c.name for c in t.checks if c.ok is False) or "none"
+        link = os.path.relpath(t.directory, out_dir)
+        lines.append(
+            f"| {t.plan.column} | {t.status.value} | {t.outcome} | {ratio} | {failed} | [{link}]({link}/) |"
+        )
+    for t in trains:
+        lines += ["", f"### {t.plan.column}: {t.status.value} ({t.outcome})", ""]
+        if t.loss:
+            lines.append(f"Loss: {t.loss['percent']} % each way on {t.loss['tap']} (VM {t.loss['vm']}), "
+                         f"method {t.loss['method']} (egress) / {t.loss['ingress_method']} (ingress).")
+            lines.append("")
+        for c in t.checks:
+            mark = {True: "ok", False: "FAILED", None: "n/a"}[c.ok]
+            lines.append(f"- {mark}: {c.name}: {c.detail}")
+        lines.append("")
+        lines += ["| VM | NIC | started | status | outcome | never-asked group blocks | unicast rexmits |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for i, v in enumerate(t.vms):
+            fig = v.evidence.delivery.get("figures", {})
+            link = os.path.relpath(v.directory, out_dir)
+            lines.append(
+                f"| [{i}]({link}/) | {v.nic} | +{v.started_at:.1f} s | {v.evidence.status.value} | "
+                f"{v.evidence.delivery.get('outcome', '—')} | {v.heard_before_asking} | "
+                f"{fig.get('unicast_retransmits', '—')} |"
+            )
+    return lines
+
+
+def matrix_markdown(
+    results: Sequence[CellResult], info: RunInfo, out_dir: Path, trains: Sequence[TrainResult] = ()
+) -> str:
     columns = _columns(results)
     by_key = {(r.key.nic, r.key.column): r for r in results}
     statuses = [r.status for r in results]
@@ -145,18 +239,21 @@ def matrix_markdown(results: Sequence[CellResult], info: RunInfo, out_dir: Path)
         f"(lab), {statuses.count(Status.PASS)} PASS. Wall time {info.wall_seconds:.1f} s with "
         f"{info.jobs} parallel VM(s), accel {info.accel}. {info.qemu_version}; commit {info.commit}.",
         "",
-        "Columns are protocol/ROM set/server. A cell reads `STATUS passed/boots` (one boot per payload "
-        "size); a non-PASS cell links to the first failing boot's artifacts.",
+        "Columns are protocol/ROM set/server[/topology]. A cell reads `STATUS outcome` (how the payload "
+        "travelled, from the server's events and the VM's tap capture; docs/matrix.md) and links to the "
+        "boot's "
+        "artifacts (console.log, events, wire/ pcaps and counts); `passed/boots` when a cell has several "
+        "payload sizes. Confirmed = run date, iPXE version from the ROM banner, QEMU version, commit.",
         "",
-        "| NIC | QEMU device | PCI ID | iPXE driver | " + " | ".join(columns) + " |",
-        "|---|---|---|---|" + "---|" * len(columns),
+        "| NIC | QEMU device | PCI ID | iPXE driver | " + " | ".join(columns) + " | confirmed |",
+        "|---|---|---|---|" + "---|" * len(columns) + "---|",
     ]
     for name in _rows(results):
         model = nic(name)
         cells = [_cell_text(by_key[(name, c)], out_dir) if (name, c) in by_key else "" for c in columns]
         device = model.qemu_device or "—"
         head = f"| {name} | {device} | {model.pci_id or '—'} | {model.ipxe_driver} | "
-        lines.append(head + " | ".join(cells) + " |")
+        lines.append(head + " | ".join(cells) + f" | {_confirmed(name, results, info)} |")
     if stage_medians(results):
         lines += ["", "## Median stage durations (seconds, passed stages)", ""]
         lines += ["| payload size | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
@@ -168,6 +265,7 @@ def matrix_markdown(results: Sequence[CellResult], info: RunInfo, out_dir: Path)
     versions = sorted({b.evidence.rom.get("ipxe_version", "") for r in results for b in r.boots} - {""})
     if versions:
         lines += ["", "iPXE versions seen in ROM banners: " + ", ".join(versions)]
+    lines += _trains_markdown(trains, out_dir)
     details = [r for r in results if r.status in (Status.FAIL, Status.ERROR, Status.MISS)]
     if details:
         lines += ["", "## Details of non-passing cells", ""]
@@ -181,7 +279,7 @@ def matrix_markdown(results: Sequence[CellResult], info: RunInfo, out_dir: Path)
     return "\n".join(lines) + "\n"
 
 
-def junit_xml(results: Sequence[CellResult], info: RunInfo) -> str:
+def junit_xml(results: Sequence[CellResult], info: RunInfo, trains: Sequence[TrainResult] = ()) -> str:
     """One testcase per boot (or per cell that could not run), JUnit-style for CI."""
     suite = ET.Element("testsuite", name="lab-matrix", timestamp=info.started)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -210,16 +308,38 @@ def junit_xml(results: Sequence[CellResult], info: RunInfo) -> str:
             elif status is not Status.PASS:
                 ET.SubElement(case, "skipped", message=f"{status.value}: {reason}")
                 counts["skipped"] += 1
+    for t in trains:
+        case = ET.SubElement(suite, "testcase", classname="lab.trains", name=t.plan.column, time="0")
+        counts["tests"] += 1
+        props = ET.SubElement(case, "properties")
+        ET.SubElement(props, "property", name="artifacts", value=str(t.directory))
+        ET.SubElement(props, "property", name="group_ratio", value=str(t.group_ratio))
+        if t.status is Status.FAIL:
+            ET.SubElement(case, "failure", message=t.reason[:200]).text = t.reason
+            counts["failures"] += 1
+        elif t.status in (Status.ERROR, Status.MISS):
+            ET.SubElement(case, "error", message=t.reason[:200]).text = t.reason
+            counts["errors"] += 1
+        elif t.status is not Status.PASS:
+            ET.SubElement(case, "skipped", message=f"{t.status.value}: {t.reason}")
+            counts["skipped"] += 1
     for key, count in counts.items():
         suite.set(key, str(count))
     suite.set("time", f"{info.wall_seconds:.3f}")
     return str(ET.tostring(suite, encoding="unicode", xml_declaration=True)) + "\n"
 
 
-def write_reports(results: Sequence[CellResult], info: RunInfo, out_dir: Path) -> dict[str, Path]:
+def write_reports(
+    results: Sequence[CellResult], info: RunInfo, out_dir: Path, trains: Sequence[TrainResult] = ()
+) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "matrix.json", "md": out_dir / "matrix.md", "junit": out_dir / "junit.xml"}
-    paths["json"].write_text(json.dumps(matrix_json(results, info), indent=2) + "\n")
-    paths["md"].write_text(matrix_markdown(results, info, out_dir))
-    paths["junit"].write_text(junit_xml(results, info))
+    paths = {
+        "json": out_dir / "matrix.json", "md": out_dir / "matrix.md", "junit": out_dir / "junit.xml",
+        "html": out_dir / "matrix.html",
+    }  # fmt: skip
+    data = matrix_json(results, info, trains)
+    paths["json"].write_text(json.dumps(data, indent=2) + "\n")
+    paths["md"].write_text(matrix_markdown(results, info, out_dir, trains))
+    paths["junit"].write_text(junit_xml(results, info, trains))
+    paths["html"].write_text(matrix_html(data, out_dir))
     return paths

@@ -152,7 +152,7 @@ class Lab:
 
     def launch(
         self, model: NicModel, rom_set: RomSet, size: int, seed: int, directory: Path, check_rom: bool = True,
-        protocol: str = "tftp", capture: bool | None = None,
+        protocol: str = "tftp", capture: bool | None = None, slot: Slot | None = None,
     ) -> BootRun:  # fmt: skip
         """Start one VM that fetches and verifies one payload; ``finish()`` collects the verdict."""
         directory.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,8 @@ class Lab:
         name, digest = self.payload(size, seed)
         run.payload.expect_sha256 = digest
         self.prepare(protocol, name)
-        slot = self._free.get(timeout=600)
+        tap_ready = slot is not None
+        slot = slot if slot is not None else self._free.get(timeout=600)
         run.slot = slot
         # Slots are reused: this boot's evidence is what the services log from now on.
         run.dhcp_mark = len(self.dhcp.log_for(slot.mac)) if self.dhcp else 0
@@ -185,7 +186,8 @@ class Lab:
         (self.root / slot.boot_file).write_text(script)
         (directory / "boot.ipxe").write_text(script)
         run.other_unicast_bytes = len(script) + (self.root / VERIFIER_NAME).stat().st_size
-        add_tap(self.ns, slot.tap)
+        if not tap_ready:
+            add_tap(self.ns, slot.tap)
         if self.config.capture if capture is None else capture:
             try:
                 run.capture = Capture(
@@ -206,6 +208,12 @@ class Lab:
             run.preflight(Status.ERROR, str(exc))
             self._release(slot)
         return run
+
+    def reserve(self) -> Slot:
+        """A slot with its tap already on the bridge (a train captures every tap from the start)."""
+        slot = self._free.get(timeout=600)
+        add_tap(self.ns, slot.tap)
+        return slot
 
     def _release(self, slot: Slot) -> None:
         remove_tap(self.ns, slot.tap)
@@ -289,6 +297,8 @@ class BootRun:
             drops = int(result.stats.get(self.slot.tap, {}).get("kernel_drops", 0) or 0)
             summary = result.summaries[self.slot.tap]
             wire = wire_figures(summary, self.slot.ipv4, self.other_unicast_bytes, drops)
+            if BRIDGE in result.summaries:
+                wire.bridge_group_data_bytes = result.summaries[BRIDGE].group_bytes()
         said_ok = any(s.name == "payload" and s.status is Status.PASS for s in self.evidence.stages)
         delivery = classify(
             self.protocol, self.evidence.status, self.payload.size, self.events, wire, said_ok,

@@ -1,0 +1,112 @@
+"""matrix.html: the matrix as one self-contained page (no scripts, no external files).
+
+Why from matrix.json's data and not from the results: the page then shows exactly
+what the JSON says.  Every cell links to its boot folder; a cell that did not pass
+also links straight to the files a reader opens first: the console log, the server
+events, the pcaps and their counts.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+_STYLE = """
+body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #999;padding:3px 6px;font-size:13px;vertical-align:top}
+.PASS{background:#cfc}.FAIL{background:#f99}.ERROR{background:#fc6}.MISS{background:#ddd}
+.UNSUPPORTED{background:#eef}.NOT_EMULATED{background:#eee;color:#666}.SKIP{background:#f4f4f4}
+small{color:#333}
+"""
+
+
+def _rel(path: str, out_dir: Path) -> str:
+    return html.escape(os.path.relpath(path, out_dir))
+
+
+def _files(boot: dict[str, Any], out_dir: Path) -> str:
+    files = boot.get("files", {})
+    wanted = [("console", "console"), ("tftp_events", "events"), ("slam_events", "slam events")]
+    wanted += [(k, k.replace("pcap_", "pcap ")) for k in sorted(files) if k.startswith("pcap_")]
+    wanted += [
+        (k, k.replace("wire_", "counts "))
+        for k in sorted(files)
+        if k.startswith("wire_") and k != "wire_error"
+    ]
+    links = [
+        f'<a href="{_rel(files[k], out_dir)}">{html.escape(label)}</a>' for k, label in wanted if k in files
+    ]
+    return " ".join(links)
+
+
+def _cell(cell: dict[str, Any], out_dir: Path) -> str:
+    status = cell["status"]
+    boots = cell.get("boots", [])
+    text = f"{status} {html.escape(cell.get('outcome', ''))}"
+    if not boots:
+        return f'<td class="{status}" title="{html.escape(cell.get("reason", ""))}">{text}</td>'
+    bad = next((b for b in boots if b["status"] != "PASS"), boots[0])
+    stage = f"@{bad['failed_stage']}" if bad.get("failed_stage") else ""
+    body = f'<a href="{_rel(bad["artifacts"], out_dir)}/">{html.escape(status + stage)}</a> '
+    body += html.escape(cell.get("outcome", ""))
+    if status not in ("PASS", "UNSUPPORTED"):
+        body += f"<br><small>{_files(bad, out_dir)}</small>"
+    evidence = str(bad.get("delivery", {}).get("evidence", ""))
+    return f'<td class="{status}" title="{html.escape(evidence)}">{body}</td>'
+
+
+def matrix_html(data: dict[str, Any], out_dir: Path) -> str:
+    run = data["run"]
+    columns: list[str] = data["columns"]
+    by_key = {(c["nic"], c["column"]): c for c in data["cells"]}
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Boot confirmation matrix {html.escape(run['id'])}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>Boot confirmation matrix {html.escape(run['id'])}</h1>",
+        f"<p>{html.escape(run['qemu_version'])}; commit {html.escape(run['commit'])}; "
+        f"{run['wall_seconds']:.0f} s, {run['jobs']} parallel VM(s), accel {html.escape(run['accel'])}. "
+        "Hover a cell for its evidence; a cell links to its boot folder, failing cells also to the "
+        "console log, events and pcaps.</p>",
+        "<table><tr><th>NIC</th><th>QEMU device</th><th>PCI ID</th><th>iPXE driver</th>",
+    ]
+    out += [f"<th>{html.escape(c)}</th>" for c in columns]
+    out.append("</tr>")
+    for row in data["rows"]:
+        out.append(
+            f"<tr><td>{html.escape(row['nic'])}</td><td>{html.escape(str(row['qemu_device'] or '—'))}</td>"
+            f"<td>{html.escape(str(row['pci_id'] or '—'))}</td><td>{html.escape(row['ipxe_driver'])}</td>"
+        )
+        for column in columns:
+            cell = by_key.get((row["nic"], column))
+            out.append(_cell(cell, out_dir) if cell else "<td></td>")
+        out.append("</tr>")
+    out.append("</table>")
+    trains = data.get("trains", [])
+    if trains:
+        out.append(
+            "<h2>Trains</h2><table><tr><th>train</th><th>status</th><th>outcome</th>"
+            "<th>group bytes / payload</th><th>checks</th><th>VMs</th></tr>"
+        )
+        for t in trains:
+            ratio = "—" if t["group_ratio"] is None else f"{t['group_bytes']} B = {t['group_ratio']:.3f}"
+            checks = "<br>".join(
+                f"{ {True: 'ok', False: 'FAILED', None: 'n/a'}[c['ok']] }: {html.escape(c['name'])}: "
+                f"{html.escape(c['detail'])}"
+                for c in t["checks"]
+            )
+            vms = "<br>".join(
+                f'<a href="{_rel(v["artifacts"], out_dir)}/">{html.escape(v["nic"])}</a> {v["status"]} '
+                f"{html.escape(str(v['delivery'].get('outcome', '')))}"
+                for v in t["vms"]
+            )
+            out.append(
+                f'<tr><td><a href="{_rel(t["artifacts"], out_dir)}/">{html.escape(t["column"])}</a></td>'
+                f'<td class="{t["status"]}">{t["status"]}</td><td>{html.escape(t["outcome"])}</td>'
+                f"<td>{ratio}</td><td>{checks}</td><td>{vms}</td></tr>"
+            )
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

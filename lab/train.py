@@ -1,0 +1,438 @@
+"""Multi-VM trains: several VMs of mixed NICs fetch one payload by multicast, staggered.
+
+Why trains: a single VM proves a protocol works; only several clients joining a
+running stream prove what multicast is for (the late ones take blocks they never
+asked for) and catch what only happens then (atftpd's MTFTP late joiners printing
+``ok`` over zero-filled images, lab-findings.md).  Every claim is a ``TrainCheck``
+computed from the guests' verdicts, the server's events and the captures.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.capture import Capture
+from lab.delivery import classify, wire_figures
+from lab.evidence import BootEvidence
+from lab.loss import LossInjection, add_loss, remove_loss
+from lab.session import WIRE_CONTEXT, BootRun, Lab
+from lab.status import Status, combine
+from lab.topology import BRIDGE, SERVER_IPV4
+from lab.wire import WireSummary, read_frames
+from roms.catalog import nic
+from roms.romset import RomSet
+
+#: Four QEMU models with four different iPXE drivers (e1000, rtl8139, pcnet32, eepro100).
+TRAIN_NICS = ("e1000", "rtl8139", "pcnet", "eepro100")
+TRAIN_GAP_SECONDS = 0.5
+#: Measured here: one stock-ROM client takes MTFTP's 512-byte lock-step blocks at about
+#: 120 KB/s under TCG, so 4 MiB keeps four VMs overlapping for tens of seconds while a
+#: train stays within the tox -e lab budget (docs/matrix.md).  --lab-train-size for more.
+DEFAULT_TRAIN_SIZE = 4 * 1024 * 1024
+GROUP_RATIO_LIMIT = 1.2
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    protocol: str
+    server: str
+    rom_set: str
+    size: int
+    nics: tuple[str, ...] = TRAIN_NICS
+    gap: float = TRAIN_GAP_SECONDS
+    seed: int = 24
+    #: Loss in % each way on the second VM's tap (0: none).
+    loss_percent: int = 0
+
+    @property
+    def column(self) -> str:
+        loss = f"/loss{self.loss_percent}" if self.loss_percent else ""
+        return f"{self.protocol}/{self.rom_set}/{self.server}/train{len(self.nics)}{loss}"
+
+    @property
+    def slug(self) -> str:
+        return "train-" + self.column.replace("/", "-")
+
+
+@dataclass
+class TrainCheck:
+    name: str
+    ok: bool | None  # None: not applicable (said why in detail)
+    detail: str
+
+
+@dataclass
+class TrainVm:
+    nic: str
+    ip: str
+    directory: Path
+    evidence: BootEvidence
+    started_at: float  # seconds after the first VM started
+    heard_before_asking: int = 0  # distinct group blocks it received but never asked for
+    transfer: tuple[float, float] | None = None  # first/last payload frame on its tap (capture clock)
+
+
+@dataclass
+class TrainResult:
+    plan: TrainPlan
+    status: Status
+    outcome: str
+    directory: Path
+    vms: list[TrainVm] = field(default_factory=list)
+    checks: list[TrainCheck] = field(default_factory=list)
+    group_bytes: int = 0
+    group_ratio: float | None = None
+    loss: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "column": self.plan.column,
+            "plan": asdict(self.plan),
+            "status": self.status.value,
+            "outcome": self.outcome,
+            "artifacts": str(self.directory),
+            "group_bytes": self.group_bytes,
+            "group_ratio": None if self.group_ratio is None else round(self.group_ratio, 4),
+            "loss": self.loss,
+            "reason": self.reason,
+            "checks": [asdict(c) for c in self.checks],
+            "vms": [
+                {
+                    "nic": v.nic,
+                    "ip": v.ip,
+                    "artifacts": str(v.directory),
+                    "started_at": round(v.started_at, 3),
+                    "heard_before_asking": v.heard_before_asking,
+                    "transfer": v.transfer,
+                    "status": v.evidence.status.value,
+                    "delivery": v.evidence.delivery,
+                    "reason": v.evidence.reason,
+                }
+                for v in self.vms
+            ],
+        }
+
+
+def train_plans(
+    protocols: tuple[str, ...], servers: list[str], rom_sets: list[str], size: int, loss_percent: int
+) -> list[TrainPlan]:
+    """The default trains: each multicast protocol per ROM set and server, plus one lossy mtftp train."""
+    plans = []
+    for rom_set in rom_sets:
+        for protocol in protocols:
+            for server in ["pyslamd"] if protocol == "x-slam" else servers:
+                plans.append(TrainPlan(protocol, server, rom_set, size))
+        if loss_percent and "mtftp" in protocols:
+            plans.append(TrainPlan("mtftp", servers[0], rom_set, size, loss_percent=loss_percent))
+    return plans
+
+
+def run_trains(
+    plans: list[TrainPlan], rom_sets: list[RomSet], directory: Path, accel: str, progress: Any = None
+) -> list[TrainResult]:
+    """Every train in one lab of its own (its own namespace), one train at a time: all cores for 4 VMs."""
+    from lab.errors import LabError
+    from lab.session import LabConfig
+
+    by_set = {rs.name: rs for rs in rom_sets}
+    results: list[TrainResult] = []
+    lab: Lab | None = None
+    try:
+        for index, plan in enumerate(plans):
+            where = directory / "trains" / plan.slug
+            try:
+                if lab is None:
+                    config = LabConfig(
+                        directory / "labs" / "trains", index=7, accel=accel, capture=False, timeout_scale=3.0
+                    )
+                    lab = Lab(config)
+                    lab.__enter__()
+                result = run_train(lab, by_set[plan.rom_set], plan, where)
+            except (LabError, OSError, RuntimeError, ValueError) as exc:
+                result = TrainResult(plan, Status.ERROR, "error", where, reason=f"the lab broke: {exc}")
+                if lab is not None:
+                    lab.close()
+                lab = None
+            results.append(result)
+            if progress is not None:
+                progress(index + 1, len(plans), result)
+    finally:
+        if lab is not None:
+            lab.close()
+    return results
+
+
+def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> TrainResult:
+    """Boot ``plan.nics`` ``plan.gap`` s apart against ``lab``, capture br0 and every tap, check."""
+    directory.mkdir(parents=True, exist_ok=True)
+    kind = plan.server if plan.server in ("pyatftpd", "atftpd") else "pyatftpd"
+    if lab.tftp is None or lab.tftp.kind != kind:
+        lab.start_tftp(kind)
+    name, _ = lab.payload(plan.size, plan.seed)
+    lab.prepare(plan.protocol, name)
+    events_mark = len(lab.tftp.events()) if lab.tftp else 0
+    slots = [lab.reserve() for _ in plan.nics]
+    taps = [s.tap for s in slots]
+    loss: LossInjection | None = None
+    runs: list[BootRun] = []
+    starts: list[float] = []
+    with Capture(
+        lab.ns, [BRIDGE, *taps], directory / "wire", method="af_packet", context=WIRE_CONTEXT
+    ) as cap:
+        if plan.loss_percent:
+            loss = add_loss(lab.ns, taps[1], plan.loss_percent)
+        t0 = time.monotonic()
+        for index, (nic_name, slot) in enumerate(zip(plan.nics, slots, strict=True)):
+            if index:
+                time.sleep(max(0.0, t0 + index * plan.gap - time.monotonic()))
+            starts.append(time.monotonic() - t0)
+            runs.append(
+                lab.launch(
+                    nic(nic_name),
+                    rom_set,
+                    plan.size,
+                    plan.seed,
+                    directory / f"vm{index}-{nic_name}",
+                    protocol=plan.protocol,
+                    capture=False,
+                    slot=slot,
+                )
+            )
+        evidences: list[BootEvidence | None] = [None] * len(runs)
+
+        def finish(i: int) -> None:
+            evidences[i] = runs[i].finish()
+
+        threads = [threading.Thread(target=finish, args=(i,)) for i in range(len(runs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if loss is not None:
+            remove_loss(lab.ns, loss)
+    result = cap.result
+    server_events = lab.tftp.events()[events_mark:] if lab.tftp else []
+    (directory / "server.events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in server_events))
+    if plan.protocol == "x-slam" and lab.slam is not None:
+        server_events = server_events + lab.slam.events()
+    vms: list[TrainVm] = []
+    for index, run in enumerate(runs):
+        evidence = evidences[index] or run.evidence
+        ip = slots[index].ipv4
+        summary = result.summaries.get(slots[index].tap) if result else None
+        pcap = result.files.get(slots[index].tap) if result else None
+        vm = TrainVm(plan.nics[index], ip, run.directory, evidence, starts[index])
+        if summary is not None:
+            drops = int(
+                (result.stats.get(slots[index].tap, {}) if result else {}).get("kernel_drops", 0) or 0
+            )
+            figures = wire_figures(summary, ip, run.other_unicast_bytes, drops)
+            said_ok = any(s.name == "payload" and s.status is Status.PASS for s in evidence.stages)
+            mine = [e for e in server_events if str(e.get("client", "")).rsplit(":", 1)[0] == ip]
+            delivery = classify(
+                plan.protocol, evidence.status, plan.size, mine, figures, said_ok, evidence.failed_stage
+            )
+            evidence.delivery = delivery.to_json()
+            evidence.files["train_wire"] = str(pcap)
+            evidence.write(run.directory / "evidence.json")
+        if pcap is not None and pcap.exists():
+            vm.heard_before_asking, vm.transfer = stream_timeline(pcap, ip, name)
+        vms.append(vm)
+    train = TrainResult(plan, Status.MISS, "", directory, vms)
+    if loss is not None:
+        train.loss = {
+            "tap": taps[1],
+            "vm": 1,
+            "percent": plan.loss_percent,
+            "method": loss.method,
+            "ingress_method": loss.ingress_method,
+        }
+    bridge = result.summaries.get(BRIDGE) if result else None
+    judge(train, server_events, bridge)
+    (directory / "train.json").write_text(json.dumps(train.to_json(), indent=1) + "\n")
+    return train
+
+
+def judge(train: TrainResult, server_events: list[dict[str, Any]], bridge: WireSummary | None) -> None:
+    """The train's checks, status and outcome from its VMs' evidence, the events and the bridge capture."""
+    plan, vms = train.plan, train.vms
+    statuses = [v.evidence.status for v in vms]
+    outcomes = [str(v.evidence.delivery.get("outcome", "")) for v in vms]
+    if bridge is not None:
+        train.group_bytes = bridge.group_bytes()
+        train.group_ratio = bridge.group_ratio(plan.size)
+    if all(s is Status.UNSUPPORTED for s in statuses):
+        train.status, train.outcome = Status.UNSUPPORTED, "unsupported"
+        train.reason = "every ROM's Features: line lacks the protocol"
+        return
+    checks = train.checks
+    checks.append(
+        TrainCheck(
+            "every VM verified the bytes",
+            all(s is Status.PASS for s in statuses),
+            ", ".join(f"{v.nic}={v.evidence.status.value}" for v in vms),
+        )
+    )
+    corrupt = [v.nic for v, o in zip(vms, outcomes, strict=True) if o == "ok-but-corrupt"]
+    checks.append(
+        TrainCheck(
+            "no VM reported ok for bytes that fail verification",
+            not corrupt,
+            f"iPXE printed ok but the guest's SHA-256 differs on: {', '.join(corrupt)}"
+            if corrupt
+            else "none",
+        )
+    )
+    clients = {str(e.get("client", "")).rsplit(":", 1)[0] for e in server_events}
+    missing = [v.nic for v in vms if v.ip not in clients]
+    checks.append(
+        TrainCheck(
+            "every VM appears in the server's events",
+            not missing,
+            f"absent: {', '.join(f'{v.nic} ({v.ip})' for v in vms if v.nic in missing)}"
+            if missing
+            else f"{len(vms)} clients in {len(server_events)} events",
+        )
+    )
+    spans = [v.transfer for v in vms if v.transfer is not None]
+    if len(spans) == len(vms):
+        overlap = min(end for _, end in spans) - max(start for start, _ in spans)
+        checks.append(
+            TrainCheck(
+                "the transfers overlap (taps' first/last payload frames)",
+                overlap > 0,
+                f"all {len(vms)} transfers ran at once for {overlap:.1f} s",
+            )
+        )
+    else:
+        checks.append(
+            TrainCheck(
+                "the transfers overlap (taps' first/last payload frames)",
+                False,
+                "a VM's tap shows no payload transfer",
+            )
+        )
+    joins = [e for e in server_events if e.get("event") == "mcast_join"]
+    if joins:
+        late = sum(1 for e in joins if e.get("late"))
+        checks.append(
+            TrainCheck(
+                "late joins in the server's events",
+                late > 0,
+                f"{late} of {len(joins)} mcast_join events have late=true",
+            )
+        )
+    fallback = all(o == "unicast-fallback" for o in outcomes)
+    # Late = every VM but the first to start its payload transfer (by the wire, not by boot order).
+    first = min(
+        (v for v in vms if v.transfer is not None),
+        key=lambda v: v.transfer[0] if v.transfer else 0.0,
+        default=None,
+    )
+    late_vms = [v for v in vms if v is not first]
+    if fallback:
+        checks.append(
+            TrainCheck(
+                "late VMs took blocks from the running stream",
+                None,
+                "not applicable: every VM fell back to unicast (it cannot hear the group)",
+            )
+        )
+    else:
+        took = [v for v in late_vms if v.heard_before_asking > 0]
+        checks.append(
+            TrainCheck(
+                "late VMs took blocks from the running stream",
+                len(took) == len(late_vms),
+                ", ".join(
+                    f"{v.nic}: {v.heard_before_asking} group blocks it never asked for" for v in late_vms
+                ),
+            )
+        )
+    if train.group_ratio is None:
+        checks.append(TrainCheck(f"group bytes <= {GROUP_RATIO_LIMIT} x payload", False, "no bridge capture"))
+    elif fallback:
+        checks.append(
+            TrainCheck(
+                f"group bytes <= {GROUP_RATIO_LIMIT} x payload",
+                None,
+                f"not applicable (fallback); {train.group_bytes} B = "
+                f"{train.group_ratio:.3f} x payload on the group",
+            )
+        )
+    else:
+        checks.append(
+            TrainCheck(
+                f"group bytes <= {GROUP_RATIO_LIMIT} x payload",
+                train.group_ratio <= GROUP_RATIO_LIMIT,
+                f"{train.group_bytes} B = {train.group_ratio:.3f} x the {plan.size} B payload "
+                "(bridge capture)",
+            )
+        )
+    if any(s in (Status.ERROR, Status.MISS) for s in statuses) and not any(
+        s is Status.FAIL for s in statuses
+    ):
+        train.status = combine(statuses)
+    else:
+        train.status = Status.PASS if all(c.ok is not False for c in checks) else Status.FAIL
+    if corrupt:
+        train.outcome = "ok-but-corrupt"
+    elif train.status is Status.PASS:
+        train.outcome = "unicast-fallback" if fallback else "multicast"
+    else:
+        train.outcome = "failed" if train.status is Status.FAIL else train.status.value.lower()
+    failed = [c for c in checks if c.ok is False]
+    train.reason = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+
+
+def stream_timeline(pcap: Path, client_ip: str, payload_name: str) -> tuple[int, tuple[float, float] | None]:
+    """From a VM's tap: group blocks it received but never asked for, and its transfer span.
+
+    A client asks for block 1 with its RRQ and for block n+1 with each ACK n (iPXE's
+    ACK is cumulative: its first gap).  Group DATA blocks it received after its RRQ
+    for ``payload_name`` that are not among those were requested by another client:
+    it took them from the running stream.  The span runs from that RRQ (or the first
+    group DATA frame) to the last payload frame (group DATA or ACK).
+    """
+    start: float | None = None
+    last: float | None = None
+    asked: set[int] = set()
+    received: list[tuple[float, int]] = []
+    for frame in read_frames(pcap):
+        l3 = frame.l3
+        if frame.ethertype != 0x0800 or len(l3) < 20 or l3[9] != 17:
+            continue
+        ihl = (l3[0] & 0x0F) * 4
+        src, dst = _ip(l3[12:16]), _ip(l3[16:20])
+        udp = l3[ihl:]
+        if len(udp) < 12:
+            continue
+        body = udp[8:]
+        opcode = struct.unpack_from("!H", body, 0)[0]
+        if src == client_ip and dst == SERVER_IPV4:
+            if opcode == 1 and payload_name.encode() in body:
+                start = frame.ts if start is None else start
+                asked.add(1)
+            elif opcode == 4 and start is not None:
+                asked.add((struct.unpack_from("!H", body, 2)[0] + 1) & 0xFFFF)
+                last = frame.ts
+        elif src == SERVER_IPV4 and 224 <= l3[16] <= 239 and opcode == 3:
+            received.append((frame.ts, struct.unpack_from("!H", body, 2)[0]))
+            last = frame.ts
+    if start is None and received:
+        start = received[0][0]
+    if start is None:
+        return 0, None
+    never_asked = {block for ts, block in received if ts >= start and block not in asked}
+    return len(never_asked), (start, last if last is not None else start)
+
+
+def _ip(raw: bytes) -> str:
+    return ".".join(str(b) for b in raw)
