@@ -356,17 +356,17 @@ def judge(train: TrainResult, server_events: list[dict[str, Any]], bridge: WireS
                 ),
             )
         )
-    if train.group_ratio is None:
-        checks.append(TrainCheck(f"group bytes <= {GROUP_RATIO_LIMIT} x payload", False, "no bridge capture"))
-    elif fallback:
+    if fallback:
         checks.append(
             TrainCheck(
                 f"group bytes <= {GROUP_RATIO_LIMIT} x payload",
                 None,
-                f"not applicable (fallback); {train.group_bytes} B = "
-                f"{train.group_ratio:.3f} x payload on the group",
+                f"not applicable (fallback); {train.group_bytes} B on the group"
+                + ("" if train.group_ratio is None else f" = {train.group_ratio:.3f} x payload"),
             )
         )
+    elif train.group_ratio is None:
+        checks.append(TrainCheck(f"group bytes <= {GROUP_RATIO_LIMIT} x payload", False, "no bridge capture"))
     else:
         checks.append(
             TrainCheck(

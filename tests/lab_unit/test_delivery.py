@@ -1,0 +1,131 @@
+"""Outcome classification from evidence: each outcome needs its evidence, never the protocol alone."""
+
+from pathlib import Path
+
+import dpkt
+
+from lab.delivery import WireFigures, classify, wire_figures
+from lab.evidence import BootEvidence
+from lab.status import Status
+from lab.train import TrainCheck, TrainPlan, TrainResult, TrainVm, judge, stream_timeline
+from lab.wire import WireContext, parse_pcap
+
+SIZE = 2 * 1024 * 1024
+FALLBACK = {"event": "multicast_not_received", "client": "192.0.2.100:1234", "block": 3}
+
+
+def test_tftp_pass_is_unicast_baseline() -> None:
+    d = classify("tftp", Status.PASS, SIZE, [], WireFigures(unicast_payload_bytes=SIZE))
+    assert d.outcome == "unicast"
+
+
+def test_multicast_needs_group_bytes_on_the_tap() -> None:
+    wire = WireFigures(group_data_bytes=SIZE, group_data_frames=4096, unicast_payload_bytes=512)
+    d = classify("mtftp", Status.PASS, SIZE, [], wire)
+    assert d.outcome == "multicast"
+    assert d.figures["group_share"] > 0.99
+
+
+def test_fallback_needs_the_server_event_and_unicast_bytes() -> None:
+    wire = WireFigures(group_data_bytes=4296, unicast_payload_bytes=SIZE)
+    assert classify("tftm", Status.PASS, SIZE, [FALLBACK], wire).outcome == "unicast-fallback"
+    # Same bytes, but no server event saying the client missed the group: plain unicast, not "fallback".
+    assert classify("tftm", Status.PASS, SIZE, [], wire).outcome == "unicast"
+
+
+def test_fallback_event_without_unicast_bytes_is_not_a_fallback() -> None:
+    wire = WireFigures(group_data_bytes=SIZE, unicast_payload_bytes=100)
+    assert classify("tftm", Status.PASS, SIZE, [FALLBACK], wire).outcome == "multicast"
+
+
+def test_ok_printed_over_wrong_bytes_is_caught() -> None:
+    d = classify("mtftp", Status.FAIL, SIZE, [], WireFigures(), ipxe_said_ok=True, failed_stage="verified")
+    assert d.outcome == "ok-but-corrupt"
+    assert classify("mtftp", Status.FAIL, SIZE, [], WireFigures(), False, "payload").outcome == "failed"
+
+
+def test_statuses_without_a_transfer() -> None:
+    assert classify("x-slam", Status.UNSUPPORTED, SIZE, [], None).outcome == "unsupported"
+    assert classify("tftm", Status.ERROR, SIZE, [], None).outcome == "error"
+    assert classify("tftm", Status.NOT_EMULATED, SIZE, [], None).outcome == "not-emulated"
+
+
+def _udp_frame(src: str, dst: str, sport: int, dport: int, body: bytes) -> bytes:
+    import socket
+
+    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=body)
+    udp.ulen = 8 + len(body)
+    ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=17, data=udp, ttl=1)
+    ip.len = 20 + len(udp)
+    dst_mac = b"\x01\x00\x5e\x7f\x01\x01" if dst.startswith("239.") else b"\x52\x54\x00\x00\x00\x01"
+    eth = dpkt.ethernet.Ethernet(src=b"\x52\x54\x00\x00\x00\x02", dst=dst_mac, type=0x0800, data=ip)
+    return bytes(eth)
+
+
+def _pcap(path: Path, frames: list[tuple[float, bytes]]) -> Path:
+    with open(path, "wb") as fh:
+        writer = dpkt.pcap.Writer(fh)
+        for ts, frame in frames:
+            writer.writepkt(frame, ts=ts)
+    return path
+
+
+def test_stream_timeline_counts_group_blocks_the_client_never_asked_for(tmp_path: Path) -> None:
+    client, server, group = "192.0.2.101", "192.0.2.1", "239.255.1.1"
+    frames = [(1.0, _udp_frame(client, server, 2000, 1759, b"\x00\x01payload.bin\x00octet\x00"))]
+    # Blocks 5..9 from another client's stream, then this client ACKs 9 and asks for 10.
+    for i, block in enumerate(range(5, 10)):
+        data = b"\x00\x03" + bytes([0, block]) + b"x" * 512
+        frames.append((1.1 + i / 100, _udp_frame(server, group, 3001, 3001, data)))
+    frames.append((1.2, _udp_frame(client, server, 2000, 40000, b"\x00\x04\x00\x09")))
+    frames.append((1.3, _udp_frame(server, group, 3001, 3001, b"\x00\x03\x00\x0a" + b"x" * 512)))
+    pcap = _pcap(tmp_path / "tap1.pcap", frames)
+    heard, span = stream_timeline(pcap, client, "payload.bin")
+    assert heard == 5  # blocks 5-9; block 10 it asked for with ACK 9
+    assert span == (1.0, 1.3)
+    figures = wire_figures(parse_pcap(pcap, WireContext()), client, 0)
+    assert figures.group_data_frames == 6 and figures.acks == 1
+
+
+def _vm(nic: str, status: Status, outcome: str, start: float, heard: int) -> TrainVm:
+    ev = BootEvidence(status=status, delivery={"outcome": outcome, "figures": {}})
+    return TrainVm(nic, f"192.0.2.{100 + len(nic)}", Path("/x"), ev, start, heard, (start, start + 10))
+
+
+def _judge(vms: list[TrainVm], events: list[dict[str, object]]) -> TrainResult:
+    train = TrainResult(TrainPlan("mtftp", "atftpd", "debian", SIZE), Status.MISS, "", Path("/t"), vms)
+    judge(train, events, None)
+    return train
+
+
+def _by_name(train: TrainResult) -> dict[str, TrainCheck]:
+    return {c.name: c for c in train.checks}
+
+
+def test_train_with_a_corrupt_late_joiner_fails_and_says_so() -> None:
+    vms = [
+        _vm("e1000", Status.PASS, "multicast", 0, 0),
+        _vm("pcnet", Status.FAIL, "ok-but-corrupt", 0.5, 900),
+    ]
+    events = [{"event": "request", "client": f"{v.ip}:1"} for v in vms]
+    train = _judge(vms, events)
+    assert train.status is Status.FAIL and train.outcome == "ok-but-corrupt"
+    assert _by_name(train)["no VM reported ok for bytes that fail verification"].ok is False
+    assert "pcnet" in train.reason
+
+
+def test_train_needs_every_vm_in_the_server_events_and_late_vms_from_the_stream() -> None:
+    vms = [_vm("e1000", Status.PASS, "multicast", 0, 0), _vm("rtl8139", Status.PASS, "multicast", 0.5, 0)]
+    train = _judge(vms, [{"event": "request", "client": f"{vms[0].ip}:1"}])
+    checks = _by_name(train)
+    assert checks["every VM appears in the server's events"].ok is False
+    assert checks["late VMs took blocks from the running stream"].ok is False
+    assert checks["group bytes <= 1.2 x payload"].ok is False  # no bridge capture: not proven
+    assert train.status is Status.FAIL
+
+
+def test_all_fallback_train_passes_with_stream_checks_not_applicable() -> None:
+    vms = [_vm(n, Status.PASS, "unicast-fallback", i / 2, 0) for i, n in enumerate(("e1000", "rtl8139"))]
+    train = _judge(vms, [{"event": "done", "client": f"{v.ip}:1"} for v in vms])
+    assert _by_name(train)["late VMs took blocks from the running stream"].ok is None
+    assert train.outcome == "unicast-fallback"
