@@ -130,6 +130,13 @@ class Progress:
         sys.stderr.flush()
 
 
+REFERENCE_SERVERS = ("atftpd",)
+
+
+def _reference(server: str, status: Status) -> bool:
+    return server in REFERENCE_SERVERS and status is Status.FAIL
+
+
 def train_progress(done: int, total: int, train: TrainResult) -> None:
     ratio = "" if train.group_ratio is None else f" group/payload {train.group_ratio:.3f}"
     failed = "; ".join(c.name for c in train.checks if c.ok is False)
@@ -206,7 +213,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         },  # fmt: skip
     )
     paths = write_reports(results, info, out_dir, trains)
-    statuses = {r.status for r in results} | {t.status for t in trains}
+    # The reference server's findings (atftpd's stalls and corrupt late joiners) are reported, not
+    # regressions of this project: they do not set the exit status.  Its lab breakage (ERROR) does.
+    statuses = {r.status for r in results if not _reference(r.key.server, r.status)}
+    statuses |= {t.status for t in trains if not _reference(t.plan.server, t.status)}
     print(f"\nlab matrix: {info.wall_seconds:.1f} s; matrix at {paths['md']}", file=sys.stderr)
     print(paths["md"])
     if problem:
