@@ -275,6 +275,9 @@ def matrix_markdown(
             lines.append("```")
             lines.append(r.reason.strip()[:3000])
             lines.append("```")
+            for b in r.boots:
+                if b.evidence.delivery.get("evidence"):
+                    lines.append(f"Evidence ({b.plan.size} B): {b.evidence.delivery['evidence']}")
             lines.append("")
     return "\n".join(lines) + "\n"
 
