@@ -26,3 +26,29 @@ def test_cell_columns_grow_with_the_multicast_axes() -> None:
     key = CellKey("e1000", "fixed", "mtftp", "atftpd", "snoop+querier", 4)
     assert key.column == "mtftp/fixed/atftpd/snoop+querier/train4"
     assert "/" not in key.slug
+
+
+def test_protocol_plan_covers_every_protocol_and_server_and_slam_has_its_own_server(tmp_path: Path) -> None:
+    from lab.scenario import protocol_plan
+    from roms.romset import RomSet
+
+    sets = [RomSet("debian", tmp_path)]
+    cells = protocol_plan(["e1000"], sets, ["pyatftpd", "atftpd"], mcast_size=1000)
+    columns = {c.key.column for c in cells}
+    assert columns == {
+        "tftp/debian/pyatftpd", "tftp/debian/atftpd", "tftm/debian/pyatftpd", "tftm/debian/atftpd",
+        "mtftp/debian/pyatftpd", "mtftp/debian/atftpd", "x-slam/debian/pyslamd",
+    }  # fmt: skip
+    querier = protocol_plan(["e1000"], sets, ["pyatftpd"], ("mtftp",), topology="snoop+querier")
+    assert [c.key.column for c in querier] == ["mtftp/debian/pyatftpd/snoop+querier"]
+
+
+def test_train_plans_per_protocol_server_and_one_lossy_train() -> None:
+    from lab.train import train_plans
+
+    plans = train_plans(("mtftp", "tftm", "x-slam"), ["pyatftpd", "atftpd"], ["debian"], 4096, 5)
+    assert [p.column for p in plans] == [
+        "mtftp/debian/pyatftpd/train4", "mtftp/debian/atftpd/train4", "tftm/debian/pyatftpd/train4",
+        "tftm/debian/atftpd/train4", "x-slam/debian/pyslamd/train4", "mtftp/debian/pyatftpd/train4/loss5",
+    ]  # fmt: skip
+    assert len({n for n in plans[0].nics}) == 4  # four different NIC models
