@@ -32,9 +32,10 @@ from roms.romset import RomSet
 TRAIN_NICS = ("e1000", "rtl8139", "pcnet", "eepro100")
 TRAIN_GAP_SECONDS = 0.5
 #: Measured here: one stock-ROM client takes MTFTP's 512-byte lock-step blocks at about
-#: 120 KB/s under TCG, so 4 MiB keeps four VMs overlapping for tens of seconds while a
-#: train stays within the tox -e lab budget (docs/matrix.md).  --lab-train-size for more.
-DEFAULT_TRAIN_SIZE = 4 * 1024 * 1024
+#: 120 KB/s under TCG, and four VMs on two cores about half that; a 4 MiB train's four
+#: transfers overlapped for 83 s.  3 MiB keeps them overlapping for about a minute while
+#: the trains stay within the tox -e lab budget (docs/matrix.md).  --lab-train-size for more.
+DEFAULT_TRAIN_SIZE = 3 * 1024 * 1024
 GROUP_RATIO_LIMIT = 1.2
 
 
