@@ -22,6 +22,7 @@ from lab.delivery import classify, wire_figures
 from lab.evidence import BootEvidence
 from lab.loss import LossInjection, add_loss, remove_loss
 from lab.session import WIRE_CONTEXT, BootRun, Lab
+from lab.slam import SLAM_PORT
 from lab.status import Status, combine
 from lab.topology import BRIDGE, SERVER_IPV4
 from lab.wire import WireSummary, read_frames
@@ -399,8 +400,9 @@ def stream_timeline(pcap: Path, client_ip: str, payload_name: str) -> tuple[int,
     A client asks for block 1 with its RRQ and for block n+1 with each ACK n (iPXE's
     ACK is cumulative: its first gap).  Group DATA blocks it received after its RRQ
     for ``payload_name`` that are not among those were requested by another client:
-    it took them from the running stream.  The span runs from that RRQ (or the first
-    group DATA frame) to the last payload frame (group DATA or ACK).
+    it took them from the running stream.  The span runs from that RRQ (or its first
+    SLAM NACK) to the last payload frame (group DATA or ACK).  A client that never
+    asked (stuck before its fetch) took nothing, whatever was flooded to its tap.
     """
     start: float | None = None
     last: float | None = None
@@ -418,7 +420,10 @@ def stream_timeline(pcap: Path, client_ip: str, payload_name: str) -> tuple[int,
         body = udp[8:]
         opcode = struct.unpack_from("!H", body, 0)[0]
         if src == client_ip and dst == SERVER_IPV4:
-            if opcode == 1 and payload_name.encode() in body:
+            if struct.unpack_from("!H", udp, 2)[0] == SLAM_PORT:  # a SLAM NACK asks for what it lists
+                start = frame.ts if start is None else start
+                last = frame.ts
+            elif opcode == 1 and payload_name.encode() in body:
                 start = frame.ts if start is None else start
                 asked.add(1)
             elif opcode == 4 and start is not None:
@@ -427,9 +432,9 @@ def stream_timeline(pcap: Path, client_ip: str, payload_name: str) -> tuple[int,
         elif src == SERVER_IPV4 and 224 <= l3[16] <= 239 and opcode == 3:
             received.append((frame.ts, struct.unpack_from("!H", body, 2)[0]))
             last = frame.ts
-    if start is None and received:
-        start = received[0][0]
     if start is None:
+        # It never asked for the payload (stuck before its fetch): frames flooded to its tap
+        # are not blocks it took.
         return 0, None
     never_asked = {block for ts, block in received if ts >= start and block not in asked}
     return len(never_asked), (start, last if last is not None else start)

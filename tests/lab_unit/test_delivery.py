@@ -129,3 +129,10 @@ def test_all_fallback_train_passes_with_stream_checks_not_applicable() -> None:
     train = _judge(vms, [{"event": "done", "client": f"{v.ip}:1"} for v in vms])
     assert _by_name(train)["late VMs took blocks from the running stream"].ok is None
     assert train.outcome == "unicast-fallback"
+
+
+def test_a_client_that_never_asked_took_nothing_from_the_stream(tmp_path: Path) -> None:
+    server, group = "192.0.2.1", "239.255.1.1"
+    frames = [(1.0, _udp_frame(server, group, 3001, 3001, b"\x00\x03\x00\x05" + b"x" * 512))]
+    pcap = _pcap(tmp_path / "tap3.pcap", frames)
+    assert stream_timeline(pcap, "192.0.2.103", "payload.bin") == (0, None)
