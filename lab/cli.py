@@ -64,7 +64,7 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
         help="protocols of the 4-VM trains (per ROM set and server), or 'none'",
     )  # fmt: skip
     parser.add_argument(
-        "--lab-querier-protocols", default="mtftp,tftm",
+        "--lab-querier-protocols", default="mtftp",
         help="protocols of the extra snoop+querier column (IGMP snooping with an active querier; "
         "pyatftpd), or 'none'",
     )  # fmt: skip
