@@ -30,6 +30,7 @@ PACKAGES: dict[str, str] = {
     "nftables": "loss injection on a tap (this kernel has no netem)",
     "util-linux": "unshare and nsenter for the sealed namespace",
     "tcpdump": "the wire evidence (a pcap per lab test)",
+    "cpio": "packs the full boot initramfs (images/fullboot.py)",
 }
 
 
