@@ -208,12 +208,18 @@ def build_base(handle: Engine, tag: str = DEFAULT_BASE, log: Log = _stderr) -> f
         log(f"lab container: debootstrap {DEBIAN_SUITE} (minbase) from {DEBIAN_MIRROR} ...")
         _run_quiet(["nice", "-n", "19", "ionice", "-c3", "debootstrap", "--variant=minbase", DEBIAN_SUITE,
                     str(root), DEBIAN_MIRROR], "debootstrap")  # fmt: skip
+        import_rootfs(handle, root, tag, log)
+    return time.monotonic() - started
+
+
+def import_rootfs(handle: Engine, root: Path, tag: str = DEFAULT_BASE, log: Log = _stderr) -> None:
+    """``tar -C root -c . | docker import - tag``: a root file system becomes an image."""
+    with tempfile.TemporaryDirectory(prefix="netboot-lab-import-", dir="/var/tmp") as tmp:
         tarball = Path(tmp) / "rootfs.tar"
         _run_quiet(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tarball), "."], "tar the rootfs")
         repository, _, version = tag.partition(":")
         log(f"lab container: docker import -> {tag}")
         handle.client.api.import_image_from_file(str(tarball), repository=repository, tag=version or "latest")
-    return time.monotonic() - started
 
 
 def _run_quiet(argv: Sequence[str], what: str) -> None:
