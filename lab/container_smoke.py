@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from images.fullboot import FullBoot, FullBootError, build_fullboot, fullboot_script, parse_marker
 from images.payload import make_payload
 from images.verifier import ISA_DEBUG_EXIT, build_verifier, parse_console
 from lab.netns import Namespace, kill_group, make_bridge, namespace_support_problem
@@ -66,14 +67,23 @@ def _script(protocol: str, sha256: str, size: int) -> str:
     )
 
 
-def boot_one(ns: Namespace, index: int, protocol: str, nic: str, workdir: Path, timeout: float) -> SmokeBoot:
-    """Boot one VM on tap<index> whose DHCP boot file is ``boot-<protocol>.ipxe``."""
+def boot_one(
+    ns: Namespace, index: int, protocol: str, nic: str, workdir: Path, timeout: float,
+    fullboot: FullBoot | None = None,
+) -> SmokeBoot:
+    """Boot one VM on tap<index>; its DHCP boot file is ``boot-<name>.ipxe``.
+
+    With ``fullboot`` the VM boots Debian's kernel + the busybox initramfs over ``protocol``
+    and passes when the marker shows the carried file's hash; otherwise the verifier checks
+    the payload fetched over ``protocol``.
+    """
+    name = f"{protocol}-fullboot" if fullboot else protocol
     device, rom = NICS[nic]
     tap = f"tap{index}"
     ns.run(["ip", "tuntap", "add", tap, "mode", "tap"])
     ns.run(["ip", "link", "set", tap, "master", "br0", "up"])
     mac = f"52:54:00:00:00:{0x10 + index:02x}"
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "128", "-nodefaults", "-nographic",
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults", "-nographic",
             "-serial", "stdio", "-no-reboot", *ISA_DEBUG_EXIT,
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
             "-device", f"{device},netdev=n0,mac={mac},romfile={ROM_DIR / rom}", "-boot", "n"]  # fmt: skip
@@ -88,20 +98,29 @@ def boot_one(ns: Namespace, index: int, protocol: str, nic: str, workdir: Path, 
                 chunk = os.read(proc.stdout.fileno(), 65536)
                 if not chunk:
                     break
-                out += chunk  # the verifier ends QEMU itself (isa-debug-exit) once it has printed
+                out += chunk  # the guest ends QEMU itself (isa-debug-exit, or poweroff + -no-reboot)
     finally:
         kill_group(proc)
-        (workdir / f"console-{protocol}.log").write_bytes(out)
+        (workdir / f"console-{name}.log").write_bytes(out)
     console = out.decode("utf-8", "replace")
+    tail = " | ".join(line.strip() for line in console.splitlines()[-4:] if line.strip())
+    if fullboot is not None:
+        marker = parse_marker(console)
+        ok = marker is not None and marker[0] == fullboot.carried_sha256
+        seen = f"{fullboot.marker} sha256={marker[0]} kernel={marker[1]}" if marker else ""
+        detail = seen or f"no marker: {tail}"
+        return SmokeBoot(name, ok, time.monotonic() - started, detail)
     report = parse_console(console)
     expected = hashlib.sha256(make_payload(PAYLOAD_SIZE, 1)).hexdigest()
     ok = report.sha256 == expected and report.size == PAYLOAD_SIZE
-    tail = " | ".join(line.strip() for line in console.splitlines()[-4:] if line.strip())
     detail = f"sha256={report.sha256} bytes={report.size}" if report.sha256 else f"no VERIFY line: {tail}"
-    return SmokeBoot(protocol, ok, time.monotonic() - started, detail)
+    return SmokeBoot(name, ok, time.monotonic() - started, detail)
 
 
-def smoke(protocols: Sequence[str], nic: str, workdir: Path, timeout: float = 180.0) -> list[SmokeBoot]:
+def smoke(
+    protocols: Sequence[str], nic: str, workdir: Path, timeout: float = 180.0,
+    fullboot_protocols: Sequence[str] = (),
+) -> list[SmokeBoot]:
     problem = namespace_support_problem()
     if problem:
         raise RuntimeError(f"no lab namespace: {problem}")
@@ -115,13 +134,29 @@ def smoke(protocols: Sequence[str], nic: str, workdir: Path, timeout: float = 18
     payload = make_payload(PAYLOAD_SIZE, 1)
     (root / "payload.bin").write_bytes(payload)
     sha = hashlib.sha256(payload).hexdigest()
+    fullboot = build_fullboot() if fullboot_protocols else None
+    runs: list[tuple[str, FullBoot | None]] = [(p, None) for p in protocols]
+    runs += [(p, fullboot) for p in fullboot_protocols]
+    mtftp_files = ["payload.bin"]
+    if fullboot is not None:
+        shutil.copy(fullboot.kernel, root / "vmlinuz")
+        shutil.copy(fullboot.initrd, root / "initrd.gz")
+        mtftp_files += ["vmlinuz", "initrd.gz"]
     hosts = []
-    for index, protocol in enumerate(protocols):
-        (root / f"boot-{protocol}.ipxe").write_text(_script(protocol, sha, len(payload)))
+    for index, (protocol, full) in enumerate(runs):
+        name = f"{protocol}-fullboot" if full else protocol
+        if full:
+            url = f"{protocol}://{SERVER}"
+            script = fullboot_script(f"{url}/vmlinuz", f"{url}/initrd.gz")
+        else:
+            script = _script(protocol, sha, len(payload))
+        (root / f"boot-{name}.ipxe").write_text(script)
         mac = f"52:54:00:00:00:{0x10 + index:02x}"
-        hosts += [f"--dhcp-host={mac},192.0.2.{11 + index},set:{protocol}",
-                  f"--dhcp-boot=tag:{protocol},boot-{protocol}.ipxe,,{SERVER}"]  # fmt: skip
-    (workdir / "mtftp.conf").write_text(f"payload.bin {MTFTP_GROUP} {MTFTP_CLIENT_PORT}\n")
+        hosts += [f"--dhcp-host={mac},192.0.2.{11 + index},set:b{index}",
+                  f"--dhcp-boot=tag:b{index},boot-{name}.ipxe,,{SERVER}"]  # fmt: skip
+    # iPXE's mtftp:// always listens on 239.255.1.1:3001, so every file shares that group.
+    lines = [f"{name} {MTFTP_GROUP} {MTFTP_CLIENT_PORT}\n" for name in mtftp_files]
+    (workdir / "mtftp.conf").write_text("".join(lines))
     results: list[SmokeBoot] = []
     with Namespace() as ns:
         _say("namespace ok")
@@ -147,10 +182,10 @@ def smoke(protocols: Sequence[str], nic: str, workdir: Path, timeout: float = 18
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}; see its log in {workdir}")
             _say("dnsmasq + atftpd ok")
-            for index, protocol in enumerate(protocols):
-                boot = boot_one(ns, index, protocol, nic, workdir, timeout)
+            for index, (protocol, full) in enumerate(runs):
+                boot = boot_one(ns, index, protocol, nic, workdir, timeout, full)
                 verdict = "PASS" if boot.ok else "FAIL"
-                _say(f"boot {protocol} {nic} {verdict} {boot.seconds:.1f} s {boot.detail}")
+                _say(f"boot {boot.protocol} {nic} {verdict} {boot.seconds:.1f} s {boot.detail}")
                 results.append(boot)
         finally:
             kill_group(atftpd)
@@ -162,19 +197,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nic", choices=sorted(NICS), default="e1000")
     parser.add_argument("--protocols", default="tftp,mtftp", help="comma-separated: tftp, mtftp")
+    parser.add_argument("--fullboot", default="", metavar="PROTOCOLS",
+                        help="also boot Debian's kernel + initramfs over these (tftp, mtftp)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and consoles here")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per boot")
     args = parser.parse_args(argv)
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    unknown = sorted(set(protocols) - {"tftp", "mtftp"})
+    full = [p.strip() for p in args.fullboot.split(",") if p.strip()]
+    unknown = sorted(set(protocols + full) - {"tftp", "mtftp"})
     if unknown:
         parser.error(f"unknown protocol(s) {', '.join(unknown)}")
     with tempfile.TemporaryDirectory(prefix="lab-smoke-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            results = smoke(protocols, args.nic, workdir, args.timeout)
-        except (RuntimeError, OSError) as exc:
+            results = smoke(protocols, args.nic, workdir, args.timeout, full)
+        except (RuntimeError, OSError, FullBootError) as exc:
             _say(f"ERROR {exc}")
             return 2
     return 0 if results and all(r.ok for r in results) else 1
