@@ -28,8 +28,8 @@ PACKAGES: dict[str, str] = {
     "curl": "a reference TFTP client (tftp://)",
     "gcc": "builds the in-guest verifier kernel",
     "nftables": "loss injection on a tap (this kernel has no netem)",
+    "tcpdump": "packet captures for wire evidence (lab.capture falls back to AF_PACKET in a userns)",
     "util-linux": "unshare and nsenter for the sealed namespace",
-    "tcpdump": "the wire evidence (a pcap per lab test)",
     "cpio": "packs the full boot initramfs (images/fullboot.py)",
 }
 
