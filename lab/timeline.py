@@ -229,28 +229,21 @@ def _slam_ints(payload: bytes, count: int) -> list[int] | None:
 
 
 def _udp_datagrams(path: Path) -> Iterator[tuple[float, str, str, int, int, bytes]]:
-    """(ts, src, dst, sport, dport, payload) of every IPv4 UDP datagram in an Ethernet pcap."""
-    import dpkt  # type: ignore[import-untyped]
+    """(ts, src, dst, sport, dport, payload) of every IPv4 UDP datagram (first fragments only)."""
+    from lab.wire import ETH_IPV4, PROTO_UDP, read_frames
 
-    with open(path, "rb") as fh:
-        try:
-            reader = dpkt.pcap.UniversalReader(fh)
-        except (dpkt.UnpackError, ValueError) as exc:
-            raise ValueError(f"{path} is not a pcap or pcapng file ({exc})") from None
-        for ts, buf in reader:
-            offset, ethertype = 14, struct.unpack_from("!H", buf, 12)[0] if len(buf) >= 14 else 0
-            while ethertype == 0x8100 and len(buf) >= offset + 4:
-                ethertype = struct.unpack_from("!H", buf, offset + 2)[0]
-                offset += 4
-            ip = buf[offset:]
-            if ethertype != 0x0800 or len(ip) < 28 or ip[9] != 17:
-                continue
-            ihl = (ip[0] & 0x0F) * 4
-            if len(ip) < ihl + 8:
-                continue
-            sport, dport, udp_len = struct.unpack_from("!HHH", ip, ihl)
-            payload = bytes(ip[ihl + 8 : ihl + max(udp_len, 8)])
-            yield float(ts), socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), sport, dport, payload
+    for frame in read_frames(path):
+        ip = frame.l3
+        if frame.ethertype != ETH_IPV4 or len(ip) < 28 or ip[9] != PROTO_UDP:
+            continue
+        if struct.unpack_from("!H", ip, 6)[0] & 0x1FFF:
+            continue  # a later fragment: no UDP header (the first fragment carries the block number)
+        ihl = (ip[0] & 0x0F) * 4
+        if len(ip) < ihl + 8:
+            continue
+        sport, dport, udp_len = struct.unpack_from("!HHH", ip, ihl)
+        payload = bytes(ip[ihl + 8 : ihl + max(udp_len, 8)])
+        yield frame.ts, socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), sport, dport, payload
 
 
 def marks_from_pcap(

@@ -201,3 +201,12 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out.is_file()
     assert "group_data 250" in capsys.readouterr().out
     assert tl.main([str(tmp_path / "nope.jsonl")]) == 2
+
+
+def test_later_ip_fragments_are_not_read_as_packets(tmp_path: Path) -> None:
+    first = udp_frame(SERVER, GROUP[0], 40000, GROUP[1], tftp_data(7))
+    later = bytearray(udp_frame(SERVER, GROUP[0], 40000, GROUP[1], tftp_data(9)))
+    struct.pack_into("!H", later, 14 + 6, 185)  # fragment offset 185 * 8 bytes: no UDP header here
+    pcap = write_pcap_return(tmp_path / "f.pcap", [(T0, first), (T0 + 0.001, bytes(later))])
+    line = build_timeline(None, pcap)
+    assert [m.block for m in line.marks] == [7]
