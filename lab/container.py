@@ -5,11 +5,16 @@ the right kernel features; the image carries them (images/Dockerfile, docs/conta
 
 * The base image is built from Debian packages (``debootstrap`` then ``docker import``),
   because no registry hub is reachable here; ``--base debian:bookworm`` uses a hub image.
-* The matrix runs with only what the sealed namespace needs: ``NET_ADMIN``,
-  ``/dev/net/tun`` (and ``/dev/kvm`` only when asked), and ``seccomp=unconfined``
-  because Docker's default seccomp profile refuses the ``unshare(CLONE_NEWUSER)`` the
-  lab's namespace is made with.  Never ``--privileged``, and no network at all
-  (``network_mode=none``): the lab's bridge lives inside its own namespace.
+* The matrix runs with only what the sealed namespace needs: ``/dev/net/tun`` (and
+  ``/dev/kvm`` only when asked), and ``seccomp=unconfined`` because Docker's default
+  seccomp profile refuses the ``unshare(CLONE_NEWUSER)`` the lab's namespace is made
+  with.  No added capability: inside its own user namespace the lab already holds
+  CAP_NET_ADMIN over its own network (measured: the tftp/mtftp smoke passes without
+  ``NET_ADMIN`` and fails without the tun device or with the default seccomp profile);
+  ``--cap-add`` exists for a future need.  Never ``--privileged``, and no network at
+  all (``network_mode=none``): the lab's bridge lives inside its own namespace.
+* A dockerd started here has no ``docker0`` bridge, no iptables rules and leaves IP
+  forwarding alone.
 * When no engine answers and we are root, a private ``dockerd`` is started (its own
   socket and data root, no ``docker0`` bridge, no iptables rules: the host network is
   left alone) and stopped again when the command ends.
@@ -312,13 +317,13 @@ def build_image(
 # --- running -------------------------------------------------------------------------------
 
 
-def run_options(kvm: bool = False) -> dict[str, Any]:
+def run_options(kvm: bool = False, cap_add: Sequence[str] = ()) -> dict[str, Any]:
     """What the container gets: the least the sealed namespace and QEMU need (docs/container.md)."""
     devices = ["/dev/net/tun:/dev/net/tun:rwm"]
     if kvm:
         devices.append("/dev/kvm:/dev/kvm:rwm")
     return {
-        "cap_add": ["NET_ADMIN"],
+        "cap_add": list(cap_add),
         "devices": devices,
         "security_opt": ["seccomp=unconfined"],
         "network_mode": "none",
@@ -336,6 +341,7 @@ def run_in_container(
     entrypoint: Sequence[str] | None = None,
     timeout: float | None = None,
     log: Log | None = _stderr,
+    cap_add: Sequence[str] = (),
 ) -> tuple[int, str]:
     """Run ``command`` (arguments to the image's ``lab`` entry point unless ``entrypoint``).
 
@@ -351,7 +357,7 @@ def run_in_container(
     container = handle.client.containers.run(
         image, list(command), detach=True,
         volumes={str(artifacts): {"bind": ARTIFACTS_IN_CONTAINER, "mode": "rw"}},
-        environment={"LAB_IN_CONTAINER": "1"}, **run_options(kvm), **extra,
+        environment={"LAB_IN_CONTAINER": "1"}, **run_options(kvm, cap_add), **extra,
     )  # fmt: skip
     lines: list[str] = []
     try:
@@ -402,6 +408,8 @@ def add_container_commands(subparsers: Any) -> None:
     run.add_argument("--artifacts", type=Path, default=Path("lab-artifacts"),
                      help="host folder mounted at /artifacts (default ./lab-artifacts)")  # fmt: skip
     run.add_argument("--kvm", action="store_true", help="pass /dev/kvm too (TCG is the default)")
+    run.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                     help="add a capability (none is needed today; repeatable)")  # fmt: skip
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for lab matrix, after --")
     parser.set_defaults(func=cmd_container)
 
@@ -419,7 +427,8 @@ def cmd_container(args: argparse.Namespace) -> int:
             if not image_exists(handle, args.tag):
                 raise ContainerError(f"no image {args.tag}: run `lab container build` first")
             command = matrix_command(args.args)
-            status, _ = run_in_container(handle, command, args.artifacts, args.tag, args.kvm)
+            status, _ = run_in_container(handle, command, args.artifacts, args.tag, args.kvm,
+                                         cap_add=args.cap_add)  # fmt: skip
             print(f"lab container: lab matrix exited {status}; artifacts in {args.artifacts.resolve()}")
             return status
     except ContainerError as exc:

@@ -32,7 +32,8 @@ from lab.container import (
 def test_run_options_are_the_least_the_lab_needs() -> None:
     options = run_options()
     assert options["privileged"] is False
-    assert options["cap_add"] == ["NET_ADMIN"]
+    assert options["cap_add"] == [], "the lab's own user namespace gives it NET_ADMIN over its network"
+    assert run_options(cap_add=["NET_RAW"])["cap_add"] == ["NET_RAW"]
     assert options["devices"] == ["/dev/net/tun:/dev/net/tun:rwm"]
     assert options["security_opt"] == ["seccomp=unconfined"]
     assert options["network_mode"] == "none", "the lab needs no network outside its own namespace"
@@ -52,6 +53,7 @@ def test_cli_wiring_parses_build_and_run() -> None:
     add_container_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["container", "run", "--kvm", "--", "--lab-nics", "e1000", "--lab-sizes", "1"])
     assert args.command == "container" and args.container_command == "run" and args.kvm
+    assert args.cap_add == []
     assert matrix_command(args.args)[:5] == ["matrix", "--lab-nics", "e1000", "--lab-sizes", "1"]
     assert args.func is container.cmd_container
     args = parser.parse_args(["container", "build", "--base", "debian:bookworm"])
@@ -114,7 +116,7 @@ def test_image_holds_the_real_parts(runner: tuple[Engine, container.BuildResult]
 def test_tftp_and_mtftp_boot_inside_the_container(
     runner: tuple[Engine, container.BuildResult], tmp_path: Path
 ) -> None:
-    """A unicast and a PXE MTFTP boot, bytes verified in the guest, with only NET_ADMIN + tun."""
+    """A unicast and a PXE MTFTP boot, bytes verified in the guest, with only the tun device added."""
     handle, _ = runner
     workdir = f"{ARTIFACTS_IN_CONTAINER}/smoke"
     command = ["-m", "lab.container_smoke", "--protocols", "tftp,mtftp", "--workdir", workdir]
