@@ -395,6 +395,10 @@ def matrix_command(args: Sequence[str]) -> list[str]:
 def add_container_commands(subparsers: Any) -> None:
     """Add ``container build`` and ``container run`` to the ``lab`` CLI's subparsers."""
     parser = subparsers.add_parser("container", help="build the lab runner image or run the matrix in it")
+    _add_build_and_run(parser)
+
+
+def _add_build_and_run(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="container_command", required=True)
     build = sub.add_parser("build", help="build the base (debootstrap) if missing, then the runner image")
     build.add_argument("--base", default=DEFAULT_BASE,
@@ -437,8 +441,9 @@ def cmd_container(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lab", description="the lab in a container")
-    add_container_commands(parser.add_subparsers(dest="command", required=True))
+    """``python -m lab.container build|run ...``: the same as ``lab container build|run ...``."""
+    parser = argparse.ArgumentParser(prog="python -m lab.container", description="the lab in a container")
+    _add_build_and_run(parser)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
