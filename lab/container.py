@@ -50,6 +50,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 PRIVATE_ENGINE_DIR = Path("/run/netboot-lab-docker")
 PRIVATE_DATA_ROOT = Path("/var/lib/netboot-lab-docker")
 ARTIFACTS_IN_CONTAINER = "/artifacts"
+REVISION_LABEL = "org.opencontainers.image.revision"
 #: Path components never copied into the build context.
 CONTEXT_EXCLUDES = frozenset({".git", ".venv", ".tox", "lab-artifacts", "__pycache__", ".mypy_cache",
                               ".ruff_cache", ".pytest_cache", ".hypothesis", "build", "dist"})  # fmt: skip
@@ -234,6 +235,24 @@ def _run_quiet(argv: Sequence[str], what: str) -> None:
         raise ContainerError(f"{what} failed ({result.returncode}): " + "\n".join(tail))
 
 
+def source_commit() -> str:
+    """The checkout's short commit (``-dirty`` with local changes), or "unknown" outside git.
+
+    The image has no .git, so the commit travels as the image label
+    ``org.opencontainers.image.revision`` and the ``LAB_COMMIT`` variable of each run.
+    """
+    try:
+        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True)  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True)  # fmt: skip
+    except OSError:
+        return "unknown"
+    if head.returncode != 0 or not head.stdout.strip():
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
 def prepare_context(dest: Path, wheels: bool = True, log: Log = _stderr) -> Path:
     """Copy the project into ``dest`` and, with ``wheels``, every wheel it needs into ``dest/wheels``.
 
@@ -300,7 +319,8 @@ def build_image(
         # bridge switched off.
         for chunk in handle.client.api.build(path=str(context), dockerfile="images/Dockerfile", tag=tag,
                                              buildargs={"BASE": base}, network_mode="host", rm=True,
-                                             forcerm=True, decode=True):  # fmt: skip
+                                             forcerm=True, decode=True,
+                                             labels={REVISION_LABEL: source_commit()}):  # fmt: skip
             if "stream" in chunk and chunk["stream"].strip():
                 log("  " + chunk["stream"].rstrip())
             if "aux" in chunk and "ID" in chunk["aux"]:
@@ -354,10 +374,12 @@ def run_in_container(
     if not Path("/dev/net/tun").exists():
         raise ContainerError("/dev/net/tun is missing on the host: modprobe tun")
     extra: dict[str, Any] = {} if entrypoint is None else {"entrypoint": list(entrypoint)}
+    labels = handle.client.images.get(image).labels or {}
+    commit = labels.get(REVISION_LABEL, "unknown")
     container = handle.client.containers.run(
         image, list(command), detach=True,
         volumes={str(artifacts): {"bind": ARTIFACTS_IN_CONTAINER, "mode": "rw"}},
-        environment={"LAB_IN_CONTAINER": "1"}, **run_options(kvm, cap_add), **extra,
+        environment={"LAB_IN_CONTAINER": "1", "LAB_COMMIT": commit}, **run_options(kvm, cap_add), **extra,
     )  # fmt: skip
     lines: list[str] = []
     try:
