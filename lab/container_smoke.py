@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,69 +59,106 @@ def _say(line: str) -> None:
     print(f"SMOKE {line}", flush=True)
 
 
-def _script(protocol: str, sha256: str, size: int) -> str:
+def _script(protocol: str, sha256: str, size: int, name: str = "payload.bin") -> str:
     return (
         "#!ipxe\n"
         f"kernel tftp://{SERVER}/verifier.elf expect={sha256} size={size}\n"
-        f"module {protocol}://{SERVER}/payload.bin\n"
+        f"module {protocol}://{SERVER}/{name}\n"
         "boot\n"
     )
 
 
-def boot_one(
-    ns: Namespace, index: int, protocol: str, nic: str, workdir: Path, timeout: float,
-    fullboot: FullBoot | None = None,
-) -> SmokeBoot:
-    """Boot one VM on tap<index>; its DHCP boot file is ``boot-<name>.ipxe``.
+@dataclass(frozen=True)
+class VmSpec:
+    """One VM: its slot (tap, MAC, address), NIC, boot file, and what its console must show."""
 
-    With ``fullboot`` the VM boots Debian's kernel + the busybox initramfs over ``protocol``
-    and passes when the marker shows the carried file's hash; otherwise the verifier checks
-    the payload fetched over ``protocol``.
+    index: int
+    name: str
+    nic: str
+    script: str
+    #: sha256 the verifier must print, with the size; or None for a full boot (marker check).
+    expect: tuple[str, int] | None
+    fullboot: FullBoot | None = None
+
+    @property
+    def mac(self) -> str:
+        return f"52:54:00:00:00:{0x10 + self.index:02x}"
+
+    def dhcp_options(self) -> list[str]:
+        return [f"--dhcp-host={self.mac},192.0.2.{11 + self.index},set:b{self.index}",
+                f"--dhcp-boot=tag:b{self.index},boot-{self.name}.ipxe,,{SERVER}"]  # fmt: skip
+
+    def judge(self, console: str, seconds: float) -> SmokeBoot:
+        tail = " | ".join(line.strip() for line in console.splitlines()[-4:] if line.strip())
+        if self.fullboot is not None:
+            marker = parse_marker(console)
+            ok = marker is not None and marker[0] == self.fullboot.carried_sha256
+            seen = f"{self.fullboot.marker} sha256={marker[0]} kernel={marker[1]}" if marker else ""
+            return SmokeBoot(self.name, ok, seconds, seen or f"no marker: {tail}")
+        report = parse_console(console)
+        assert self.expect is not None
+        ok = (report.sha256, report.size) == self.expect
+        detail = f"sha256={report.sha256} bytes={report.size}" if report.sha256 else f"no VERIFY line: {tail}"
+        return SmokeBoot(self.name, ok, seconds, detail)
+
+
+def run_vms(
+    ns: Namespace, specs: Sequence[VmSpec], workdir: Path, timeout: float, stagger: float = 0.0
+) -> list[SmokeBoot]:
+    """Start the VMs ``stagger`` seconds apart, drain every console, judge each when it ends.
+
+    The guest ends QEMU itself (isa-debug-exit after the verifier, or poweroff with
+    -no-reboot after a full boot); a VM still running at ``timeout`` is killed and judged.
     """
-    name = f"{protocol}-fullboot" if fullboot else protocol
-    device, rom = NICS[nic]
-    tap = f"tap{index}"
-    ns.run(["ip", "tuntap", "add", tap, "mode", "tap"])
-    ns.run(["ip", "link", "set", tap, "master", "br0", "up"])
-    mac = f"52:54:00:00:00:{0x10 + index:02x}"
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults", "-nographic",
-            "-serial", "stdio", "-no-reboot", *ISA_DEBUG_EXIT,
-            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-            "-device", f"{device},netdev=n0,mac={mac},romfile={ROM_DIR / rom}", "-boot", "n"]  # fmt: skip
-    started = time.monotonic()
-    proc = ns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    out = b""
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    started: dict[int, float] = {}
+    ended: dict[int, float] = {}
+    out: dict[int, bytes] = {spec.index: b"" for spec in specs}
+    t0 = time.monotonic()
     try:
-        while time.monotonic() - started < timeout and proc.poll() is None:
-            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-            if ready:
-                chunk = os.read(proc.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                out += chunk  # the guest ends QEMU itself (isa-debug-exit, or poweroff + -no-reboot)
+        for spec in specs:
+            device, rom = NICS[spec.nic]
+            tap = f"tap{spec.index}"
+            ns.run(["ip", "tuntap", "add", tap, "mode", "tap"])
+            ns.run(["ip", "link", "set", tap, "master", "br0", "up"])
+            argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults", "-nographic",
+                    "-serial", "stdio", "-no-reboot", *ISA_DEBUG_EXIT,
+                    "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+                    "-device", f"{device},netdev=n0,mac={spec.mac},romfile={ROM_DIR / rom}",
+                    "-boot", "n"]  # fmt: skip
+            if procs and stagger:
+                time.sleep(stagger)
+            procs[spec.index] = ns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            started[spec.index] = time.monotonic()
+        while len(ended) < len(procs) and time.monotonic() - t0 < timeout:
+            streams = {p.stdout.fileno(): i for i, p in procs.items() if i not in ended and p.stdout}
+            ready, _, _ = select.select(list(streams), [], [], 0.5)
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    out[streams[fd]] += chunk
+                else:
+                    ended[streams[fd]] = time.monotonic()
+            for index, proc in procs.items():
+                if index not in ended and proc.poll() is not None and not ready:
+                    ended[index] = time.monotonic()
     finally:
-        kill_group(proc)
-        (workdir / f"console-{name}.log").write_bytes(out)
-    console = out.decode("utf-8", "replace")
-    tail = " | ".join(line.strip() for line in console.splitlines()[-4:] if line.strip())
-    if fullboot is not None:
-        marker = parse_marker(console)
-        ok = marker is not None and marker[0] == fullboot.carried_sha256
-        seen = f"{fullboot.marker} sha256={marker[0]} kernel={marker[1]}" if marker else ""
-        detail = seen or f"no marker: {tail}"
-        return SmokeBoot(name, ok, time.monotonic() - started, detail)
-    report = parse_console(console)
-    expected = hashlib.sha256(make_payload(PAYLOAD_SIZE, 1)).hexdigest()
-    ok = report.sha256 == expected and report.size == PAYLOAD_SIZE
-    detail = f"sha256={report.sha256} bytes={report.size}" if report.sha256 else f"no VERIFY line: {tail}"
-    return SmokeBoot(name, ok, time.monotonic() - started, detail)
+        for proc in procs.values():
+            kill_group(proc)
+    results = []
+    for spec in specs:
+        (workdir / f"console-{spec.name}.log").write_bytes(out[spec.index])
+        seconds = ended.get(spec.index, time.monotonic()) - started.get(spec.index, t0)
+        results.append(spec.judge(out[spec.index].decode("utf-8", "replace"), seconds))
+    return results
 
 
 def smoke(
     protocols: Sequence[str], nic: str, workdir: Path, timeout: float = 180.0,
-    fullboot_protocols: Sequence[str] = (),
+    fullboot_protocols: Sequence[str] = (), train: int = 0, train_size: int = 8 << 20,
+    capture: bool = False,
 ) -> list[SmokeBoot]:
+    """One VM per protocol, one per full boot protocol, then an MTFTP train of ``train`` VMs."""
     problem = namespace_support_problem()
     if problem:
         raise RuntimeError(f"no lab namespace: {problem}")
@@ -133,36 +171,46 @@ def smoke(
     shutil.copy(build_verifier(), root / "verifier.elf")
     payload = make_payload(PAYLOAD_SIZE, 1)
     (root / "payload.bin").write_bytes(payload)
-    sha = hashlib.sha256(payload).hexdigest()
-    fullboot = build_fullboot() if fullboot_protocols else None
-    runs: list[tuple[str, FullBoot | None]] = [(p, None) for p in protocols]
-    runs += [(p, fullboot) for p in fullboot_protocols]
+    expect = (hashlib.sha256(payload).hexdigest(), len(payload))
     mtftp_files = ["payload.bin"]
+    singles = [VmSpec(i, p, nic, _script(p, *expect), expect) for i, p in enumerate(protocols)]
+    fullboot = build_fullboot() if fullboot_protocols else None
     if fullboot is not None:
         shutil.copy(fullboot.kernel, root / "vmlinuz")
         shutil.copy(fullboot.initrd, root / "initrd.gz")
         mtftp_files += ["vmlinuz", "initrd.gz"]
-    hosts = []
-    for index, (protocol, full) in enumerate(runs):
-        name = f"{protocol}-fullboot" if full else protocol
-        if full:
+        for protocol in fullboot_protocols:
             url = f"{protocol}://{SERVER}"
             script = fullboot_script(f"{url}/vmlinuz", f"{url}/initrd.gz")
-        else:
-            script = _script(protocol, sha, len(payload))
-        (root / f"boot-{name}.ipxe").write_text(script)
-        mac = f"52:54:00:00:00:{0x10 + index:02x}"
-        hosts += [f"--dhcp-host={mac},192.0.2.{11 + index},set:b{index}",
-                  f"--dhcp-boot=tag:b{index},boot-{name}.ipxe,,{SERVER}"]  # fmt: skip
+            singles.append(VmSpec(len(singles), f"{protocol}-fullboot", nic, script, None, fullboot))
+    trains: list[VmSpec] = []
+    if train:
+        big = make_payload(train_size, 2)
+        (root / "train.bin").write_bytes(big)
+        mtftp_files.append("train.bin")
+        big_expect = (hashlib.sha256(big).hexdigest(), len(big))
+        models = list(NICS)
+        script = _script("mtftp", *big_expect, name="train.bin")
+        for k in range(train):
+            model = models[k % len(models)]
+            trains.append(VmSpec(len(singles) + k, f"train{k}-{model}", model, script, big_expect))
+    hosts: list[str] = []
+    for spec in [*singles, *trains]:
+        (root / f"boot-{spec.name}.ipxe").write_text(spec.script)
+        hosts += spec.dhcp_options()
     # iPXE's mtftp:// always listens on 239.255.1.1:3001, so every file shares that group.
     lines = [f"{name} {MTFTP_GROUP} {MTFTP_CLIENT_PORT}\n" for name in mtftp_files]
     (workdir / "mtftp.conf").write_text("".join(lines))
     results: list[SmokeBoot] = []
-    with Namespace() as ns:
+    with Namespace() as ns, ExitStack() as stack:
         _say("namespace ok")
         make_bridge(ns)
         ns.run(["ip", "-6", "addr", "add", "2001:db8::1/64", "dev", "br0", "nodad"])
         _say("bridge br0 ok")
+        if capture:
+            from lab.capture import Capture
+
+            cap = stack.enter_context(Capture(ns, ["br0"], workdir / "pcap"))
         dnsmasq = ns.popen(
             ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=br0",
              "--bind-interfaces", "--user=root", "--group=root", "--dhcp-range=192.0.2.10,192.0.2.99",
@@ -182,15 +230,29 @@ def smoke(
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}; see its log in {workdir}")
             _say("dnsmasq + atftpd ok")
-            for index, (protocol, full) in enumerate(runs):
-                boot = boot_one(ns, index, protocol, nic, workdir, timeout, full)
-                verdict = "PASS" if boot.ok else "FAIL"
-                _say(f"boot {boot.protocol} {nic} {verdict} {boot.seconds:.1f} s {boot.detail}")
-                results.append(boot)
+            for spec in singles:
+                results += _report(run_vms(ns, [spec], workdir, timeout), spec.nic)
+            if trains:
+                boots = run_vms(ns, trains, workdir, timeout, stagger=0.5)
+                results += [_report([b], t.nic)[0] for b, t in zip(boots, trains, strict=True)]
         finally:
             kill_group(atftpd)
             kill_group(dnsmasq)
+    if capture:
+        pcap = cap.result.files["br0"] if cap.result else None
+        if pcap is not None and pcap.is_file():
+            from lab.timeline import write_timeline
+
+            line = write_timeline(None, pcap, workdir / "timeline.png")
+            _say(f"timeline {workdir / 'timeline.png'} ({len(line.marks)} marks from {pcap})")
     return results
+
+
+def _report(boots: list[SmokeBoot], nic: str) -> list[SmokeBoot]:
+    for boot in boots:
+        verdict = "PASS" if boot.ok else "FAIL"
+        _say(f"boot {boot.protocol} {nic} {verdict} {boot.seconds:.1f} s {boot.detail}")
+    return boots
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,8 +261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocols", default="tftp,mtftp", help="comma-separated: tftp, mtftp")
     parser.add_argument("--fullboot", default="", metavar="PROTOCOLS",
                         help="also boot Debian's kernel + initramfs over these (tftp, mtftp)")
+    parser.add_argument("--train", type=int, default=0, metavar="N",
+                        help="then N VMs of mixed NICs fetch one payload by mtftp, 0.5 s apart")
+    parser.add_argument("--train-size", type=int, default=8 << 20, help="train payload bytes (default 8 MiB)")
+    parser.add_argument("--capture", action="store_true", help="capture br0 and draw timeline.png")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and consoles here")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per boot")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per boot (or train)")
     args = parser.parse_args(argv)
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
     full = [p.strip() for p in args.fullboot.split(",") if p.strip()]
@@ -211,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            results = smoke(protocols, args.nic, workdir, args.timeout, full)
+            results = smoke(protocols, args.nic, workdir, args.timeout, full, args.train, args.train_size,
+                            args.capture)
         except (RuntimeError, OSError, FullBootError) as exc:
             _say(f"ERROR {exc}")
             return 2

@@ -16,7 +16,7 @@ Unix time):
   still gets a picture, with each client's progress drawn from its join to its end.
 
 Extraction (:func:`build_timeline`) is separate from drawing (:func:`draw_timeline`) so it
-can be tested without looking at pixels.  CLI: ``python -m lab.timeline EVENTS [--pcap P] -o PNG``.
+can be tested without looking at pixels.  CLI: ``python -m lab.timeline [EVENTS] [--pcap P] -o PNG``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ GROUP_DATA = "group_data"
 UNICAST_DATA = "unicast_data"
 ACK = "ack"
 NACK = "nack"
+RRQ = "rrq"  # a read request seen on the wire: the join, when the server wrote no events
 MARK_KINDS = (GROUP_DATA, UNICAST_DATA, ACK, NACK)
 
 JOIN = "join"
@@ -281,13 +282,15 @@ def marks_from_pcap(
             elif payload[:2] == b"\x00\x04" and len(payload) >= 4:
                 block = unwrap(("a", src, dport), struct.unpack_from("!H", payload, 2)[0])
                 out.append((ts, Mark(0.0, block, ACK, src)))
+            elif payload[:2] == b"\x00\x01":
+                out.append((ts, Mark(0.0, 0, RRQ, src)))
     return out
 
 
 # --- the timeline --------------------------------------------------------------------------
 
 
-def _title(events: Sequence[dict[str, Any]]) -> str:
+def _title(events: Sequence[dict[str, Any]], pcap: Path | None = None) -> str:
     for event in events:
         if event["event"] == "mcast_session_start":
             mode = event.get("mode", "multicast")
@@ -295,7 +298,7 @@ def _title(events: Sequence[dict[str, Any]]) -> str:
             return f"{event.get('file', '?')} by {mode} on {where} ({event.get('bytes', '?')} B)"
         if event["event"] == "transaction":
             return f"SLAM transaction {event.get('session', '?')} ({event.get('bytes', '?')} B)"
-    return "session timeline"
+    return f"capture {pcap.name}" if pcap is not None else "session timeline"
 
 
 def build_timeline(
@@ -324,10 +327,12 @@ def build_timeline(
             sources.append(f"pcap unreadable ({type(exc).__name__})")
     starts = [float(e["ts"]) for e in events] + [ts for ts, _ in stamped[:1]]
     origin = min(starts) if starts else 0.0
-    marks = [Mark(ts - origin, m.block, m.kind, m.client) for ts, m in stamped]
+    marks = [Mark(ts - origin, m.block, m.kind, m.client) for ts, m in stamped if m.kind != RRQ]
     if not marks:
         marks = marks_from_events(events, origin)
     annotations = annotations_from_events(events, origin)
+    if not events:  # no server story (e.g. the reference atftpd): the RRQs on the wire are the joins
+        annotations = _joins_from_requests([(ts - origin, m) for ts, m in stamped if m.kind == RRQ], marks)
     clients: list[str] = []
     for client in [a.client for a in annotations] + [m.client for m in marks]:
         if client and client not in clients:
@@ -335,7 +340,23 @@ def build_timeline(
     blocks = next((_int(e.get("blocks")) for e in events if e["event"] == "mcast_session_start"), None)
     if blocks is None and marks:
         blocks = max(m.block for m in marks)
-    return Timeline(_title(events), origin, marks, annotations, clients, blocks, sources)
+    return Timeline(_title(events, pcap_path), origin, marks, annotations, clients, blocks, sources)
+
+
+def _joins_from_requests(requests: list[tuple[float, Mark]], marks: list[Mark]) -> list[Annotation]:
+    """One join per client at its first RRQ of each burst, placed at the group's block of that moment."""
+    group = [m for m in marks if m.kind == GROUP_DATA]
+    out: list[Annotation] = []
+    last: dict[str | None, float] = {}
+    for t, mark in requests:
+        previous = last.get(mark.client)
+        last[mark.client] = t
+        if previous is not None and t - previous < 5.0:
+            continue  # a retransmitted or follow-up request, not a new join
+        before = [g for g in group if g.t <= t]
+        block = max(before, key=lambda g: g.t).block if before else None
+        out.append(Annotation(t, JOIN, mark.client, f"RRQ {mark.client}", block))
+    return out
 
 
 def progress_segments(timeline: Timeline) -> dict[str, tuple[tuple[float, int], tuple[float, int]]]:
@@ -384,12 +405,12 @@ def draw_timeline(timeline: Timeline, out: Path, dpi: int = 110) -> Path:
 
     group = [m for m in timeline.marks if m.kind == GROUP_DATA]
     if group:
-        ax.scatter([m.t for m in group], [m.block for m in group], s=3, c="0.55", marker=".",
-                   linewidths=0, rasterized=True, label=f"group DATA ({len(group)})", zorder=1)  # fmt: skip
+        ax.scatter([m.t for m in group], [m.block for m in group], s=4, c="0.2", marker=".",
+                   linewidths=0, rasterized=True, label=f"group DATA ({len(group)})", zorder=3)  # fmt: skip
     for client in timeline.clients:
         for kind, marker, size, text in (
             (UNICAST_DATA, "o", 9, "unicast DATA to"),
-            (ACK, "|", 18, "ACKs from"),
+            (ACK, "|", 30, "ACKs from"),
             (NACK, "v", 22, "NACKs from"),
         ):
             pts = [m for m in timeline.marks if m.kind == kind and m.client == client]
@@ -431,7 +452,7 @@ def draw_timeline(timeline: Timeline, out: Path, dpi: int = 110) -> Path:
     ax.grid(True, linewidth=0.3, alpha=0.5)
     sources = " + ".join(timeline.sources) or "no data"
     ax.set_title(f"{timeline.title}\n{len(timeline.clients)} clients; from {sources}", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, markerscale=1.5, frameon=False)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
@@ -486,13 +507,16 @@ def _has_multicast(path: Path) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="draw a multicast session timeline (PNG)")
-    parser.add_argument("events", type=Path, help="the server's --events file (JSON lines)")
+    parser.add_argument("events", type=Path, nargs="?", help="the server's --events file (JSON lines)")
     parser.add_argument("--pcap", type=Path, default=None, help="capture on the bridge (optional)")
     parser.add_argument("--server", action="append", help="server IP (repeatable; default 192.0.2.1)")
     parser.add_argument("-o", "--output", type=Path, default=Path("timeline.png"))
     args = parser.parse_args(argv)
-    if not args.events.is_file():
+    if args.events is not None and not args.events.is_file():
         print(f"lab.timeline: no events file {args.events}", file=sys.stderr)
+        return 2
+    if args.events is None and args.pcap is None:
+        print("lab.timeline: give an events file, a --pcap, or both", file=sys.stderr)
         return 2
     timeline = write_timeline(args.events, args.pcap, args.output, tuple(args.server or ("192.0.2.1",)))
     counts = ", ".join(f"{k} {timeline.count(k)}" for k in MARK_KINDS)

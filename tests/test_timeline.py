@@ -210,3 +210,19 @@ def test_later_ip_fragments_are_not_read_as_packets(tmp_path: Path) -> None:
     pcap = write_pcap_return(tmp_path / "f.pcap", [(T0, first), (T0 + 0.001, bytes(later))])
     line = build_timeline(None, pcap)
     assert [m.block for m in line.marks] == [7]
+
+
+def test_pcap_alone_takes_joins_from_read_requests(tmp_path: Path) -> None:
+    """The reference atftpd writes no events: each client's RRQ on the wire becomes its join."""
+    rrq = struct.pack("!H", 1) + b"train.bin\0octet\0"
+    group = [udp_frame(SERVER, GROUP[0], 40000, GROUP[1], tftp_data(b)) for b in range(1, 101)]
+    frames = [(T0 + 0.01 * (b + 1), frame) for b, frame in enumerate(group)]
+    frames += [(T0 + 0.0, udp_frame(A, SERVER, 2001, 1759, rrq)),
+               (T0 + 0.505, udp_frame(B, SERVER, 2002, 1759, rrq)),
+               (T0 + 0.6, udp_frame(B, SERVER, 2002, 1759, rrq))]  # fmt: skip
+    line = build_timeline(None, write_pcap_return(tmp_path / "r.pcap", frames))
+    joins = line.of_kind(JOIN)
+    assert [(j.client, j.block) for j in joins] == [(A, None), (B, 50)], "one join per burst of requests"
+    assert joins[1].label == f"RRQ {B}"
+    assert line.title == "capture r.pcap"
+    assert all(m.kind != "rrq" for m in line.marks)
