@@ -51,6 +51,7 @@ PRIVATE_ENGINE_DIR = Path("/run/netboot-lab-docker")
 PRIVATE_DATA_ROOT = Path("/var/lib/netboot-lab-docker")
 ARTIFACTS_IN_CONTAINER = "/artifacts"
 REVISION_LABEL = "org.opencontainers.image.revision"
+CACHE_IN_CONTAINER = "/root/.cache/netboot-lab"
 #: Path components never copied into the build context.
 CONTEXT_EXCLUDES = frozenset({".git", ".venv", ".tox", "lab-artifacts", "__pycache__", ".mypy_cache",
                               ".ruff_cache", ".pytest_cache", ".hypothesis", "build", "dist"})  # fmt: skip
@@ -362,10 +363,14 @@ def run_in_container(
     timeout: float | None = None,
     log: Log | None = _stderr,
     cap_add: Sequence[str] = (),
+    cache: Path | None = None,
 ) -> tuple[int, str]:
     """Run ``command`` (arguments to the image's ``lab`` entry point unless ``entrypoint``).
 
-    ``artifacts`` (a host folder) is mounted at /artifacts.  Returns (exit status, output).
+    ``artifacts`` (a host folder) is mounted at /artifacts.  ``cache`` (a host folder, e.g.
+    ``~/.cache/netboot-lab``) is mounted as the container's build cache, so the verifier and
+    the full boot payload are reused, and the full boot works with no network inside.
+    Returns (exit status, output).
     """
     artifacts = artifacts.resolve()
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -374,11 +379,15 @@ def run_in_container(
     if not Path("/dev/net/tun").exists():
         raise ContainerError("/dev/net/tun is missing on the host: modprobe tun")
     extra: dict[str, Any] = {} if entrypoint is None else {"entrypoint": list(entrypoint)}
+    volumes = {str(artifacts): {"bind": ARTIFACTS_IN_CONTAINER, "mode": "rw"}}
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        volumes[str(cache.resolve())] = {"bind": CACHE_IN_CONTAINER, "mode": "rw"}
     labels = handle.client.images.get(image).labels or {}
     commit = labels.get(REVISION_LABEL, "unknown")
     container = handle.client.containers.run(
         image, list(command), detach=True,
-        volumes={str(artifacts): {"bind": ARTIFACTS_IN_CONTAINER, "mode": "rw"}},
+        volumes=volumes,
         environment={"LAB_IN_CONTAINER": "1", "LAB_COMMIT": commit}, **run_options(kvm, cap_add), **extra,
     )  # fmt: skip
     lines: list[str] = []
@@ -434,6 +443,8 @@ def _add_build_and_run(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--artifacts", type=Path, default=Path("lab-artifacts"),
                      help="host folder mounted at /artifacts (default ./lab-artifacts)")  # fmt: skip
     run.add_argument("--kvm", action="store_true", help="pass /dev/kvm too (TCG is the default)")
+    run.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                     help="host build cache to share, e.g. ~/.cache/netboot-lab")  # fmt: skip
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP",
                      help="add a capability (none is needed today; repeatable)")  # fmt: skip
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for lab matrix, after --")
@@ -454,7 +465,7 @@ def cmd_container(args: argparse.Namespace) -> int:
                 raise ContainerError(f"no image {args.tag}: run `lab container build` first")
             command = matrix_command(args.args)
             status, _ = run_in_container(handle, command, args.artifacts, args.tag, args.kvm,
-                                         cap_add=args.cap_add)  # fmt: skip
+                                         cap_add=args.cap_add, cache=args.cache)  # fmt: skip
             print(f"lab container: lab matrix exited {status}; artifacts in {args.artifacts.resolve()}")
             return status
     except ContainerError as exc:

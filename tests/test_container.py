@@ -128,6 +128,27 @@ def test_tftp_and_mtftp_boot_inside_the_container(
     assert (tmp_path / "smoke" / "console-mtftp.log").is_file(), "artifacts come back through the mount"
 
 
+@pytest.mark.container
+def test_debian_kernel_boots_over_mtftp_inside_the_container(
+    runner: tuple[Engine, container.BuildResult], tmp_path: Path
+) -> None:
+    """The full boot in the container, from the host's cache (the container has no network)."""
+    from images.fullboot import FullBootError, build_fullboot
+    from images.verifier import default_cache_root
+
+    try:
+        build_fullboot()  # fills the host cache the container reuses
+    except FullBootError as exc:
+        pytest.skip(f"full boot payload unavailable on the host: {exc}")
+    handle, _ = runner
+    command = ["-m", "lab.container_smoke", "--protocols", "", "--fullboot", "mtftp", "--timeout", "400",
+               "--workdir", f"{ARTIFACTS_IN_CONTAINER}/full"]  # fmt: skip
+    status, out = container.run_in_container(handle, command, tmp_path, entrypoint=["python"], log=print,
+                                             cache=default_cache_root())  # fmt: skip
+    assert re.search(r"SMOKE boot mtftp-fullboot \S+ PASS .*FULLBOOT OK sha256=[0-9a-f]{64}", out), out
+    assert status == 0
+
+
 def _matrix_help(handle: Engine, tmp_path: Path) -> str:
     status, out = container.run_in_container(handle, ["matrix", "--help"], tmp_path, log=None)
     if status != 0:
