@@ -156,13 +156,18 @@ def run_vms(
 def smoke(
     protocols: Sequence[str], nic: str, workdir: Path, timeout: float = 180.0,
     fullboot_protocols: Sequence[str] = (), train: int = 0, train_size: int = 8 << 20,
-    capture: bool = False,
+    capture: bool = False, server: str = "atftpd", train_fullboot: bool = False,
 ) -> list[SmokeBoot]:
-    """One VM per protocol, one per full boot protocol, then an MTFTP train of ``train`` VMs."""
+    """One VM per protocol, one per full boot protocol, then an MTFTP train of ``train`` VMs.
+
+    ``server`` is Debian's ``atftpd`` or this project's drop-in ``pyatftpd`` (same flags, plus
+    ``--events``); ``train_fullboot`` makes the train boot Debian's kernel instead of the verifier.
+    """
+    server_argv = _server_argv(server)
     problem = namespace_support_problem()
     if problem:
         raise RuntimeError(f"no lab namespace: {problem}")
-    for tool in ("qemu-system-x86_64", "dnsmasq", "atftpd"):
+    for tool in ("qemu-system-x86_64", "dnsmasq"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             raise RuntimeError(f"{tool} is missing: apt-get install qemu-system-x86 dnsmasq-base atftpd")
     root = workdir / "tftp"
@@ -174,7 +179,7 @@ def smoke(
     expect = (hashlib.sha256(payload).hexdigest(), len(payload))
     mtftp_files = ["payload.bin"]
     singles = [VmSpec(i, p, nic, _script(p, *expect), expect) for i, p in enumerate(protocols)]
-    fullboot = build_fullboot() if fullboot_protocols else None
+    fullboot = build_fullboot() if fullboot_protocols or (train and train_fullboot) else None
     if fullboot is not None:
         shutil.copy(fullboot.kernel, root / "vmlinuz")
         shutil.copy(fullboot.initrd, root / "initrd.gz")
@@ -191,9 +196,14 @@ def smoke(
         big_expect = (hashlib.sha256(big).hexdigest(), len(big))
         models = list(NICS)
         script = _script("mtftp", *big_expect, name="train.bin")
+        if train_fullboot:
+            script = fullboot_script(f"mtftp://{SERVER}/vmlinuz", f"mtftp://{SERVER}/initrd.gz")
         for k in range(train):
             model = models[k % len(models)]
-            trains.append(VmSpec(len(singles) + k, f"train{k}-{model}", model, script, big_expect))
+            if train_fullboot:
+                trains.append(VmSpec(len(singles) + k, f"train{k}-{model}", model, script, None, fullboot))
+            else:
+                trains.append(VmSpec(len(singles) + k, f"train{k}-{model}", model, script, big_expect))
     hosts: list[str] = []
     for spec in [*singles, *trains]:
         (root / f"boot-{spec.name}.ipxe").write_text(spec.script)
@@ -218,18 +228,20 @@ def smoke(
              f"--dhcp-leasefile={workdir / 'leases'}", "--log-dhcp", *hosts],
             stdout=open(workdir / "dnsmasq.log", "wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
+        events = workdir / "events.jsonl" if server == "pyatftpd" else None
         atftpd = ns.popen(
-            ["atftpd", "--daemon", "--no-fork", "--logfile", str(workdir / "atftpd.log"), "--user", "root",
+            [*server_argv, *(["--events", str(events)] if events else []), "--daemon", "--no-fork",
+             "--logfile", str(workdir / f"{server}.log"), "--user", "root",
              "--group", "root", "--bind-address", SERVER, "--mtftp", str(workdir / "mtftp.conf"),
              "--mtftp-port", str(MTFTP_SERVER_PORT), str(root)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
             time.sleep(1.0)
-            for name, proc in (("dnsmasq", dnsmasq), ("atftpd", atftpd)):
+            for name, proc in (("dnsmasq", dnsmasq), (server, atftpd)):
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}; see its log in {workdir}")
-            _say("dnsmasq + atftpd ok")
+            _say(f"dnsmasq + {server} ok")
             for spec in singles:
                 results += _report(run_vms(ns, [spec], workdir, timeout), spec.nic)
             if trains:
@@ -243,9 +255,23 @@ def smoke(
         if pcap is not None and pcap.is_file():
             from lab.timeline import write_timeline
 
-            line = write_timeline(None, pcap, workdir / "timeline.png")
+            line = write_timeline(events, pcap, workdir / "timeline.png")
             _say(f"timeline {workdir / 'timeline.png'} ({len(line.marks)} marks from {pcap})")
     return results
+
+
+def _server_argv(server: str) -> list[str]:
+    if server == "atftpd":
+        if shutil.which("atftpd") is None and not Path("/usr/sbin/atftpd").exists():
+            raise RuntimeError("atftpd is missing: apt-get install atftpd")
+        return ["atftpd"]
+    if server == "pyatftpd":
+        import importlib.util
+
+        if importlib.util.find_spec("netboot.tftp.cli") is None:
+            raise RuntimeError("pyatftpd (netboot.tftp.cli) is not in this checkout: merge the mcast work")
+        return [sys.executable, "-m", "netboot.tftp.cli"]
+    raise RuntimeError(f"unknown server {server!r}: atftpd or pyatftpd")
 
 
 def _report(boots: list[SmokeBoot], nic: str) -> list[SmokeBoot]:
@@ -264,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=0, metavar="N",
                         help="then N VMs of mixed NICs fetch one payload by mtftp, 0.5 s apart")
     parser.add_argument("--train-size", type=int, default=8 << 20, help="train payload bytes (default 8 MiB)")
+    parser.add_argument("--train-fullboot", action="store_true", help="the train boots Debian's kernel")
+    parser.add_argument("--server", choices=("atftpd", "pyatftpd"), default="atftpd",
+                        help="TFTP/MTFTP server (pyatftpd also writes events.jsonl)")
     parser.add_argument("--capture", action="store_true", help="capture br0 and draw timeline.png")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and consoles here")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per boot (or train)")
@@ -278,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         try:
             results = smoke(protocols, args.nic, workdir, args.timeout, full, args.train, args.train_size,
-                            args.capture)
+                            args.capture, args.server, args.train_fullboot)
         except (RuntimeError, OSError, FullBootError) as exc:
             _say(f"ERROR {exc}")
             return 2
