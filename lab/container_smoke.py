@@ -253,10 +253,13 @@ def smoke(
     if capture:
         pcap = cap.result.files["br0"] if cap.result else None
         if pcap is not None and pcap.is_file():
-            from lab.timeline import write_timeline
+            from lab.timeline import timeline_for_artifacts, write_timeline
 
-            line = write_timeline(events, pcap, workdir / "timeline.png")
-            _say(f"timeline {workdir / 'timeline.png'} ({len(line.marks)} marks from {pcap})")
+            pictures = timeline_for_artifacts(workdir)  # one per session, from events + pcap
+            if not pictures:  # atftpd writes no events: the capture alone
+                write_timeline(None, pcap, workdir / "timeline.png")
+                pictures = [workdir / "timeline.png"]
+            _say(f"timeline {' '.join(map(str, pictures))}")
     return results
 
 

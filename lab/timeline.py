@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import socket
 import struct
 import sys
@@ -77,6 +78,8 @@ class Mark:
     block: int
     kind: str
     client: str | None  # client IP; None for the group stream
+    #: The server's port (its session socket): tells apart two sessions on one group.
+    port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -265,25 +268,25 @@ def marks_from_pcap(
         if src in servers and is_group:
             if payload[:2] == b"\x00\x03" and len(payload) >= 4:
                 block = unwrap(("g", sport, dst, dport), struct.unpack_from("!H", payload, 2)[0])
-                out.append((ts, Mark(0.0, block, GROUP_DATA, None)))
+                out.append((ts, Mark(0.0, block, GROUP_DATA, None, sport)))
             elif sport in slam_ports or dport in slam_ports:
                 ints = _slam_ints(payload, 4)
                 if ints is not None:
-                    out.append((ts, Mark(0.0, ints[3], GROUP_DATA, None)))
+                    out.append((ts, Mark(0.0, ints[3], GROUP_DATA, None, sport)))
         elif src in servers and dst not in servers:
             if sport not in slam_ports and payload[:2] == b"\x00\x03" and len(payload) >= 4:
                 block = unwrap(("u", sport, dst), struct.unpack_from("!H", payload, 2)[0])
-                out.append((ts, Mark(0.0, block, UNICAST_DATA, dst)))
+                out.append((ts, Mark(0.0, block, UNICAST_DATA, dst, sport)))
         elif dst in servers and src not in servers:
             if dport in slam_ports:
                 ints = _slam_ints(payload, 1)
                 if ints is not None and payload != b"\x00":
-                    out.append((ts, Mark(0.0, ints[0], NACK, src)))
+                    out.append((ts, Mark(0.0, ints[0], NACK, src, dport)))
             elif payload[:2] == b"\x00\x04" and len(payload) >= 4:
                 block = unwrap(("a", src, dport), struct.unpack_from("!H", payload, 2)[0])
-                out.append((ts, Mark(0.0, block, ACK, src)))
+                out.append((ts, Mark(0.0, block, ACK, src, dport)))
             elif payload[:2] == b"\x00\x01":
-                out.append((ts, Mark(0.0, 0, RRQ, src)))
+                out.append((ts, Mark(0.0, 0, RRQ, src, dport)))
     return out
 
 
@@ -301,18 +304,65 @@ def _title(events: Sequence[dict[str, Any]], pcap: Path | None = None) -> str:
     return f"capture {pcap.name}" if pcap is not None else "session timeline"
 
 
+def session_files(events: Iterable[dict[str, Any]]) -> list[str]:
+    """Files that had a multicast session, in the order the sessions started."""
+    files: list[str] = []
+    for event in events:
+        name = event.get("file")
+        if event["event"] == "mcast_session_start" and isinstance(name, str) and name not in files:
+            files.append(name)
+    return files
+
+
+def _session_window(events: Sequence[dict[str, Any]], file: str) -> tuple[float, float]:
+    mine = [float(e["ts"]) for e in events if e.get("file") == file]
+    starts = [float(e["ts"]) for e in events if e.get("file") == file and e["event"] == "mcast_session_start"]
+    ends = [float(e["ts"]) for e in events if e.get("file") == file and e["event"] == "mcast_session_end"]
+    return (min(starts or mine) - 1.0, max(ends or mine) + 1.0)
+
+
+def _in_window(stamped: list[tuple[float, Mark]], window: tuple[float, float]) -> list[tuple[float, Mark]]:
+    """Packets of the session in ``window``: inside it, on a server port first used inside it.
+
+    MTFTP puts every file on iPXE's one group, and a session that started earlier may
+    still be streaming; its server port was already in use before the window, so its
+    packets are left out.
+    """
+    first_seen: dict[int | None, float] = {}
+    for ts, mark in stamped:
+        first_seen.setdefault(mark.port, ts)
+    return [
+        (ts, m) for ts, m in stamped
+        if window[0] <= ts <= window[1] and (m.kind == RRQ or first_seen[m.port] >= window[0])
+    ]  # fmt: skip
+
+
 def build_timeline(
     events_path: Path | None,
     pcap_path: Path | None = None,
     server_ips: Sequence[str] = ("192.0.2.1",),
     slam_ports: Sequence[int] = DEFAULT_SLAM_PORTS,
+    file: str | None = None,
 ) -> Timeline:
     """Marks and annotations of one test, on a common clock starting at its first record.
 
-    A pcap that cannot be read is noted in ``sources`` and the events alone are used.
+    Unicast transfers of other files (boot scripts) are left out when the events hold a
+    multicast session.  With ``file``, only that file's session: its events, and the
+    packets from one second before its start to one second after its end (MTFTP puts
+    every file on the same group, so the packets are told apart by time).  A pcap that
+    cannot be read is noted in ``sources`` and the events alone are used.
     """
     events = read_event_lines(events_path) if events_path is not None and events_path.is_file() else []
     events.sort(key=lambda e: float(e["ts"]))
+    window: tuple[float, float] | None = None
+    multicast_files = session_files(events)
+    if file is not None:
+        if file not in multicast_files:
+            raise ValueError(f"no multicast session for {file!r} in the events (sessions: {multicast_files})")
+        window = _session_window(events, file)
+        events = [e for e in events if e.get("file", file) == file]
+    elif multicast_files:
+        events = [e for e in events if e.get("file", multicast_files[0]) in multicast_files]
     stamped: list[tuple[float, Mark]] = []
     sources: list[str] = []
     if events:
@@ -322,12 +372,15 @@ def build_timeline(
     elif pcap_path is not None:
         try:
             stamped = marks_from_pcap(pcap_path, server_ips, slam_ports)
+            if window is not None:
+                stamped = _in_window(stamped, window)
             sources.append("pcap")
         except (OSError, ValueError) as exc:
             sources.append(f"pcap unreadable ({type(exc).__name__})")
-    starts = [float(e["ts"]) for e in events] + [ts for ts, _ in stamped[:1]]
+    starts = [float(e["ts"]) for e in events] + [min((ts for ts, _ in stamped), default=float("inf"))]
+    starts = [t for t in starts if t != float("inf")]
     origin = min(starts) if starts else 0.0
-    marks = [Mark(ts - origin, m.block, m.kind, m.client) for ts, m in stamped if m.kind != RRQ]
+    marks = [Mark(ts - origin, m.block, m.kind, m.client, m.port) for ts, m in stamped if m.kind != RRQ]
     if not marks:
         marks = marks_from_events(events, origin)
     annotations = annotations_from_events(events, origin)
@@ -425,7 +478,8 @@ def draw_timeline(timeline: Timeline, out: Path, dpi: int = 110) -> Path:
                 label=f"{client} listening (from events)", zorder=2)  # fmt: skip
 
     top = max([m.block for m in timeline.marks] + [timeline.blocks or 0, 1])
-    for i, note in enumerate(timeline.annotations):
+    labelled: set[str] = set()
+    for note in timeline.annotations:
         if note.kind == SESSION or note.kind == PASS:
             ax.axvline(note.t, color="0.3", linestyle=":", linewidth=0.8, zorder=0)
             ax.text(note.t, 0.02, note.label, transform=ax.get_xaxis_transform(), rotation=90,
@@ -436,15 +490,22 @@ def draw_timeline(timeline: Timeline, out: Path, dpi: int = 110) -> Path:
             y = timeline.blocks
         marker, size = _KIND_STYLE[note.kind]
         face = "red" if note.kind == FALLBACK else colour.get(note.client or "", "black")
-        ax.scatter([note.t], [y], marker=marker, s=size, color=face, edgecolors="black", linewidths=0.6,
-                   zorder=4)  # fmt: skip
-        ax.annotate(note.label, (note.t, y), xytext=(6, 6 + 9 * (i % 4)), textcoords="offset points",
+        edge: dict[str, Any] = {} if marker == "x" else {"edgecolors": "black"}
+        ax.scatter([note.t], [y], marker=marker, s=size, color=face, linewidths=0.6, zorder=4, **edge)
+        if note.label in labelled:
+            continue  # the same words again (a retried promotion): the shape is enough
+        labelled.add(note.label)
+        lift = 6 + 9 * (len(labelled) % 6)
+        ax.annotate(note.label, (note.t, y), xytext=(6, lift), textcoords="offset points",
                     fontsize=7.5, color="darkred" if note.kind == FALLBACK else "black",
                     arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5}, zorder=5)  # fmt: skip
 
     for kind, (marker, _) in _KIND_STYLE.items():  # legend entries for the annotation shapes
         if timeline.of_kind(kind):
-            ax.scatter([], [], marker=marker, s=40, color="white", edgecolors="black", label=kind)
+            look: dict[str, Any] = {"color": "black"}
+            if marker != "x":
+                look = {"color": "white", "edgecolors": "black"}
+            ax.scatter([], [], marker=marker, s=40, label=kind, **look)
     ax.set_xlabel("seconds since the first record")
     ax.set_ylabel("block number")
     ax.set_ylim(bottom=0, top=top * 1.08 + 1)
@@ -476,26 +537,37 @@ def write_timeline(
     pcap_path: Path | None,
     out: Path,
     server_ips: Sequence[str] = ("192.0.2.1",),
+    file: str | None = None,
 ) -> Timeline:
     """Build and draw; returns the timeline (its counts go into reports)."""
-    timeline = build_timeline(events_path, pcap_path, server_ips)
+    timeline = build_timeline(events_path, pcap_path, server_ips, file=file)
     draw_timeline(timeline, out)
     return timeline
 
 
-def timeline_for_artifacts(directory: Path, name: str = "timeline.png") -> Path | None:
-    """Draw ``directory/timeline.png`` from a test's artifacts, if they hold a multicast session.
+def timeline_for_artifacts(directory: Path) -> list[Path]:
+    """Draw the pictures of a test's artifacts: one per multicast session.
 
-    Looks for ``*.events.jsonl`` (the server's events) and a pcap (``br0.pcap`` first).
-    Returns None when there is nothing multicast to draw (a unicast test).
+    Looks for ``*events.jsonl`` (the server's events) and a pcap (``br0.pcap`` first).
+    One session gives ``timeline.png``; several (a kernel and an initrd) give
+    ``timeline-<file>.png`` each.  A unicast-only test gives nothing.
     """
     events = sorted(directory.rglob("*events.jsonl"))
     pcaps = sorted(directory.rglob("*.pcap"), key=lambda p: (p.name != "br0.pcap", str(p)))
     multicast = [e for e in events if _has_multicast(e)]
     if not multicast:
-        return None
-    write_timeline(multicast[0], pcaps[0] if pcaps else None, directory / name)
-    return directory / name
+        return []
+    pcap = pcaps[0] if pcaps else None
+    files = session_files(read_event_lines(multicast[0]))
+    if len(files) <= 1:
+        write_timeline(multicast[0], pcap, directory / "timeline.png")
+        return [directory / "timeline.png"]
+    out = []
+    for name in files:
+        target = directory / f"timeline-{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.png"
+        write_timeline(multicast[0], pcap, target, file=name)
+        out.append(target)
+    return out
 
 
 def _has_multicast(path: Path) -> bool:
@@ -510,6 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("events", type=Path, nargs="?", help="the server's --events file (JSON lines)")
     parser.add_argument("--pcap", type=Path, default=None, help="capture on the bridge (optional)")
     parser.add_argument("--server", action="append", help="server IP (repeatable; default 192.0.2.1)")
+    parser.add_argument("--file", default=None, help="only this file's multicast session")
     parser.add_argument("-o", "--output", type=Path, default=Path("timeline.png"))
     args = parser.parse_args(argv)
     if args.events is not None and not args.events.is_file():
@@ -518,7 +591,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.events is None and args.pcap is None:
         print("lab.timeline: give an events file, a --pcap, or both", file=sys.stderr)
         return 2
-    timeline = write_timeline(args.events, args.pcap, args.output, tuple(args.server or ("192.0.2.1",)))
+    try:
+        timeline = write_timeline(args.events, args.pcap, args.output, tuple(args.server or ("192.0.2.1",)),
+                                  file=args.file)  # fmt: skip
+    except ValueError as exc:
+        print(f"lab.timeline: {exc}", file=sys.stderr)
+        return 2
     counts = ", ".join(f"{k} {timeline.count(k)}" for k in MARK_KINDS)
     sources = " + ".join(timeline.sources)
     print(f"{args.output}: {counts}; {len(timeline.annotations)} annotations; from {sources}")

@@ -179,7 +179,7 @@ def test_png_is_written_for_artifacts_folder(tmp_path: Path) -> None:
     write_events(tmp_path / "tftp.events.jsonl", train_events())
     (tmp_path / "pcap").mkdir()
     train_pcap(tmp_path / "pcap" / "br0.pcap")
-    out = timeline_for_artifacts(tmp_path)
+    (out,) = timeline_for_artifacts(tmp_path)
     assert out == tmp_path / "timeline.png"
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -190,7 +190,7 @@ def test_png_is_written_for_artifacts_folder(tmp_path: Path) -> None:
 
 def test_unicast_only_artifacts_get_no_picture(tmp_path: Path) -> None:
     write_events(tmp_path / "tftp.events.jsonl", [ev(0, "done", client=f"{A}:1")])
-    assert timeline_for_artifacts(tmp_path) is None
+    assert timeline_for_artifacts(tmp_path) == []
     assert not (tmp_path / "timeline.png").exists()
 
 
@@ -226,3 +226,38 @@ def test_pcap_alone_takes_joins_from_read_requests(tmp_path: Path) -> None:
     assert joins[1].label == f"RRQ {B}"
     assert line.title == "capture r.pcap"
     assert all(m.kind != "rrq" for m in line.marks)
+
+
+def test_one_picture_per_session_and_no_boot_script_noise(tmp_path: Path) -> None:
+    """A full boot fetches a kernel then an initrd on the same MTFTP group: two pictures."""
+    raw = [
+        ev(0.0, "done", client=f"{A}:1", file="boot.ipxe", blocks=1),  # the unicast boot script
+        ev(0.1, "mcast_session_start", file="vmlinuz", group="239.255.1.1:3001", blocks=100, mode="mtftp"),
+        ev(0.1, "mcast_join", file="vmlinuz", client=f"{A}:2", late=False, stream_block=0),
+        ev(1.2, "done", file="vmlinuz", client=f"{A}:2"),
+        ev(1.2, "mcast_session_end", file="vmlinuz", group_ratio=1.0),
+        ev(3.0, "mcast_session_start", file="initrd.gz", group="239.255.1.1:3001", blocks=20, mode="mtftp"),
+        ev(3.0, "mcast_join", file="initrd.gz", client=f"{A}:3", late=False, stream_block=0),
+        ev(3.3, "done", file="initrd.gz", client=f"{A}:3"),
+        ev(3.3, "mcast_session_end", file="initrd.gz", group_ratio=1.0),
+    ]
+    events = write_events(tmp_path / "tftp.events.jsonl", raw)
+    def stream(start: float, port: int, blocks: int) -> list[tuple[float, bytes]]:
+        data = [udp_frame(SERVER, GROUP[0], port, GROUP[1], tftp_data(b)) for b in range(1, blocks + 1)]
+        return [(T0 + start + 0.01 * (i + 1), frame) for i, frame in enumerate(data)]
+
+    # the kernel's session is still repeating blocks on the same group when the initrd's starts
+    frames = stream(0.1, 40000, 100) + stream(3.0, 40001, 20) + stream(3.05, 40000, 10)
+    (tmp_path / "pcap").mkdir()
+    write_pcap(tmp_path / "pcap" / "br0.pcap", frames)
+    whole = build_timeline(events)
+    assert [a.label for a in whole.of_kind(DONE)] == [f"done {A}", f"done {A}"], "boot.ipxe is not a session"
+    initrd = build_timeline(events, tmp_path / "pcap" / "br0.pcap", file="initrd.gz")
+    assert initrd.count(GROUP_DATA) == 20 and initrd.blocks == 20 and "initrd.gz" in initrd.title
+    assert {m.port for m in initrd.marks} == {40001}, "the older session's port is left out"
+    assert initrd.origin == pytest.approx(T0 + 3.0)
+    with pytest.raises(ValueError, match="no multicast session"):
+        build_timeline(events, file="boot.ipxe")
+    paths = timeline_for_artifacts(tmp_path)
+    assert [p.name for p in paths] == ["timeline-vmlinuz.png", "timeline-initrd.gz.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
