@@ -42,8 +42,10 @@ NICS = {
     "e1000": ("e1000", "pxe-e1000.rom"),
     "rtl8139": ("rtl8139", "pxe-rtl8139.rom"),
     "pcnet": ("pcnet", "pxe-pcnet.rom"),
-    "virtio": ("virtio-net-pci", "pxe-virtio.rom"),
+    "eepro100": ("i82557b", "pxe-eepro100.rom"),
 }
+#: Console text after which a VM will never boot (no ROM ran): end it instead of waiting.
+DEAD_END = b"No bootable device"
 PAYLOAD_SIZE = 256 * 1024
 
 
@@ -137,6 +139,8 @@ def run_vms(
                 chunk = os.read(fd, 65536)
                 if chunk:
                     out[streams[fd]] += chunk
+                    if DEAD_END in out[streams[fd]]:
+                        ended[streams[fd]] = time.monotonic()
                 else:
                     ended[streams[fd]] = time.monotonic()
             for index, proc in procs.items():
