@@ -8,6 +8,8 @@ scenario process with 1, 3 or 20 simulated iPXE clients in one event loop.
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,28 @@ def test_one_session_whichever_worker_reads_the_requests(veth_lab: tuple[Namespa
     assert sum(1 for e in events if e["event"] == "mcast_session_start") == 1
     assert sum(1 for e in events if e["event"] == "mcast_join") == 6
     assert session_totals(events)["group_bytes"] <= 1.05 * SIZE
+
+
+def test_netboot_fetch_cli_prints_sha256_bytes_by_path_and_seconds(veth_lab: tuple[Namespace, Path]) -> None:
+    ns, work = veth_lab
+    root = work / "root"
+    data = make_file(root, "boot.img", 300_000)
+    want = hashlib.sha256(data).hexdigest()
+    server = Served(ns, "pyatftpd", root, [], work)
+    try:
+        text = ns.run([sys.executable, "-m", "netboot.clients.cli", "-n", "2", "tftm://192.0.2.1/boot.img"],
+                      timeout=60)
+        as_json = ns.run([sys.executable, "-m", "netboot.clients.cli", "--json", "--deaf", "1",
+                          "tftm://192.0.2.1/boot.img"], timeout=60)
+        missing = ns.run([sys.executable, "-m", "netboot.clients.cli", "tftm://192.0.2.1/nope.img"],
+                         check=False, timeout=60)
+    finally:
+        server.stop()
+    lines = text.stdout.strip().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert want in line and "multicast=" in line and "unicast=" in line and "seconds=" in line
+    (client,) = json.loads(as_json.stdout)["clients"]
+    assert client["sha256"] == want
+    assert client["bytes_unicast"] == len(data) and client["bytes_multicast"] == 0, "deaf: all by unicast"
+    assert missing.returncode == 1 and "FAILED" in missing.stdout and "ERROR 1" in missing.stdout
