@@ -67,6 +67,15 @@ def namespace_support_problem() -> str | None:
     return None
 
 
+def _holder_ready(pid: int) -> bool:
+    try:
+        mapped = Path(f"/proc/{pid}/uid_map").read_text().strip()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return bool(mapped) and _HOLDER_CODE.encode() in cmdline
+
+
 class Namespace:
     """One user+net+pid namespace, alive while this object's holder process lives."""
 
@@ -85,8 +94,13 @@ class Namespace:
         problem = namespace_support_problem()
         if problem:
             raise NamespaceUnavailable(problem)
+        # setpriv sets the death signal and execs unshare: no preexec_fn, which is unsafe
+        # when other threads run (parallel labs, console drains).  The signal fires when
+        # the *thread* that started us ends, so a namespace lives in the thread that made it.
+        launcher = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
         self._unshare = subprocess.Popen(
             [
+                *launcher,
                 "unshare",
                 "--user",
                 "--map-root-user",
@@ -99,7 +113,7 @@ class Namespace:
                 _HOLDER_CODE,
             ],
             stdin=subprocess.PIPE,
-            preexec_fn=_die_with_parent,
+            preexec_fn=None if launcher else _die_with_parent,
         )
         self.holder_pid = self._find_holder(self._unshare.pid)
         self.run(["ip", "link", "set", "lo", "up"])
@@ -113,7 +127,9 @@ class Namespace:
                 pids = children.read_text().split()
             except FileNotFoundError:
                 raise NamespaceUnavailable("unshare exited before the namespace was ready") from None
-            if pids:
+            # unshare forks the holder first and only then writes its uid map and execs
+            # Python: entering it earlier gives a process without capabilities (EPERM).
+            if pids and _holder_ready(int(pids[0])):
                 return int(pids[0])
             time.sleep(0.01)
         raise NamespaceUnavailable("unshare did not start its holder process within 5 s")

@@ -1,88 +1,61 @@
-"""The bridge's multicast variant (flooding vs IGMP snooping with a querier), set and confirmed.
+"""The lab's L2 segment: bridge br0, its addresses, and one tap per VM.
 
-Why: iPXE sends no IGMP membership reports (protocols.md section 5), so a snooping
-bridge with an active querier stops forwarding the group to its taps.  The matrix
-shows that topology as a column; its cells are only worth something if the bridge
-really was in that state, so the state is read back from ``ip -d link show`` and
-recorded, not assumed from the command that set it.
+Why IPv6 on the bridge: Debian's 2019 iPXE ROMs wait about 13 s for IPv6 routers
+unless a router advertisement arrives; with 2001:db8::1/64 on br0, dnsmasq answers
+router solicitations and a boot takes seconds instead (lab-findings.md).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
 
-from lab.netns import Namespace
+from lab.netns import Namespace, make_bridge
 
-Variant = Literal["flooding", "snooping-querier", "snooping"]
-
-VARIANTS: dict[str, tuple[int, int]] = {
-    # name: (mcast_snooping, mcast_querier)
-    "flooding": (0, 0),
-    "snooping": (1, 0),
-    "snooping-querier": (1, 1),
-}
-
-
-class TopologyMismatch(RuntimeError):
-    """The bridge is not in the variant a test asked for."""
+BRIDGE = "br0"
+SERVER_IPV4 = "192.0.2.1"
+SERVER_IPV6 = "2001:db8::1"
 
 
 @dataclass(frozen=True)
-class BridgeMulticastState:
-    bridge: str
-    mcast_snooping: int
-    mcast_querier: int
-    #: In centiseconds, as ip reports it.
-    mcast_query_interval: int | None
-    mcast_igmp_version: int | None
+class Topology:
+    """Bridge multicast settings, a matrix column for the multicast issue.
+
+    iPXE sends no IGMP reports, so ``snooping`` with ``querier`` cuts iPXE off the group.
+    """
+
+    snooping: bool = False
+    querier: bool = False
 
     @property
-    def variant(self) -> str:
-        for name, (snooping, querier) in VARIANTS.items():
-            if (self.mcast_snooping, self.mcast_querier) == (snooping, querier):
-                return name
-        return f"snooping={self.mcast_snooping},querier={self.mcast_querier}"
+    def name(self) -> str:
+        return f"snoop-{'on' if self.snooping else 'off'}+querier-{'on' if self.querier else 'off'}"
 
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "variant": self.variant}
-
-
-def read_bridge_state(ns: Namespace, bridge: str = "br0") -> BridgeMulticastState:
-    """Read the multicast settings the kernel reports for ``bridge`` (``ip -d -j link show``)."""
-    result = ns.run(["ip", "-d", "-j", "link", "show", "dev", bridge])
-    links = json.loads(result.stdout)
-    info = links[0].get("linkinfo", {}) if links else {}
-    if info.get("info_kind") != "bridge":
-        raise TopologyMismatch(f"{bridge} is not a bridge (ip -d link show says {info.get('info_kind')!r})")
-    data = info.get("info_data", {})
-    return BridgeMulticastState(
-        bridge=bridge,
-        mcast_snooping=int(data["mcast_snooping"]),
-        mcast_querier=int(data["mcast_querier"]),
-        mcast_query_interval=data.get("mcast_query_intvl"),
-        mcast_igmp_version=data.get("mcast_igmp_version"),
-    )
+    @classmethod
+    def parse(cls, text: str) -> Topology:
+        """``flood`` (the default), ``snoop``, or ``snoop+querier``."""
+        known = {
+            "flood": cls(),
+            "snoop": cls(snooping=True),
+            "snoop+querier": cls(snooping=True, querier=True),
+        }
+        try:
+            return known[text]
+        except KeyError:
+            raise ValueError(f"unknown topology {text!r}; choose one of {', '.join(known)}") from None
 
 
-def set_variant(ns: Namespace, variant: Variant, bridge: str = "br0") -> BridgeMulticastState:
-    """Put ``bridge`` into ``variant`` and return the state read back (raises if it did not take)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown bridge variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    snooping, querier = VARIANTS[variant]
-    ns.run(
-        [
-            "ip", "link", "set", bridge, "type", "bridge",
-            "mcast_snooping", str(snooping), "mcast_querier", str(querier),
-        ]
-    )
-    return confirm_variant(ns, variant, bridge)
+def build_network(ns: Namespace, topology: Topology) -> None:
+    """br0 with 192.0.2.1/24, the 224/4 route, and 2001:db8::1/64 (no DAD wait)."""
+    make_bridge(ns, BRIDGE, f"{SERVER_IPV4}/24", snooping=topology.snooping, querier=topology.querier)
+    ns.run(["ip", "-6", "addr", "add", f"{SERVER_IPV6}/64", "dev", BRIDGE, "nodad"])
 
 
-def confirm_variant(ns: Namespace, variant: Variant, bridge: str = "br0") -> BridgeMulticastState:
-    """The bridge's state, after checking it matches ``variant``."""
-    state = read_bridge_state(ns, bridge)
-    if state.variant != variant:
-        raise TopologyMismatch(f"{bridge} is in variant {state.variant}, not {variant}")
-    return state
+def add_tap(ns: Namespace, name: str) -> None:
+    """A tap enslaved to br0 and up; QEMU opens it by name (script=no)."""
+    ns.run(["ip", "tuntap", "add", name, "mode", "tap"])
+    ns.run(["ip", "link", "set", name, "master", BRIDGE])
+    ns.run(["ip", "link", "set", name, "up"])
+
+
+def remove_tap(ns: Namespace, name: str) -> None:
+    ns.run(["ip", "link", "del", name], check=False)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.bridge_variant import TopologyMismatch, confirm_variant, read_bridge_state, set_variant
 from lab.capture import Capture
 from lab.netns import Namespace, make_bridge
-from lab.topology import TopologyMismatch, confirm_variant, read_bridge_state, set_variant
 from lab.wire import parse_pcap
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,0 +1,250 @@
+"""A running lab: namespace, bridge, dnsmasq, TFTP server, and VM boots against them.
+
+One ``Lab`` per parallel worker: each has its own namespace, so addresses, ports and
+taps never collide between workers, and each dies with its holder process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from images.payload import write_payload
+from images.verifier import build_verifier
+from lab.addressing import Slot, slots
+from lab.bootscript import boot_script, url
+from lab.dhcp import Dnsmasq
+from lab.errors import LabError, LabUnavailable
+from lab.evidence import BootEvidence, PayloadCheck, StageRecord
+from lab.netns import Namespace, namespace_support_problem
+from lab.qemu import QemuSpec
+from lab.rompatch import prepared_rom
+from lab.stages import PROTOCOL_FEATURE, run_ladder
+from lab.status import Status
+from lab.tftp import TftpServer
+from lab.topology import Topology, add_tap, build_network, remove_tap
+from lab.vm import Vm
+from roms.catalog import NicModel
+from roms.romset import RomMismatch, RomMissing, RomSet
+
+VERIFIER_NAME = "verifier.elf"
+
+
+def vm_support_problem() -> str | None:
+    """Why VMs cannot run here (a skip reason with the fix), or None."""
+    problem = namespace_support_problem()
+    if problem:
+        return problem
+    if not os.path.exists("/dev/net/tun"):
+        return "/dev/net/tun is missing; load the tun module (modprobe tun) or pass --device /dev/net/tun"
+    for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("dnsmasq", "dnsmasq-base")):
+        if shutil.which(tool) is None:
+            return f"'{tool}' is missing; apt-get install {package}"
+    return None
+
+
+@dataclass
+class LabConfig:
+    directory: Path
+    index: int = 0
+    topology: Topology = field(default_factory=Topology)
+    server: str = "pyatftpd"
+    accel: str = "tcg"
+    slot_count: int = 8
+    timeout_scale: float = 1.0
+
+
+class Lab:
+    def __init__(self, config: LabConfig) -> None:
+        self.config = config
+        self.directory = config.directory
+        self.ns = Namespace()
+        self.dhcp: Dnsmasq | None = None
+        self.tftp: TftpServer | None = None
+        self.root = self.directory / "tftproot"
+        self._free: queue.Queue[Slot] = queue.Queue()
+
+    def __enter__(self) -> Lab:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        problem = vm_support_problem()
+        if problem:
+            raise LabUnavailable(problem)
+        services = self.directory / "services"
+        services.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(build_verifier(), self.root / VERIFIER_NAME)
+        self.ns.start()
+        build_network(self.ns, self.config.topology)
+        lab_slots = slots(self.config.index, self.config.slot_count)
+        for slot in lab_slots:
+            self._free.put(slot)
+        self.dhcp = Dnsmasq(self.ns, lab_slots, services)
+        self.start_tftp(self.config.server)
+
+    def start_tftp(self, kind: str) -> TftpServer:
+        """(Re)start the TFTP server; a lab switches servers between boots, never during one."""
+        if self.tftp is not None:
+            self.tftp.stop()
+        self.tftp = TftpServer(self.ns, kind, self.root, self.directory / "services")
+        return self.tftp
+
+    def close(self) -> None:
+        for service in (self.tftp, self.dhcp):
+            if service is not None:
+                service.stop()
+        self.ns.close()
+
+    def payload(self, size: int, seed: int) -> tuple[str, str]:
+        """The payload's file name in the TFTP root and its SHA-256 (written once)."""
+        name = f"payload-{size}-{seed}.bin"
+        digest_file = self.root / (name + ".sha256")
+        if not digest_file.exists():
+            digest_file.write_text(write_payload(self.root / name, size, seed))
+        return name, digest_file.read_text()
+
+    def health_problem(self) -> str | None:
+        if self.dhcp is None or not self.dhcp.alive():
+            return "dnsmasq is not running (see services/dnsmasq.stderr)"
+        if self.tftp is None or not self.tftp.alive():
+            return f"the TFTP server ({self.config.server}) died (see services/)"
+        return None
+
+    def launch(
+        self, model: NicModel, rom_set: RomSet, size: int, seed: int, directory: Path, check_rom: bool = True,
+        protocol: str = "tftp",
+    ) -> BootRun:  # fmt: skip
+        """Start one VM that fetches and verifies one payload; ``finish()`` collects the verdict."""
+        directory.mkdir(parents=True, exist_ok=True)
+        run = BootRun(self, directory, model, size, protocol)
+        try:
+            rom = rom_set.checked_rom(model) if check_rom else rom_set.rom_path(model)
+        except RomMissing as exc:
+            run.preflight(Status.SKIP, f"no ROM in this set: {exc}")
+            return run
+        except RomMismatch as exc:
+            run.preflight(Status.ERROR, f"ROM mismatch (a lab setup error, not a driver failure): {exc}")
+            return run
+        run.evidence.rom.update({"set": rom_set.name, "path": str(rom), "sha256": _sha256(rom)})
+        assert model.pci_id is not None
+        rom, patched = prepared_rom(rom, model.pci_id, directory)
+        if patched:
+            run.evidence.rom["patched_ids"] = f"generic IDs set to {model.pci_id} (as QEMU does): {rom}"
+        name, digest = self.payload(size, seed)
+        run.payload.expect_sha256 = digest
+        slot = self._free.get(timeout=600)
+        run.slot = slot
+        # Slots are reused: this boot's evidence is what the services log from now on.
+        run.dhcp_mark = len(self.dhcp.log_for(slot.mac)) if self.dhcp else 0
+        run.tftp_mark = len(self.tftp.events()) if self.tftp else 0
+        (self.root / slot.boot_file).write_text(
+            boot_script(url(protocol, VERIFIER_NAME), url(protocol, name), digest, size)
+        )
+        (directory / "boot.ipxe").write_text((self.root / slot.boot_file).read_text())
+        add_tap(self.ns, slot.tap)
+        assert model.qemu_device is not None
+        spec = QemuSpec(
+            model.qemu_device, slot.mac, rom, slot.tap, accel=self.config.accel, pcap=directory / "nic.pcap"
+        )
+        try:
+            run.vm = Vm(self.ns, spec, directory)
+        except LabError as exc:
+            run.preflight(Status.ERROR, str(exc))
+            self._release(slot)
+        return run
+
+    def _release(self, slot: Slot) -> None:
+        remove_tap(self.ns, slot.tap)
+        self._free.put(slot)
+
+
+class BootRun:
+    """A VM boot in progress and the evidence it is accumulating."""
+
+    def __init__(self, lab: Lab, directory: Path, model: NicModel, size: int, protocol: str = "tftp") -> None:
+        self.lab = lab
+        self.protocol = protocol
+        self.directory = directory
+        self.model = model
+        self.slot: Slot | None = None
+        self.vm: Vm | None = None
+        self.payload = PayloadCheck(size, "")
+        self.evidence = BootEvidence(payloads=[self.payload])
+        self._done = False
+        self.dhcp_mark = 0
+        self.tftp_mark = 0
+
+    def preflight(self, status: Status, reason: str) -> None:
+        self.evidence.stages.append(StageRecord("preflight", status, 0.0, 0.0, message=reason))
+        self.evidence.reason = f"{status.value}@preflight: {reason}"
+        self.evidence.payloads = []
+        self._done = True
+
+    def finish(self) -> BootEvidence:
+        """Walk the boot ladder, stop the VM, gather server evidence, write evidence.json."""
+        if not self._done and self.vm is not None and self.slot is not None:
+            t0 = time.monotonic()
+            try:
+                run_ladder(
+                    self.vm.console, self.vm.proc, self.payload, self.evidence, self.vm.started,
+                    timeout_scale=self.lab.config.timeout_scale,
+                    required_feature=PROTOCOL_FEATURE.get(self.protocol),
+                )  # fmt: skip
+            finally:
+                self.vm.stop()
+                self.lab._release(self.slot)
+            self.evidence.seconds = time.monotonic() - t0
+            self._collect(self.slot)
+            self._done = True
+        self.evidence.settle()
+        problem = self.lab.health_problem()
+        if problem and self.evidence.status is Status.FAIL:
+            # Never blame the driver for a lab that broke under it.
+            self.evidence.status = Status.ERROR
+            self.evidence.reason = f"ERROR@lab: {problem} (driver verdict withheld: {self.evidence.reason})"
+        self.evidence.write(self.directory / "evidence.json")
+        return self.evidence
+
+    def _collect(self, slot: Slot) -> None:
+        files = self.evidence.files
+        files["console"] = str(self.directory / "console.log")
+        files["console_answers"] = str(self.directory / "answers.log")
+        files["pcap"] = str(self.directory / "nic.pcap")
+        files["qemu_cmdline"] = str(self.directory / "qemu.cmdline")
+        files["qemu_stderr"] = str(self.directory / "qemu.stderr")
+        files["boot_script"] = str(self.directory / "boot.ipxe")
+        if self.lab.dhcp is not None:
+            dhcp_log = self.directory / "dhcp.log"
+            dhcp_log.write_text("\n".join(self.lab.dhcp.log_for(slot.mac)[self.dhcp_mark :]) + "\n")
+            files["dhcp_log"] = str(dhcp_log)
+        if self.lab.tftp is not None:
+            since = self.lab.tftp.events()[self.tftp_mark :]
+            mine = [e for e in since if _client_ip(e) == slot.ipv4]
+            events = self.directory / "tftp.events.jsonl"
+            events.write_text("".join(json.dumps(e) + "\n" for e in mine))
+            files["tftp_events"] = str(events)
+            files["tftp_server"] = self.lab.tftp.kind
+
+
+def _client_ip(event: dict[str, Any]) -> str:
+    return str(event.get("client", "")).rsplit(":", 1)[0]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,138 @@
+"""The TFTP server the VMs boot from: pyatftpd (ours) or Debian's atftpd (reference).
+
+Both run from their real command line inside the lab namespace.  The lab reads
+pyatftpd's ``--events`` file; atftpd has none, so its ``Serving FILE to IP:PORT`` log
+lines are turned into the same ``request`` events to keep the evidence comparable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError, LabUnavailable
+from lab.netns import Namespace, kill_group
+from lab.topology import SERVER_IPV4
+from netboot.events import read_events
+
+SERVERS = ("pyatftpd", "atftpd")
+
+
+@dataclass(frozen=True)
+class TftpSpec:
+    kind: str  # one of SERVERS
+    root: Path
+    logfile: Path
+    events: Path
+    port: int = 69
+    address: str = SERVER_IPV4
+
+
+def find_program(name: str) -> str | None:
+    """``name`` on PATH, or beside this Python (a venv's console scripts when PATH lacks them)."""
+    beside = os.path.dirname(sys.executable)
+    return shutil.which(name) or shutil.which(name, path=beside)
+
+
+def tftp_argv(spec: TftpSpec) -> list[str]:
+    """The server's real command line (atftpd-compatible for both)."""
+    # --user root.root: the default drop to nobody.nogroup needs setgroups(), which the user
+    # namespace refuses; the namespace's root is an unprivileged user on the host anyway.
+    common = ["--daemon", "--no-fork", "--port", str(spec.port), "--bind-address", spec.address]
+    common += ["--user", "root.root"]
+    if spec.kind == "pyatftpd":
+        files = ["--logfile", str(spec.logfile), "--events", str(spec.events)]
+        return [find_program("pyatftpd") or "pyatftpd", *common, *files, str(spec.root)]
+    if spec.kind == "atftpd":
+        # atftpd's own --logfile stays empty inside the namespace; '-' plus a redirect works.
+        return ["atftpd", *common, "--logfile", "-", "--verbose=6", str(spec.root)]
+    raise ValueError(f"unknown TFTP server {spec.kind!r}; choose one of {', '.join(SERVERS)}")
+
+
+def server_problem(kind: str) -> str | None:
+    """Why ``kind`` cannot run here (for a skip or a MISS), or None."""
+    if kind not in SERVERS:
+        return f"unknown TFTP server {kind!r}; choose one of {', '.join(SERVERS)}"
+    if find_program(kind) is None:
+        fix = "pip install -e . (its console script)" if kind == "pyatftpd" else "apt-get install atftpd"
+        return f"'{kind}' is not on PATH; {fix}"
+    return None
+
+
+_ATFTPD_SERVING = re.compile(r"Serving (?P<file>\S+) to (?P<client>[\d.]+:\d+)")
+
+
+def events_from_atftpd_log(text: str) -> list[dict[str, Any]]:
+    return [
+        {"server": "atftpd", "event": "request", "file": m["file"], "client": m["client"]}
+        for m in _ATFTPD_SERVING.finditer(text)
+    ]
+
+
+class TftpServer:
+    """A running TFTP server inside the namespace; ``events()`` is its evidence."""
+
+    def __init__(self, ns: Namespace, kind: str, root: Path, directory: Path) -> None:
+        problem = server_problem(kind)
+        if problem:
+            raise LabUnavailable(problem)
+        self.ns = ns
+        self.kind = kind
+        self.spec = TftpSpec(kind, root, directory / f"{kind}.log", directory / f"{kind}.events.jsonl")
+        self._out = open(directory / f"{kind}.stdout", "wb")  # noqa: SIM115 - lives with the process
+        self.proc = ns.popen(tftp_argv(self.spec), stdout=self._out, stderr=self._out)
+        self._wait_listening()
+
+    @property
+    def log_path(self) -> Path:
+        return self.spec.logfile if self.kind == "pyatftpd" else Path(self._out.name)
+
+    def _wait_listening(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise LabError(f"{self.kind} exited {self.proc.returncode} at start; see {self._out.name}")
+            ss = self.ns.run(["ss", "-Hlun", f"sport = :{self.spec.port}"], check=False)
+            if ss.stdout.strip():
+                return
+            time.sleep(0.05)
+        raise LabError(f"{self.kind} did not listen on UDP {self.spec.port} within {timeout} s")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def events(self) -> list[dict[str, Any]]:
+        if self.kind == "atftpd":
+            return events_from_atftpd_log(Path(self._out.name).read_text(errors="replace"))
+        if not self.spec.events.exists():
+            return []
+        return read_events(str(self.spec.events))
+
+    def _listening(self) -> bool:
+        return bool(self.ns.run(["ss", "-Hlun", f"sport = :{self.spec.port}"], check=False).stdout.strip())
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the server and every process of its group (pyatftpd's workers too).
+
+        The port must be free when this returns, or the next server cannot bind it:
+        workers can outlive the process that nsenter waits for.
+        """
+        group = self.proc.pid
+        kill_group(self.proc)
+        deadline = time.monotonic() + timeout
+        while self._listening() and time.monotonic() < deadline:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            time.sleep(0.05)
+        self._out.close()
+        if self._listening():
+            raise LabError(f"{self.kind} still holds UDP {self.spec.port} {timeout:.0f} s after its stop")

@@ -1,0 +1,130 @@
+"""``pyslamd FILE``: a drop-in for mini-slamd that keeps the group fed.
+
+One server serves one file on one port and group; run several for several files
+(docs/pyslamd.md shows how that maps to ``x-slam://`` URIs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+
+from netboot.events import EventLog
+from netboot.slam.packets import DEFAULT_BLOCK_SIZE
+from netboot.slam.server import MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
+from netboot.slam.transport import SocketOptions, serve
+
+DEFAULT_RATE = 12_500_000  # bytes/s of payload: 100 Mbit/s
+
+
+def parse_rate(text: str) -> float:
+    """Bytes per second, with an optional K/M/G suffix (powers of 1000)."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}
+    value = text.strip().lower()
+    factor = 1.0
+    if value and value[-1] in scale:
+        factor = scale[value[-1]]
+        value = value[:-1]
+    try:
+        rate = float(value) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad rate {text!r}: use bytes per second, e.g. 12.5M") from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError("the rate must be positive")
+    return rate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pyslamd", description="SLAM (x-slam://) multicast file server.")
+    p.add_argument("file", help="the one file to serve")
+    p.add_argument("--port", type=int, default=10000, help="UDP port for NACKs (default 10000)")
+    p.add_argument("--mcast-addr", default="239.255.1.1", help="group address (default 239.255.1.1)")
+    p.add_argument("--mcast-port", type=int, default=10000, help="group port (default 10000)")
+    p.add_argument("--ttl", type=int, default=1, help="multicast TTL (default 1)")
+    p.add_argument("--no-loop", action="store_true", help="do not loop group data back to this host")
+    p.add_argument("--interface", help="egress interface for the group (IP_MULTICAST_IF by index)")
+    p.add_argument("--bind-address", help="local address to bind and to send the group from")
+    p.add_argument(
+        "--block-size",
+        type=int,
+        default=DEFAULT_BLOCK_SIZE,
+        help=f"data bytes per datagram (default {DEFAULT_BLOCK_SIZE}; capped at {MAX_BLOCK_SIZE})",
+    )
+    p.add_argument(
+        "--rate", type=parse_rate, default=DEFAULT_RATE, help="pacing ceiling in bytes/s (default 12.5M)"
+    )
+    p.add_argument("--events", help="append JSON-lines events to this file ('-' = stdout)")
+    p.add_argument("--logfile", help="write the log here instead of stderr")
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        filename=args.logfile,
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    log = logging.getLogger("pyslamd")
+    try:
+        group = ipaddress.IPv4Address(args.mcast_addr)
+    except ValueError:
+        print(f"pyslamd: --mcast-addr {args.mcast_addr!r} is not an IPv4 address", file=sys.stderr)
+        return 2
+    if not group.is_multicast:
+        print(f"pyslamd: --mcast-addr {group} is not a multicast (224.0.0.0/4) address", file=sys.stderr)
+        return 2
+    block_size = args.block_size
+    if block_size < 1:
+        print("pyslamd: --block-size must be at least 1", file=sys.stderr)
+        return 2
+    if block_size > MAX_BLOCK_SIZE:
+        log.warning("block size %d capped to %d (header and packet number take up to %d of 1472 bytes)",
+                    block_size, MAX_BLOCK_SIZE, MAX_OVERHEAD)
+        block_size = MAX_BLOCK_SIZE
+    packets_per_second = max(1.0, args.rate / block_size)
+    config = ServerConfig(block_size=block_size, max_rate=packets_per_second)
+    opts = SocketOptions(
+        port=args.port,
+        group=str(group),
+        group_port=args.mcast_port,
+        ttl=args.ttl,
+        loop=not args.no_loop,
+        bind_address=args.bind_address,
+        interface=args.interface,
+    )
+    events = EventLog(args.events, "pyslamd")
+    try:
+        asyncio.run(_run(args.file, opts, config, events))
+    except OSError as exc:
+        print(f"pyslamd: {exc}", file=sys.stderr)
+        if getattr(exc, "errno", None) == 98:
+            print("pyslamd: the port is taken; pick another --port, or --bind-address when local "
+                  "clients hold the group port", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"pyslamd: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        events.close()
+    return 0
+
+
+async def _run(path: str, opts: SocketOptions, config: ServerConfig, events: EventLog) -> None:
+    task = asyncio.ensure_future(serve(path, opts, config, events))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

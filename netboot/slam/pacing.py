@@ -1,0 +1,116 @@
+"""pyslamd's pacing: a token bucket whose rate follows what the master client reports.
+
+Why a module of its own: the rules that decide how fast the group is fed (and so
+whether a slow NIC is flooded) are the part most likely to be tuned, and they are
+easier to read and test apart from the client bookkeeping in ``server.py``.
+
+Rules, all driven by the server core with its ``now``:
+
+* ``cut(now, factor)``: an immediate multiplicative back-off, at most every 50 ms
+  (a 4-block loss run, a missed master ping);
+* ``end_window(...)``: every 0.1 s, back off by 30 % when the master's share of
+  freshly lost blocks exceeds ``backoff_above`` or it is congested (answers late),
+  and grow by 15 % when the master answered and lost less than ``grow_below``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The pacing rate is reconsidered this often (seconds).
+RATE_WINDOW = 0.1
+#: Immediate cuts are at least this far apart (about one answer from the master).
+MIN_CUT_INTERVAL = 0.05
+#: Fewer data datagrams than this in a window say nothing about loss.
+MIN_WINDOW_SAMPLE = 16
+
+
+@dataclass(frozen=True)
+class RateChange:
+    rate: float
+    loss: float | None
+
+
+class Pacer:
+    """Token bucket of data datagrams per second, with iPXE-friendly AIMD-like rules."""
+
+    def __init__(
+        self,
+        max_rate: float,
+        min_rate: float,
+        burst: int,
+        now: float,
+        backoff_above: float = 0.15,
+        grow_below: float = 0.08,
+    ) -> None:
+        self.max_rate = max_rate
+        self.min_rate = min(min_rate, max_rate)
+        self.burst = burst
+        self.backoff_above = backoff_above
+        self.grow_below = grow_below
+        # Half the ceiling: fast on a good LAN, and the master's first answers come
+        # within milliseconds if it is too much.
+        self.rate = min(max_rate, max(self.min_rate, max_rate / 2))
+        self._tokens = float(burst)
+        self._refilled = now
+        self._last_cut = -1e9
+        self._window_start = now
+        self._sent = 0
+        self._lost = 0
+        self._answers = 0
+        self._congested = False
+        self.changes: list[RateChange] = []
+
+    # ---------------------------------------------------------------- token bucket
+
+    def refill(self, now: float) -> None:
+        if now > self._refilled:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._refilled) * self.rate)
+            self._refilled = now
+
+    def may_send(self) -> bool:
+        return self._tokens > 1.0 - 1e-6  # float slack: never wake up just short of a token
+
+    def spend(self) -> None:
+        self._tokens -= 1.0
+        self._sent += 1
+
+    def next_token_at(self) -> float:
+        return self._refilled + max(0.0, 1.0 - self._tokens) / self.rate
+
+    # ---------------------------------------------------------------- feedback
+
+    def note_answer(self, fresh_losses: int) -> None:
+        """The master answered a ping; ``fresh_losses`` blocks it lacks were sent lately."""
+        self._answers += 1
+        self._lost += fresh_losses
+
+    def note_congestion(self) -> None:
+        self._congested = True
+
+    def cut(self, now: float, factor: float, loss: float | None = None) -> None:
+        if now - self._last_cut < MIN_CUT_INTERVAL:
+            return
+        self._last_cut = now
+        self._set(max(self.min_rate, self.rate * factor), loss)
+
+    def end_window(self, now: float, have_master: bool, master_late: bool) -> None:
+        """Called often; acts once per :data:`RATE_WINDOW`."""
+        if now - self._window_start < RATE_WINDOW:
+            return
+        sent, lost, answers = self._sent, self._lost, self._answers
+        congested = self._congested or master_late
+        self._window_start, self._sent, self._lost, self._answers = now, 0, 0, 0
+        self._congested = False
+        if sent < MIN_WINDOW_SAMPLE or not have_master or now - self._last_cut < RATE_WINDOW:
+            return
+        loss = lost / sent
+        if congested or loss > self.backoff_above:
+            self.cut(now, 0.7, loss)
+        elif loss < self.grow_below and answers:  # grow only on the master's word
+            self._set(min(self.max_rate, self.rate * 1.15), loss)
+
+    def _set(self, rate: float, loss: float | None) -> None:
+        if abs(rate - self.rate) >= 1:
+            self.changes.append(RateChange(rate, loss))
+        self.rate = rate

@@ -1,0 +1,488 @@
+"""pyslamd's protocol core, sans-I/O: what to send, to whom and when; never how.
+
+Why it is shaped this way: mini-slamd answers each NACK with the (at most 4) blocks
+iPXE asked for and then waits for the next NACK, about 6 KB/s with a real ROM.
+iPXE, however, ignores blocks it already holds and accepts any block of the
+transaction at any time, so this core keeps the group fed instead:
+
+* an iPXE NACK capped at 4 blocks ("the gap goes on") starts an in-order *stream*
+  from its first gap to the end of the file, paced by a token bucket; a fresh
+  client's ``20 21 00`` gets block 0 and a ping, and its answer ``(1, 4)`` starts it;
+* reported gaps behind the stream are *repaired* first; blocks sent after the ping
+  a NACK answers are still in flight and are not repeated;
+* a *master* client (the first NACKer still listed, as in mini-slamd) is pinged
+  every ``ping_every`` blocks and at least every ``master_ping_interval`` so that it
+  NACKs at once, which reports loss while the stream runs; when the stream has
+  ended, up to ``probe_parallel`` clients are pinged at a time so that their
+  remaining gaps are found quickly;
+* a stream skips blocks that every listed client already holds (a late joiner's
+  second pass);
+* the pacing rate (``pacing.py``) backs off when the master's answers report fresh
+  loss, long loss runs or queueing, or when it stops answering, and grows back on
+  its answers otherwise, so a slow NIC is not flooded.
+
+Clients that do not answer ``missed_pings_to_drop`` pings in a row are dropped
+(the master is replaced within a second); a lone NUL removes a client at once.
+Every data datagram of a transaction carries the same header bytes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+from netboot.slam.ints import IPXE32_LIMIT
+from netboot.slam.pacing import Pacer
+from netboot.slam.packets import (
+    DEFAULT_BLOCK_SIZE,
+    MAX_DATAGRAM,
+    Disconnect,
+    Header,
+    MalformedSlam,
+    Nack,
+    decode_client_datagram,
+    encode_data,
+    encode_ping,
+)
+
+Address = tuple[str, int]
+
+#: The longest header + packet number pyslamd emits: 32-bit transaction ids (5 bytes),
+#: sizes below 2**29 (4 bytes), a 2-byte block size and a packet number below 2**29.
+MAX_OVERHEAD = 5 + 4 + 2 + 4
+MAX_BLOCK_SIZE = MAX_DATAGRAM - MAX_OVERHEAD
+
+#: iPXE asks for at most this many blocks per NACK; a NACK this long means "the gap goes on".
+IPXE_MAX_BLOCKS_PER_NACK = 4
+
+#: Only blocks sent this recently count as loss at the current rate.
+LOSS_HORIZON = 0.5
+
+
+@dataclass(frozen=True)
+class Content:
+    """One transaction: an immutable snapshot of the file and its id."""
+
+    transaction: int
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.data) >= IPXE32_LIMIT:
+            raise ValueError(
+                f"file is {len(self.data)} bytes; SLAM sizes must stay below 2**29 "
+                f"({IPXE32_LIMIT}) for 32-bit iPXE clients"
+            )
+        if not 0 <= self.transaction < 2**32:
+            raise ValueError("transaction id must fit 32 bits")
+
+
+@dataclass
+class ServerConfig:
+    block_size: int = DEFAULT_BLOCK_SIZE
+    #: Pacing ceiling in data datagrams per second (the CLI converts bytes/s).
+    max_rate: float = 8600.0
+    min_rate: float = 100.0
+    burst: int = 16
+    ping_every: int = 64
+    #: ...or at least this often (seconds), so that a dead master is noticed quickly.
+    master_ping_interval: float = 0.1
+    #: A ping is given up after 3 round-trip times, within these bounds...
+    min_ping_timeout: float = 0.01
+    max_ping_timeout: float = 0.2
+    #: ...and a client that misses this many in a row, for at least ``silence``, is dropped.
+    missed_pings_to_drop: int = 3
+    silence: float = 0.6
+    probe_parallel: int = 32
+    #: A client whose NACK asked for nothing we can send is pinged again only after this.
+    idle_probe_interval: float = 0.5
+    #: Unsolicited NACKs: blocks sent this recently are assumed to be still in flight.
+    in_flight_holdoff: float = 0.05
+    max_clients: int = 4096
+    #: The master's ping round trip this far above its best means data is queueing up.
+    queue_delay_limit: float = 0.25
+    loss_backoff_threshold: float = 0.15
+    loss_growth_threshold: float = 0.08
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.block_size <= MAX_BLOCK_SIZE:
+            raise ValueError(
+                f"block size must be 1..{MAX_BLOCK_SIZE} so that a datagram fits {MAX_DATAGRAM} bytes"
+            )
+        if self.max_rate < self.min_rate:
+            self.min_rate = self.max_rate
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something worth logging; ``name`` is one of the event names in docs/events.md."""
+
+    name: str
+    fields: dict[str, Any]
+
+
+@dataclass
+class Peer:
+    address: Address
+    joined: float
+    first_gap: int = 0
+    ping_sent: float | None = None
+    #: A ping not answered yet, even if given up on: a late NACK still answers it.
+    awaiting: bool = False
+    last_heard: float = 0.0
+    last_ping: float = 0.0
+    awaiting_since: float = 0.0
+    srtt: float = 0.05
+    ping_seq: int = 0
+    missed_pings: int = 0
+    next_probe: float = 0.0
+    nacks: int = 0
+
+
+@dataclass
+class Stats:
+    data_sent: int = 0
+    data_bytes: int = 0
+    pings_sent: int = 0
+    nacks: int = 0
+    disconnects: int = 0
+    malformed: int = 0
+    repairs: int = 0
+    passes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class SlamServer:
+    """Serves one file to one group.  Feed it datagrams and time; it says what to send."""
+
+    def __init__(
+        self, content: Content, group: Address, config: ServerConfig | None = None, now: float = 0.0
+    ) -> None:
+        self.config = config or ServerConfig()
+        self.group = group
+        self.stats = Stats()
+        self.peers: OrderedDict[Address, Peer] = OrderedDict()
+        self.master: Address | None = None
+        cfg = self.config
+        self.pacer = Pacer(
+            cfg.max_rate, cfg.min_rate, cfg.burst, now, cfg.loss_backoff_threshold, cfg.loss_growth_threshold
+        )
+        self._events: deque[Event] = deque()
+        self._unicast: list[tuple[bytes, Address]] = []
+        self._seq = 0
+        self._chase = False
+        self._min_rtt = float("inf")
+        self._idle_reported = True
+        self._probe_wakeup: float | None = None
+        self._set_content(content, now)
+
+    # ------------------------------------------------------------------ content
+
+    def _set_content(self, content: Content, now: float) -> None:
+        self.content = content
+        self.header = Header(content.transaction, len(content.data), self.config.block_size)
+        self.header_bytes = self.header.encode()
+        self.num_blocks = self.header.num_blocks
+        self._last_sent_seq = [0] * self.num_blocks
+        self._last_sent_time = [-1e9] * self.num_blocks
+        self._queued = bytearray(self.num_blocks)
+        self._repair: deque[int] = deque()
+        self._cursor = self.num_blocks
+        self._stream_active = False
+        self._emit(
+            "transaction",
+            session=f"{content.transaction:08x}",
+            bytes=len(content.data),
+            blocks=self.num_blocks,
+            block_size=self.config.block_size,
+        )
+
+    def replace_content(self, content: Content, now: float) -> None:
+        """The file changed: new header, everyone starts over from block 0."""
+        if content.transaction == self.content.transaction:
+            raise ValueError("a changed file needs a new transaction id")
+        was_streaming = self._stream_active
+        self._set_content(content, now)
+        for peer in self.peers.values():
+            peer.first_gap = 0
+            peer.next_probe = now
+        if self.peers or was_streaming:  # silent listeners of a stream need the new file too
+            self._start_stream(0, now)
+
+    # ------------------------------------------------------------------ input
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        try:
+            message = decode_client_datagram(data)
+        except MalformedSlam as exc:
+            self.stats.malformed += 1
+            self._emit("malformed", client=_fmt(addr), reason=str(exc), bytes=len(data))
+            return
+        if isinstance(message, Disconnect):
+            self.stats.disconnects += 1
+            if addr in self.peers:
+                self._drop(addr, "disconnect", now)
+            return
+        self.stats.nacks += 1
+        self._on_nack(addr, message, now)
+
+    def _on_nack(self, addr: Address, nack: Nack, now: float) -> None:
+        peer = self.peers.get(addr)
+        if peer is None:
+            if len(self.peers) >= self.config.max_clients:
+                self._emit("client_refused", client=_fmt(addr), reason="client list full")
+                return
+            peer = Peer(addr, joined=now, last_heard=now)
+            self.peers[addr] = peer
+            self._emit("client_joined", client=_fmt(addr))
+        # mini-slamd's push_client: the latest NACKer goes to the head of the list.
+        self.peers.move_to_end(addr, last=False)
+        if self.master is None:
+            self._set_master(addr)
+        peer.nacks += 1
+        solicited = peer.awaiting
+        if solicited:
+            rtt = now - peer.last_ping
+            peer.srtt = 0.75 * peer.srtt + 0.25 * rtt
+            if addr == self.master:
+                # Queueing delay: a receiver that falls behind answers ever later.
+                self._min_rtt = min(self._min_rtt, rtt)
+                if rtt > max(4 * self._min_rtt, self._min_rtt + self.config.queue_delay_limit):
+                    self.pacer.note_congestion()
+        peer.ping_sent = None
+        peer.awaiting = False
+        peer.last_heard = now
+        peer.missed_pings = 0
+        ranges = nack.clamped(self.num_blocks)
+        peer.first_gap = ranges[0][0] if ranges else self.num_blocks
+        if not ranges:
+            peer.next_probe = now + self.config.idle_probe_interval
+            return
+        peer.next_probe = now
+        # An iPXE NACK capped at 4 blocks means "the gap goes on": stream from there.  Any
+        # other NACK names its whole gap and gets just those blocks.  A fresh iPXE client
+        # asks for block 0 only ("20 21 00", it knows nothing yet); it gets block 0 and a
+        # ping, and its answer (1, 4) then starts the stream, while a client that lacked
+        # only block 0 is simply done.
+        gap_goes_on = len(nack.ranges) == 1 and nack.ranges[0][1] >= IPXE_MAX_BLOCKS_PER_NACK
+        if not self._stream_active and gap_goes_on:
+            self._start_stream(ranges[0][0], now)
+        new_losses = 0
+        for first, count in ranges:
+            for block in range(first, first + count):
+                if self._stream_active and block >= self._cursor:
+                    break
+                if solicited:
+                    if self._last_sent_seq[block] > peer.ping_seq:
+                        continue  # sent after our ping: still on its way
+                elif now - self._last_sent_time[block] < self.config.in_flight_holdoff:
+                    continue
+                if not self._queued[block]:
+                    self._queued[block] = 1
+                    self._repair.append(block)
+                    fresh = now - self._last_sent_time[block] < LOSS_HORIZON
+                    if solicited and self._last_sent_seq[block] > 0 and fresh:
+                        new_losses += 1  # lost at the current rate, not an old gap found late
+        if solicited and addr == self.master:
+            # Random loss rarely takes 4 blocks in a row; an overflowing NIC or socket
+            # buffer does.  A run that long, all sent before our ping, means "slow down".
+            for first, count in ranges:
+                last = first + count - 1
+                if count >= IPXE_MAX_BLOCKS_PER_NACK and 0 < self._last_sent_seq[last] <= peer.ping_seq:
+                    if now - self._last_sent_time[last] < LOSS_HORIZON:
+                        self.pacer.cut(now, 0.5)
+                        self._emit_rate_changes()
+        if solicited and addr == self.master:
+            # iPXE names at most 4 blocks per NACK: keep asking the master right after its
+            # repairs until it reports no new loss, so that the loss count is complete.
+            self.pacer.note_answer(new_losses)
+            self._chase = new_losses > 0
+        self._maybe_jump_ahead()
+
+    # ------------------------------------------------------------------ streaming and pacing
+
+    def _start_stream(self, first: int, now: float) -> None:
+        if first >= self.num_blocks:
+            return
+        self._cursor = first
+        self._stream_active = True
+        self.stats.passes += 1
+        self._idle_reported = False
+        self._emit("pass_start", block=first)
+
+    def _maybe_jump_ahead(self) -> None:
+        """Skip stream blocks every known client already holds (a late joiner's second pass)."""
+        if not self._stream_active or not self.peers:
+            return
+        lowest = min(peer.first_gap for peer in self.peers.values())
+        if lowest > self._cursor:
+            self._cursor = lowest
+            if self._cursor >= self.num_blocks:
+                self._end_stream()
+
+    def _end_stream(self) -> None:
+        self._stream_active = False
+        self._cursor = self.num_blocks
+        self._emit("pass_end", blocks_sent=self.stats.data_sent)
+
+    def _adapt_rate(self, now: float) -> None:
+        master = self.peers.get(self.master) if self.master else None
+        late = (
+            master is not None
+            and self._stream_active
+            and master.awaiting
+            and now - master.awaiting_since > self.config.queue_delay_limit
+        )  # the master is too busy (or dead) to answer
+        self.pacer.end_window(now, master is not None, late)
+        self._emit_rate_changes()
+
+    def _emit_rate_changes(self) -> None:
+        for change in self.pacer.changes:
+            loss = None if change.loss is None else round(change.loss, 4)
+            self._emit("rate", rate=round(change.rate, 1), loss=loss)
+        self.pacer.changes.clear()
+
+    @property
+    def rate(self) -> float:
+        return self.pacer.rate
+
+    def _has_data_work(self) -> bool:
+        return bool(self._repair) or self._stream_active
+
+    def _next_block(self) -> int | None:
+        while self._repair:
+            block = self._repair.popleft()
+            self._queued[block] = 0
+            if block < self.num_blocks:
+                self.stats.repairs += 1
+                return block
+        if self._stream_active:
+            block = self._cursor
+            self._cursor += 1
+            if self._cursor >= self.num_blocks:
+                self._end_stream()
+            return block
+        return None
+
+    # ------------------------------------------------------------------ pings and client list
+
+    def _set_master(self, addr: Address | None) -> None:
+        if addr != self.master:
+            self.master = addr
+            self._min_rtt = float("inf")
+            self._emit("master", client=_fmt(addr) if addr else None)
+
+    def _ping(self, peer: Peer, now: float) -> None:
+        peer.ping_sent = now
+        peer.last_ping = now
+        if not peer.awaiting:
+            peer.awaiting_since = now
+        peer.awaiting = True
+        peer.ping_seq = self._seq
+        self.stats.pings_sent += 1
+        self._unicast.append((encode_ping(self.header), peer.address))
+
+    def _drop(self, addr: Address, reason: str, now: float) -> None:
+        peer = self.peers.pop(addr)
+        seconds = round(now - peer.joined, 3)
+        self._emit("client_left", client=_fmt(addr), reason=reason, nacks=peer.nacks, seconds=seconds)
+        if addr == self.master:
+            self._set_master(next(iter(self.peers), None))
+        self._maybe_jump_ahead()
+
+    def _check_pings(self, now: float) -> None:
+        for peer in list(self.peers.values()):
+            if peer.ping_sent is not None and now >= peer.ping_sent + self._ping_timeout(peer):
+                peer.ping_sent = None
+                peer.missed_pings += 1
+                # Two in a row: random loss rarely takes both, a flooded NIC does.
+                if peer.address == self.master and self._stream_active and 2 <= peer.missed_pings <= 4:
+                    self.pacer.cut(now, 0.7)  # a flooded NIC drops our pings too
+                    self._emit_rate_changes()
+                silent = now - peer.last_heard >= self.config.silence
+                if silent and peer.missed_pings >= self.config.missed_pings_to_drop:
+                    self._drop(peer.address, "silent", now)
+
+    def _ping_timeout(self, peer: Peer) -> float:
+        return min(self.config.max_ping_timeout, max(self.config.min_ping_timeout, 3 * peer.srtt))
+
+    def _probe_quiet_clients(self, now: float) -> None:
+        """Stream over and nothing to repair: ask a few clients at once what they lack."""
+        if self.master is not None and self.master not in self.peers:
+            self._set_master(next(iter(self.peers), None))
+        asked = 0
+        self._probe_wakeup = None
+        for peer in self.peers.values():
+            if asked >= self.config.probe_parallel:
+                break
+            if peer.ping_sent is not None:
+                asked += 1
+            elif now >= peer.next_probe:
+                self._ping(peer, now)
+                asked += 1
+            elif self._probe_wakeup is None or peer.next_probe < self._probe_wakeup:
+                self._probe_wakeup = peer.next_probe
+
+    # ------------------------------------------------------------------ sans-I/O interface
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        self._check_pings(now)
+        self._adapt_rate(now)
+        out: list[tuple[bytes, Address]] = []
+        self.pacer.refill(now)
+        master = self.peers.get(self.master) if self.master else None
+        while self.pacer.may_send() and self._has_data_work():
+            block = self._next_block()
+            if block is None:
+                break
+            self.pacer.spend()
+            self._seq += 1
+            self._last_sent_seq[block] = self._seq
+            self._last_sent_time[block] = now
+            offset = block * self.config.block_size
+            payload = memoryview(self.content.data)[offset : offset + self.config.block_size]
+            out.append((encode_data(self.header_bytes, block, payload), self.group))
+            self.stats.data_sent += 1
+            self.stats.data_bytes += len(payload)
+            due = master is not None and (
+                self._seq - master.ping_seq >= self.config.ping_every
+                or now - master.last_ping >= self.config.master_ping_interval
+            )
+            chasing = self._chase and not self._repair
+            if master is not None and master.ping_sent is None and (due or chasing):
+                self._chase = False
+                self._ping(master, now)
+                out.extend(self._unicast)
+                self._unicast.clear()
+        if not self._has_data_work():
+            self._probe_quiet_clients(now)
+            if not self.peers and not self._idle_reported:
+                self._idle_reported = True
+                self._emit("idle", **self.stats.as_dict())
+        out.extend(self._unicast)
+        self._unicast.clear()
+        return out
+
+    def get_timer(self) -> float | None:
+        deadlines: list[float] = []
+        if self._has_data_work():
+            deadlines.append(self.pacer.next_token_at())
+        elif self._probe_wakeup is not None:
+            deadlines.append(self._probe_wakeup)
+        deadlines.extend(p.ping_sent + self._ping_timeout(p) for p in self.peers.values() if p.ping_sent)
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        self._check_pings(now)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def _emit(self, name: str, **fields: Any) -> None:
+        self._events.append(Event(name, fields))
+
+
+def _fmt(addr: Address) -> str:
+    return f"{addr[0]}:{addr[1]}"

@@ -1,0 +1,49 @@
+"""The lab segment inside a namespace: bridge settings per topology, addresses, taps (no VMs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab.netns import Namespace
+from lab.topology import Topology, add_tap, build_network, remove_tap
+
+pytestmark = pytest.mark.netns
+
+
+def _bridge(ns: Namespace) -> dict[str, object]:
+    data = json.loads(ns.run(["ip", "-d", "-j", "link", "show", "br0"]).stdout)[0]
+    info: dict[str, object] = data["linkinfo"]["info_data"]
+    return info
+
+
+@pytest.mark.parametrize("topology", ["flood", "snoop", "snoop+querier"])
+def test_bridge_multicast_settings_follow_the_topology(netns: Namespace, topology: str) -> None:
+    wanted = Topology.parse(topology)
+    build_network(netns, wanted)
+    info = _bridge(netns)
+    assert info["mcast_snooping"] == int(wanted.snooping)
+    assert info["mcast_querier"] == int(wanted.querier)
+
+
+def test_bridge_carries_server_addresses_and_the_group_route(netns: Namespace) -> None:
+    build_network(netns, Topology())
+    addrs = netns.run(["ip", "-j", "addr", "show", "br0"]).stdout
+    assert "192.0.2.1" in addrs and "2001:db8::1" in addrs
+    assert "224.0.0.0/4 dev br0" in netns.run(["ip", "route"]).stdout
+
+
+def test_taps_are_enslaved_up_and_removable(netns: Namespace) -> None:
+    build_network(netns, Topology())
+    add_tap(netns, "tap5")
+    link = json.loads(netns.run(["ip", "-j", "link", "show", "tap5"]).stdout)[0]
+    assert link["master"] == "br0"
+    assert "UP" in link["flags"]
+    remove_tap(netns, "tap5")
+    assert netns.run(["ip", "link", "show", "tap5"], check=False).returncode != 0
+
+
+def test_unknown_topology_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="snoop\\+querier"):
+        Topology.parse("igmp")

@@ -1,0 +1,31 @@
+"""``lab matrix`` on a host that cannot run VMs: every cell MISS or a fact, loudly, exit 0."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import lab.cli as cli
+
+
+def test_matrix_without_vm_support_writes_miss_cells_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "vm_support_problem", lambda: "/dev/net/tun is missing; modprobe tun")
+    status = cli.main(["matrix", "--lab-artifacts", str(tmp_path), "--lab-nics", "e1000,tg3"])
+    assert status == 0
+    assert "SKIPPED every VM boot: /dev/net/tun is missing; modprobe tun" in capsys.readouterr().err
+    (matrix,) = tmp_path.glob("*/matrix.json")
+    data = json.loads(matrix.read_text())
+    statuses = {c["nic"]: c["status"] for c in data["cells"]}
+    assert statuses == {"e1000": "MISS", "tg3": "NOT_EMULATED"}
+    assert data["complete"] is False
+    assert "PASS" not in data["summary"]
+
+
+def test_nic_selection_keeps_not_emulated_rows() -> None:
+    design = cli.select_nics("design")
+    assert design[:5] == ["e1000", "rtl8139", "pcnet", "ne2k_pci", "eepro100"]
+    assert "tg3" in design and "w89c840" in design
+    with pytest.raises(SystemExit, match="unknown NIC"):
+        cli.select_nics("e1000,nope")

@@ -1,0 +1,74 @@
+import json
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from lab.evidence import BootEvidence, PayloadCheck, StageRecord
+from lab.report import RunInfo, matrix_json, matrix_markdown, write_reports
+from lab.runner import BootOutcome, CellResult
+from lab.scenario import BootPlan, CellKey
+from lab.status import Status
+
+INFO = RunInfo("RUN", "2026-01-01T00:00:00+00:00", 12.5, 2, "tcg", "QEMU 7.2", "abc123", {"debian": "/roms"})
+
+
+def _boot(key: CellKey, size: int, status: Status, folder: Path, stage_seconds: float = 1.0) -> BootOutcome:
+    names = ("rom", "dhcp", "script", "kernel", "payload")
+    stages = [StageRecord(n, Status.PASS, stage_seconds, 0.0) for n in names]
+    stages.append(StageRecord("verified", status, stage_seconds, 0.0, message="x"))
+    ev = BootEvidence(stages=stages, payloads=[PayloadCheck(size, "a" * 64, "a" * 64, size)])
+    ev.settle()
+    ev.reason = "" if status is Status.PASS else f"{status.value}@verified: x"
+    return BootOutcome(BootPlan(key, size, 1), ev, folder / key.slug / str(size))
+
+
+def _results(tmp_path: Path) -> list[CellResult]:
+    good = CellKey("e1000", "debian")
+    bad = CellKey("rtl8139", "debian")
+    return [
+        CellResult(good, Status.PASS, "", [_boot(good, 1, Status.PASS, tmp_path, 2.0)]),
+        CellResult(bad, Status.FAIL, "1 B: FAIL@verified", [_boot(bad, 1, Status.FAIL, tmp_path, 4.0)]),
+        CellResult(CellKey("tg3", "debian"), Status.NOT_EMULATED, "QEMU has no tg3"),
+        CellResult(CellKey("ne2k_pci", "mine"), Status.SKIP, "no ROM in set 'mine' for ne2k_pci"),
+    ]
+
+
+def test_json_has_per_stage_timings_medians_and_completeness(tmp_path: Path) -> None:
+    data = matrix_json(_results(tmp_path), INFO)
+    cell = next(c for c in data["cells"] if c["nic"] == "e1000")
+    stages = cell["boots"][0]["stages"]
+    assert [s["name"] for s in stages] == ["rom", "dhcp", "script", "kernel", "payload", "verified"]
+    assert stages[1]["seconds"] == 2.0
+    assert data["stage_medians_seconds"]["rom"] == 3.0  # median of 2.0 and 4.0 (passed stages only)
+    assert "verified" in data["stage_medians_seconds"]  # only e1000's verified passed
+    assert data["stage_medians_seconds"]["verified"] == 2.0
+    assert data["stage_medians_seconds_by_size"]["1"]["rom"] == 3.0
+    assert data["complete"] is True
+    assert data["summary"] == {"FAIL": 1, "PASS": 1, "SKIP": 1, "NOT_EMULATED": 1}
+    assert cell["boots"][0]["artifacts"].endswith("/1")
+
+
+def test_markdown_keeps_not_emulated_and_missing_rom_distinct_and_links_failures(tmp_path: Path) -> None:
+    text = matrix_markdown(_results(tmp_path), INFO, tmp_path)
+    row = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "not emulated" in row["tg3"]
+    assert "no ROM in set" in row["ne2k_pci"]
+    assert "[FAIL@verified](rtl8139-tftp-debian-pyatftpd/1/)" in row["rtl8139"]
+    assert "PASS 1/1" in row["e1000"]
+    assert "1 FAIL" in text
+
+
+def test_junit_counts_failures_errors_and_skips(tmp_path: Path) -> None:
+    paths = write_reports(_results(tmp_path), INFO, tmp_path / "out")
+    suite = ET.parse(paths["junit"]).getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (
+        "4", "1", "0", "2",
+    )  # fmt: skip
+    failing = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failing[0].get("name") == "rtl8139[1B]"
+    assert json.loads(paths["json"].read_text())["schema"] == 1
+
+
+def test_lab_errors_mark_the_matrix_incomplete(tmp_path: Path) -> None:
+    key = CellKey("e1000", "debian")
+    data = matrix_json([CellResult(key, Status.ERROR, "dnsmasq died")], INFO)
+    assert data["complete"] is False

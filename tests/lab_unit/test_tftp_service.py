@@ -1,0 +1,35 @@
+from pathlib import Path
+
+import pytest
+
+from lab.tftp import TftpSpec, events_from_atftpd_log, tftp_argv
+
+
+def _spec(kind: str) -> TftpSpec:
+    return TftpSpec(kind, Path("/root"), Path("/a/log"), Path("/a/events.jsonl"))
+
+
+def test_pyatftpd_runs_from_its_atftpd_compatible_cli_with_events() -> None:
+    argv = tftp_argv(_spec("pyatftpd"))
+    assert argv[0].endswith("pyatftpd")
+    joined = " ".join(argv)
+    assert "--daemon --no-fork --port 69 --bind-address 192.0.2.1" in joined
+    assert "--events /a/events.jsonl" in joined and argv[-1] == "/root"
+
+
+def test_atftpd_keeps_root_inside_the_user_namespace() -> None:
+    argv = tftp_argv(_spec("atftpd"))
+    assert argv[argv.index("--user") + 1] == "root.root"
+    assert "--events" not in argv
+
+
+def test_unknown_server_is_refused() -> None:
+    with pytest.raises(ValueError, match="pyatftpd"):
+        tftp_argv(_spec("tftpd-hpa"))
+
+
+def test_atftpd_log_lines_become_request_events() -> None:
+    log = "Nov 27 vm atftpd[12.1]: Serving payload-1-1.bin to 192.0.2.100:2070\nother line\n"
+    assert events_from_atftpd_log(log) == [
+        {"server": "atftpd", "event": "request", "file": "payload-1-1.bin", "client": "192.0.2.100:2070"}
+    ]

@@ -1,0 +1,63 @@
+"""The pacing rules on their own (netboot/slam/pacing.py)."""
+
+from __future__ import annotations
+
+from netboot.slam.pacing import RATE_WINDOW, Pacer
+
+
+def _window(p: Pacer, start: float, sent: int, losses: int, answers: int = 1) -> float:
+    for _ in range(sent):
+        p.spend()
+    for _ in range(answers):
+        p.note_answer(losses // max(answers, 1))
+    now = start + RATE_WINDOW
+    p.end_window(now, have_master=True, master_late=False)
+    return now
+
+
+def test_starts_at_half_and_grows_only_on_answers() -> None:
+    p = Pacer(max_rate=1000, min_rate=100, burst=16, now=0.0)
+    assert p.rate == 500
+    now = _window(p, 0.0, sent=50, losses=0, answers=0)
+    assert p.rate == 500  # no word from the master: no growth
+    now = _window(p, now, sent=50, losses=0)
+    assert p.rate == 500 * 1.15
+    for _ in range(20):
+        now = _window(p, now, sent=50, losses=0)
+    assert p.rate == 1000  # capped at the ceiling
+
+
+def test_backs_off_on_loss_and_congestion_with_a_floor() -> None:
+    p = Pacer(max_rate=1000, min_rate=100, burst=16, now=0.0)
+    now = _window(p, 0.0, sent=100, losses=20)  # 20 % > 15 %
+    assert p.rate == 500 * 0.7
+    now += RATE_WINDOW  # cuts are not repeated within a window
+    p.note_congestion()
+    now = _window(p, now, sent=100, losses=0)
+    assert p.rate == 500 * 0.7 * 0.7
+    for i in range(50):
+        p.cut(now + i, 0.5)
+    assert p.rate == 100
+    assert [round(c.rate) for c in p.changes][:2] == [350, 245]
+
+
+def test_cuts_are_at_least_50_ms_apart() -> None:
+    p = Pacer(max_rate=1000, min_rate=10, burst=16, now=0.0)
+    p.cut(1.0, 0.5)
+    p.cut(1.01, 0.5)
+    assert p.rate == 250
+    p.cut(1.06, 0.5)
+    assert p.rate == 125
+
+
+def test_token_bucket_paces_to_the_rate() -> None:
+    p = Pacer(max_rate=1000, min_rate=1000, burst=4, now=0.0)
+    sent = 0
+    now = 0.0
+    while now < 1.0:
+        p.refill(now)
+        while p.may_send():
+            p.spend()
+            sent += 1
+        now = p.next_token_at()
+    assert 995 <= sent <= 1005
