@@ -113,22 +113,24 @@ def test_pool_exhausted_serves_unicast_without_the_multicast_option(veth_lab: tu
     """With one group:port, a second file's session cannot start: it is served by unicast, not silence."""
     ns, work = veth_lab
     root = work / "root"
-    data_a = make_file(root, "a.img", 300_000)
+    make_file(root, "a.img", 300_000)
     data_b = make_file(root, "b.img", 300_000, seed=8)
     server = Served(ns, "pyatftpd", root, ["--mcast-addr", "239.1.1.1", "--mcast-port", "1758"], work)
     try:
-        first = run_scenario(ns, "tftm://192.0.2.1/a.img", "--count", "2")
-        # a.img's session lingers a few seconds probing its silent non-masters: the pool is empty
+        # a.img's master vanishes half-way: its session waits 2 s, then retries it, holding the pool
+        first = run_scenario(ns, "tftm://192.0.2.1/a.img", "--count", "1", "--kill-master-at", "0.5")
         second = run_scenario(ns, "tftm://192.0.2.1/b.img", "--count", "1")
         events = wait_for_event(server, "mcast_session_end")
     finally:
         server.stop()
-    assert [c["sha256"] for c in first["clients"]] == [hashlib.sha256(data_a).hexdigest()] * 2
+    assert first["clients"][0]["error"] == "killed by the test"
     (b,) = second["clients"]
     assert b["sha256"] == hashlib.sha256(data_b).hexdigest()
     assert b["bytes_multicast"] == 0 and b["bytes_unicast"] == len(data_b)
     declined = [e for e in events if e["event"] == "mcast_declined"]
     assert declined and "in use" in declined[0]["reason"]
+    skipped = [e["event"] for e in events if e.get("file") == "a.img"]
+    assert "mcast_skip" in skipped and "mcast_client_gone" in skipped, "vanished master: retried, given up"
 
 
 def test_one_session_whichever_worker_reads_the_requests(veth_lab: tuple[Namespace, Path]) -> None:
