@@ -16,10 +16,11 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from netboot.events import EventLog
 from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
+from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.options import OptionPolicy
 from netboot.tftp.server import Balancer, ServerConfig, Slots, TftpServer, make_listening_socket
 
@@ -28,14 +29,8 @@ log = logging.getLogger("pyatftpd")
 
 #: Options accepted for compatibility that do nothing yet (logged once at start).
 NO_EFFECT = (
-    "mcast_ttl",
-    "mcast_addr",
-    "mcast_port",
-    "mtftp",
-    "mtftp_port",
     "pcre",
     "mcast_switch_client",
-    "no_multicast",
 )
 
 
@@ -177,6 +172,8 @@ def _no_effect_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     for dest in NO_EFFECT:
         if getattr(args, dest) != parser.get_default(dest):
             names.append("--" + dest.replace("_", "-"))
+    if args.mtftp_port != parser.get_default("mtftp_port") and not args.mtftp:
+        names.append("--mtftp-port (without --mtftp)")
     if args.prevent_sas:
         names.append("--prevent-sas (always on)")
     return names
@@ -241,6 +238,7 @@ def run_server(
     slots: Slots | None = None,
     session_prefix: str = "",
     balancer: Balancer | None = None,
+    setup: Callable[[TftpServer], None] | None = None,
 ) -> int:
     """Run one server loop on ``sock`` until SIGTERM/SIGINT."""
     events = EventLog(events_path, "pyatftpd")
@@ -250,6 +248,8 @@ def run_server(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        if setup is not None:
+            setup(server)  # multicast (RFC 2090) and MTFTP services: netboot/tftp/mcast_cli.py
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, server.stop)
         await server.serve()
@@ -279,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     config = _config(args)
     sock = _listening_socket(args) if args.daemon else _inetd_socket()
+    mcast = multicast_setup(args)
     if args.daemon and not args.no_fork:
         daemonize()
         _setup_logging(args)
@@ -304,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "" if args.workers == 1 else "s",
     )
     if args.workers <= 1:  # also inetd mode: one process, which exits when idle
-        return run_server(config, sock, args.events)
+        return run_server(config, sock, args.events, setup=lambda server: mcast(server, 0, 1))
     from netboot.tftp.workers import SharedSlots, WorkerLoad, run_workers
 
     shared = SharedSlots(config.max_transfers)
@@ -312,7 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def worker(index: int) -> int:
         load.index = index
-        return run_server(config, sock, args.events, shared, f"w{index}.", load)
+        return run_server(
+            config, sock, args.events, shared, f"w{index}.", load,
+            setup=lambda server: mcast(server, index, args.workers),
+        )
 
     return run_workers(args.workers, worker)
 

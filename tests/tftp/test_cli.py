@@ -145,12 +145,15 @@ def test_options_without_effect_are_logged_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"x")
     log = tmp_path / "log"
     server = start_server(
-        "pyatftpd", tmp_path, extra=["--mcast-ttl", "3", "--mtftp-port", "1759", "--prevent-sas"], log=log
+        "pyatftpd",
+        tmp_path,
+        extra=["--mcast-switch-client", "--mtftp-port", "1759", "--prevent-sas"],
+        log=log,
     )
     server.stop()
     lines = [line for line in log.read_text().splitlines() if "no effect" in line]
     assert len(lines) == 1
-    assert "--mcast-ttl" in lines[0] and "--mtftp-port" in lines[0] and "--prevent-sas" in lines[0]
+    assert "--mcast-switch-client" in lines[0] and "--mtftp-port" in lines[0] and "--prevent-sas" in lines[0]
 
 
 def test_daemon_detaches_and_writes_the_pidfile(tmp_path: Path) -> None:

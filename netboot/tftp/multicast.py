@@ -1,0 +1,477 @@
+"""Sans-I/O multicast session: one file, one blksize, one group:port, many clients.
+
+Why this design (protocols.md sections 1-3 and 6; docs/multicast.md has the long form):
+
+* One session socket sends every OACK and every DATA, unicast or group, so iPXE's TID
+  filter (source IP *and* port) accepts them.  The core only names destinations.
+* A client is identified by (ip, port).  A repeated RRQ from a known client is a
+  retransmission: it gets the OACK for its current role again, nothing else changes.
+* The master is the oldest unfinished client that answers.  Its ACK n is cumulative
+  (iPXE ACKs the first gap of its bitmap) and asks for DATA n+1, which goes to the group.
+* Lost-block repair is ours, not the client's: if the master has not acknowledged the
+  group copy within ``repair_after`` (shorter than iPXE's 0.25 s minimum timer), the
+  block is repeated to the master by unicast.  The master never times out, waiting
+  clients keep hearing the stream, and the evidence for deafness comes for free:
+* A master that needed the unicast copy for ``deaf_blocks`` blocks in a row cannot
+  hear the group (the stock-ROM bug).  It is served by unicast from the session
+  socket in parallel, ``multicast_not_received`` records the evidence, and the group
+  passes to the next client.
+* iPXE non-masters are silent, even when they finish.  So when the master is done:
+  clients that joined after the oldest block last went out on the group (they lack
+  something) are promoted one at a time (OACK mc=1, skipped after ``promote_timeout``
+  and retried later); the others probably finished and are probed all at once; a
+  client that never answers ``max_probes`` promotions is assumed gone.
+* Waiting clients that never ACK (iPXE style) get their OACK (mc=0, no address) again
+  every ``keepalive`` seconds while unicast is quiet: a deaf waiting client would
+  otherwise hit iPXE's 15.75 s silence limit before its turn.
+* ``mtftp=True`` is PXE MTFTP: no OACK, 512-byte blocks, every request is answered at
+  once with a unicast DATA (the requester then ACKs like a master), and the stream on
+  the group never pauses while clients listen (iPXE reopens after about 0.25 s of
+  silence, which is where atftpd's zero-filled images come from).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from netboot.tftp.events import CoreEvent
+from netboot.tftp.mcast_pool import GroupPort
+from netboot.tftp.packets import ErrorCode, Opcode, encode_error
+
+Address = tuple[str, int]
+BlockReader = Callable[[int, int], bytes]
+
+#: iPXE tracks 16-bit block numbers relative to each client's first gap; beyond this a
+#: multicast session cannot be followed reliably, so larger files are served unicast.
+MAX_MULTICAST_BLOCKS = 65535
+
+WAITING, MASTER, UNICAST, DONE, GONE = "waiting", "master", "unicast", "done", "gone"
+
+
+@dataclass
+class Tuning:
+    repair_after: float = 0.15
+    retransmit: float = 0.25
+    master_silence: float = 2.0
+    promote_timeout: float = 1.0
+    max_probes: int = 3
+    keepalive: float = 1.0
+    deaf_blocks: int = 3
+    unicast_silence: float = 10.0
+    tick: float = 0.25
+
+
+@dataclass
+class Member:
+    addr: Address
+    order: int
+    joined_at: float
+    acknowledged: list[tuple[str, str]] = field(default_factory=list)
+    state: str = WAITING
+    have: int = 0
+    acking: bool = False
+    rfc_style: bool = False
+    last_heard: float = 0.0
+    last_unicast: float = 0.0
+    promoted_at: float | None = None
+    probes: int = 0
+    consecutive_repairs: int = 0
+    repairs: int = 0
+    # unicast service (deaf clients, or a lone MTFTP master's repair)
+    pending: int = 0
+    pending_sent: float = 0.0
+    pending_via: str = ""
+    unicast_bytes: int = 0
+
+    @property
+    def text(self) -> str:
+        return f"{self.addr[0]}:{self.addr[1]}"
+
+
+class MulticastSession:
+    """One session; drive it with the aioquic-shaped methods below."""
+
+    def __init__(
+        self,
+        read: BlockReader,
+        size: int,
+        blksize: int,
+        group: GroupPort,
+        now: float,
+        *,
+        mtftp: bool = False,
+        tuning: Tuning | None = None,
+    ) -> None:
+        self.read = read
+        self.size = size
+        self.blksize = blksize
+        self.group = group
+        self.group_addr: Address = (group.group, group.port)
+        self.mtftp = mtftp
+        self.tuning = tuning or Tuning()
+        self.blocks = size // blksize + 1
+        if self.blocks > MAX_MULTICAST_BLOCKS:
+            raise ValueError(f"{self.blocks} blocks exceed {MAX_MULTICAST_BLOCKS} for a multicast session")
+        self.started = now
+        self.members: dict[Address, Member] = {}
+        self._order = 0
+        self.master: Member | None = None
+        self.finished = False
+        # group stream state
+        self.pending = 0  # block the master was last sent (0: none)
+        self.pending_sent = 0.0
+        self.pending_via = ""
+        self.last_group_send = -1.0
+        self.block_last_group = [-1.0] * (self.blocks + 1)
+        self.probing_until: float | None = None
+        self._next_tick = now + self.tuning.tick
+        # figures
+        self.group_bytes = 0
+        self.group_packets = 0
+        self.unicast_bytes = 0
+        self._out: list[tuple[bytes, Address]] = []
+        self._events: deque[CoreEvent] = deque()
+        self._emit("mcast_session_start", group=group.group, port=group.port, blksize=blksize,
+                   blocks=self.blocks, bytes=size, mode="mtftp" if mtftp else "rfc2090")
+
+    # --- aioquic-shaped interface --------------------------------------------------------
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> CoreEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        if self.finished:
+            return None
+        deadline = self._next_tick
+        if self.master is not None and self.pending:
+            wait = self.tuning.repair_after if self.pending_via == "group" else self.tuning.retransmit
+            deadline = min(deadline, self.pending_sent + wait)
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        if self.finished:
+            return
+        master = self.master
+        if master is not None and self.pending:
+            self._master_timer(master, now)
+        if now >= self._next_tick:
+            self._next_tick = now + self.tuning.tick
+            self._housekeeping(now)
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        if self.finished or len(data) < 4:
+            return
+        opcode, number = struct.unpack_from("!HH", data)
+        member = self.members.get(addr)
+        if member is None:
+            if opcode != Opcode.ERROR:
+                self._out.append((encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr))
+            return
+        if opcode == Opcode.ERROR:
+            if member.state not in (DONE, GONE):
+                self._finish_member(member, now, ok=False, reason=f"client sent ERROR {number}")
+            return
+        if opcode != Opcode.ACK or len(data) != 4:
+            return
+        self._on_ack(member, number, now)
+
+    # --- requests (from the listening socket, via the service) -------------------------
+
+    def accepting(self) -> bool:
+        return not self.finished
+
+    def add_request(self, addr: Address, acknowledged: list[tuple[str, str]], now: float) -> None:
+        """An RRQ for this session from ``addr`` (``acknowledged``: its OACK options, in order)."""
+        member = self.members.get(addr)
+        if member is not None and member.state not in (DONE, GONE):
+            self._emit("mcast_rrq_retransmit", client=member.text, role=member.state)
+            self._answer_request(member, now)
+            return
+        self._order += 1
+        member = Member(addr, self._order, now, list(acknowledged), last_heard=now, last_unicast=now)
+        self.members[addr] = member
+        late = self.group_packets > 0
+        if self.master is None and self.probing_until is None:
+            self._make_master(member, now, reason="first" if not late else "idle")
+        self._emit("mcast_join", client=member.text, master=member is self.master, late=late,
+                   stream_block=self.pending)
+        self._answer_request(member, now)
+
+    def _answer_request(self, member: Member, now: float) -> None:
+        if self.mtftp:
+            # PXE MTFTP: answer at once with unicast data; the client then ACKs like a master.
+            block = self.pending or 1
+            if member is self.master:
+                block = member.have + 1
+                self._send_group(block, now)
+                self.pending, self.pending_sent, self.pending_via = block, now, "group"
+            self._send_unicast(member, block, now)
+            return
+        self._send_oack(member, now, master=member is self.master, full=True)
+
+    # --- ACK handling ---------------------------------------------------------------------------
+
+    def _on_ack(self, member: Member, number: int, now: float) -> None:
+        member.last_heard = now
+        if member.state == GONE:
+            member.state = WAITING  # it was not gone after all
+            self._emit("mcast_client_back", client=member.text)
+        if member.state == DONE:
+            return
+        if number > member.have:
+            member.have = number
+        if member.have >= self.blocks:
+            self._finish_member(member, now, ok=True, reason="acknowledged the last block")
+            return
+        if member.state == UNICAST:
+            self._unicast_ack(member, number, now)
+            return
+        if member is self.master:
+            member.acking = True
+            member.promoted_at = None
+            self._master_ack(member, number + 1, now)
+            return
+        # a client that is not the master
+        if member.promoted_at is not None:
+            member.promoted_at = None
+            member.probes = 0
+            if self.master is None:
+                self.probing_until = None
+                self.master = member
+                member.state = MASTER
+                member.acking = True
+                self._emit("mcast_master", client=member.text, from_block=number + 1, reason="probe")
+                self._master_ack(member, number + 1, now)
+            elif not self.mtftp:
+                self._send_oack(member, now, master=False, full=False)  # answered a probe too late
+            return
+        if self.mtftp:
+            member.acking = True
+            return
+        if not member.acking and number == 0:
+            member.rfc_style = True  # RFC 2090 example: a non-master confirms its OACK with ACK 0
+            return
+        member.acking = True
+
+    def _master_ack(self, master: Member, block: int, now: float) -> None:
+        if block == self.pending:
+            # The master still lacks the pending block: repeat it (not a duplicate within RTT).
+            if now - self.pending_sent >= self.tuning.repair_after / 2:
+                self._repair(master, now)
+            return
+        if self.pending and block > self.pending:
+            if self.pending_via == "group":
+                master.consecutive_repairs = 0
+            elif master.consecutive_repairs >= self.tuning.deaf_blocks:
+                self._declare_deaf(master, block, now)
+                return
+        self._send_group(block, now)
+        self.pending, self.pending_sent, self.pending_via = block, now, "group"
+
+    def _repair(self, master: Member, now: float) -> None:
+        if self.pending_via == "group":
+            master.consecutive_repairs += 1
+            master.repairs += 1
+        self._send_unicast(master, self.pending, now)
+        if self.mtftp:
+            self._send_group(self.pending, now)  # MTFTP listeners reopen after 0.25 s of silence
+        self.pending_sent, self.pending_via = now, "unicast"
+
+    def _master_timer(self, master: Member, now: float) -> None:
+        if now - master.last_heard >= self.tuning.master_silence:
+            self._skip(master, now, reason=f"master silent for {now - master.last_heard:.1f} s")
+            return
+        wait = self.tuning.repair_after if self.pending_via == "group" else self.tuning.retransmit
+        if now - self.pending_sent >= wait:
+            self._repair(master, now)
+
+    def _declare_deaf(self, member: Member, block: int, now: float) -> None:
+        self._emit(
+            "multicast_not_received",
+            client=member.text,
+            block=block - 1,
+            blocks_repaired_in_a_row=member.consecutive_repairs,
+            repairs=member.repairs,
+            reason=(
+                f"the last {member.consecutive_repairs} blocks sent to {self.group.group}:{self.group.port} "
+                "were acknowledged only after a unicast copy: serving this client by unicast"
+            ),
+        )
+        member.state = UNICAST
+        if self.master is member:
+            self.master = None
+            self.pending = 0
+        member.pending = 0
+        self._unicast_ack(member, block - 1, now)
+        self._elect(now)
+
+    def _unicast_ack(self, member: Member, number: int, now: float) -> None:
+        block = number + 1
+        if block == member.pending and now - member.pending_sent < self.tuning.repair_after / 2:
+            return  # duplicate ACK within a round trip: no Sorcerer's Apprentice
+        self._send_unicast(member, block, now)
+
+    # --- roles ------------------------------------------------------------------------------
+
+    def _make_master(self, member: Member, now: float, reason: str) -> None:
+        self.master = member
+        member.state = MASTER
+        member.last_heard = now
+        member.promoted_at = now  # until its first ACK: re-sent, then skipped if it never answers
+        self.pending = 0
+        self._emit("mcast_master", client=member.text, reason=reason, from_block=member.have + 1)
+
+    def _finish_member(self, member: Member, now: float, ok: bool, reason: str) -> None:
+        member.state = DONE if ok else GONE
+        self._emit("done" if ok else "mcast_client_gone", client=member.text, ok=ok, reason=reason,
+                   seconds=round(now - member.joined_at, 4), bytes=self.size if ok else None,
+                   unicast_bytes=member.unicast_bytes)
+        if self.master is member:
+            self.master = None
+            self.pending = 0
+            self._elect(now)
+        self._check_finished(now)
+
+    def _skip(self, member: Member, now: float, reason: str) -> None:
+        member.probes += 1
+        member.promoted_at = None
+        gone = member.probes >= self.tuning.max_probes
+        member.state = GONE if gone else WAITING
+        self._emit("mcast_client_gone" if gone else "mcast_skip", client=member.text, reason=reason,
+                   attempts=member.probes)
+        if self.master is member:
+            self.master = None
+            self.pending = 0
+            self._elect(now)
+        self._check_finished(now)
+
+    def _elect(self, now: float) -> None:
+        """Pick the next master once the current one is finished, skipped or deaf."""
+        if self.master is not None or self.probing_until is not None:
+            return
+        waiting = [m for m in self.members.values() if m.state == WAITING]
+        if not waiting:
+            self._check_finished(now)
+            return
+        waiting.sort(key=lambda m: (m.probes, m.order))
+        alive = [m for m in waiting if m.acking and now - m.last_heard < self.tuning.promote_timeout]
+        if self.mtftp:
+            # MTFTP clients ACK every block they hear: continue at once from the oldest one's gap.
+            chosen = alive[0] if alive else waiting[0]
+            self._make_master(chosen, now, reason="next")
+            self._send_group(chosen.have + 1, now)
+            self._send_unicast(chosen, chosen.have + 1, now)
+            self.pending, self.pending_sent, self.pending_via = chosen.have + 1, now, "unicast"
+            return
+        oldest_block = min(self.block_last_group[1:])
+        needy = [m for m in waiting if m.joined_at > oldest_block or m.acking]
+        if needy:
+            chosen = needy[0]
+            self._make_master(chosen, now, reason="promoted")
+            self._send_oack(chosen, now, master=True, full=True)
+            self._emit("mcast_promote", client=chosen.text, attempts=chosen.probes)
+            return
+        # Everyone left heard a whole pass: most likely finished silently (iPXE).  Ask all at once.
+        self.probing_until = now + self.tuning.promote_timeout
+        for member in waiting:
+            member.promoted_at = now
+            self._send_oack(member, now, master=True, full=True)
+        self._emit("mcast_probe", clients=len(waiting), attempt=waiting[0].probes + 1)
+
+    def _housekeeping(self, now: float) -> None:
+        tuning = self.tuning
+        if self.master is not None and self.master.promoted_at is not None:
+            if now - self.master.promoted_at >= tuning.promote_timeout:
+                reason = f"no answer to promotion within {tuning.promote_timeout} s"
+                self._skip(self.master, now, reason=reason)
+            elif now - self.master.last_unicast >= tuning.retransmit:
+                if self.mtftp:
+                    self._send_unicast(self.master, self.master.have + 1, now)
+                else:
+                    self._send_oack(self.master, now, master=True, full=True)
+        if self.probing_until is not None and now >= self.probing_until:
+            self.probing_until = None
+        for member in list(self.members.values()):
+            if (
+                member.state == WAITING
+                and member.promoted_at is not None
+                and now - member.promoted_at >= tuning.promote_timeout
+            ):
+                self._skip(member, now, reason="no answer to a promotion probe")
+            elif self.mtftp and member.state == WAITING and now - member.last_heard >= tuning.master_silence:
+                self._finish_member(member, now, ok=False, reason="stopped acknowledging the group stream")
+        for member in self.members.values():
+            if member.state == UNICAST:
+                if now - member.last_heard >= tuning.unicast_silence:
+                    self._finish_member(member, now, ok=False, reason="unicast client silent")
+                elif now - member.pending_sent >= tuning.retransmit:
+                    self._send_unicast(member, member.pending, now)
+            elif (
+                member.state == WAITING
+                and not self.mtftp
+                and not member.rfc_style
+                and member.promoted_at is None
+                and now - member.last_unicast >= tuning.keepalive
+            ):
+                self._send_oack(member, now, master=False, full=False)
+        if self.master is None and self.probing_until is None:
+            self._elect(now)
+        self._check_finished(now)
+
+    def _check_finished(self, now: float) -> None:
+        if self.finished:
+            return
+        if any(m.state in (WAITING, MASTER, UNICAST) for m in self.members.values()):
+            return
+        self.finished = True
+        self._emit(
+            "mcast_session_end",
+            seconds=round(now - self.started, 4),
+            clients=len(self.members),
+            done=sum(1 for m in self.members.values() if m.state == DONE),
+            group_bytes=self.group_bytes,
+            group_packets=self.group_packets,
+            unicast_bytes=self.unicast_bytes,
+            group_ratio=round(self.group_bytes / self.size, 4) if self.size else None,
+        )
+
+    # --- output -----------------------------------------------------------------------------
+
+    def _payload(self, block: int) -> bytes:
+        return self.read((block - 1) * self.blksize, self.blksize)
+
+    def _send_group(self, block: int, now: float) -> None:
+        payload = self._payload(block)
+        self._out.append((struct.pack("!HH", Opcode.DATA, block & 0xFFFF) + payload, self.group_addr))
+        self.group_bytes += len(payload)
+        self.group_packets += 1
+        self.last_group_send = now
+        self.block_last_group[block] = now
+
+    def _send_unicast(self, member: Member, block: int, now: float) -> None:
+        if not 1 <= block <= self.blocks:
+            return
+        payload = self._payload(block)
+        self._out.append((struct.pack("!HH", Opcode.DATA, block & 0xFFFF) + payload, member.addr))
+        member.unicast_bytes += len(payload)
+        self.unicast_bytes += len(payload)
+        member.last_unicast = now
+        member.pending, member.pending_sent = block, now
+
+    def _send_oack(self, member: Member, now: float, master: bool, full: bool) -> None:
+        value = self.group.oack_value(master) if full else f",,{1 if master else 0}"
+        options = [*member.acknowledged, ("multicast", value)]
+        body = b"".join(n.encode() + b"\0" + v.encode() + b"\0" for n, v in options)
+        self._out.append((struct.pack("!H", Opcode.OACK) + body, member.addr))
+        member.last_unicast = now
+
+    def _emit(self, name: str, **fields: Any) -> None:
+        self._events.append(CoreEvent(name, fields))

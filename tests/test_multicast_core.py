@@ -1,0 +1,187 @@
+"""The RFC 2090 / MTFTP session core, driven by hand: no sockets, no clock."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from netboot.tftp.mcast_pool import GroupPort
+from netboot.tftp.multicast import MulticastSession, Tuning
+
+GROUP = GroupPort("239.255.0.0", 1758)
+A, B, C = ("192.0.2.10", 1000), ("192.0.2.11", 1001), ("192.0.2.12", 1002)
+OPTS = [("blksize", "100"), ("tsize", "1000")]
+
+
+def session(size: int = 1000, blksize: int = 100, mtftp: bool = False) -> MulticastSession:
+    data = bytes(range(256)) * (size // 256 + 1)
+    return MulticastSession(lambda off, n: data[off : off + n], size, blksize, GROUP, 0.0, mtftp=mtftp)
+
+
+def ack(block: int) -> bytes:
+    return struct.pack("!HH", 4, block)
+
+
+def parse(out: list[tuple[bytes, tuple[str, int]]]) -> list[tuple[str, object, tuple[str, int]]]:
+    found: list[tuple[str, object, tuple[str, int]]] = []
+    for data, addr in out:
+        opcode = struct.unpack_from("!H", data)[0]
+        if opcode == 6:
+            fields = data[2:-1].split(b"\0")
+            found.append(("OACK", dict(zip(fields[0::2], fields[1::2], strict=True)), addr))
+        elif opcode == 3:
+            found.append(("DATA", struct.unpack_from("!H", data, 2)[0], addr))
+        else:
+            found.append(("OTHER", opcode, addr))
+    return found
+
+
+def events(core: MulticastSession) -> list[str]:
+    names = []
+    while (e := core.next_event()) is not None:
+        names.append(e.name)
+    return names
+
+
+def test_first_client_is_master_and_oack_value_is_plain_decimal() -> None:
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    (kind, options, addr), = parse(core.datagrams_to_send(0.0))
+    assert kind == "OACK" and addr == A
+    assert options == {b"blksize": b"100", b"tsize": b"1000", b"multicast": b"239.255.0.0,1758,1"}
+
+
+def test_retransmitted_rrq_gets_the_same_oack_and_never_a_second_entry_or_demotion() -> None:
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    core.add_request(B, OPTS, 0.01)
+    first = core.datagrams_to_send(0.01)
+    core.add_request(A, OPTS, 0.25)
+    core.add_request(B, OPTS, 0.25)
+    again = core.datagrams_to_send(0.25)
+    assert again == first
+    assert len(core.members) == 2 and core.master is not None and core.master.addr == A
+    assert events(core).count("mcast_rrq_retransmit") == 2
+
+
+def test_master_ack_is_cumulative_and_goes_to_the_group_nonmasters_are_left_alone() -> None:
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    core.add_request(B, OPTS, 0.0)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(0), A, 0.01)
+    assert parse(core.datagrams_to_send(0.01)) == [("DATA", 1, ("239.255.0.0", 1758))]
+    core.receive_datagram(ack(5), A, 0.02)  # a jump: it heard blocks 2..5 while it was not master
+    assert parse(core.datagrams_to_send(0.02)) == [("DATA", 6, ("239.255.0.0", 1758))]
+    core.receive_datagram(ack(5), A, 0.021)  # duplicate within a round trip: no second copy
+    assert core.datagrams_to_send(0.021) == []
+
+
+def test_lost_group_block_is_repaired_by_unicast_before_ipxe_times_out() -> None:
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    core.receive_datagram(ack(0), A, 0.0)
+    core.datagrams_to_send(0.0)
+    deadline = core.get_timer()
+    assert deadline is not None and deadline < 0.25
+    core.handle_timer(deadline)
+    assert parse(core.datagrams_to_send(deadline)) == [("DATA", 1, A)]
+
+
+def test_deaf_master_is_served_by_unicast_with_evidence_and_the_group_passes_on() -> None:
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    core.add_request(B, OPTS, 0.0)
+    now = 0.0
+    core.receive_datagram(ack(0), A, now)
+    for block in range(1, 5):
+        now += 0.2
+        core.handle_timer(now)  # no ACK after the group copy: unicast repair
+        now += 0.001
+        core.receive_datagram(ack(block), A, now)  # ACKed after the unicast copy
+    names = events(core)
+    assert "multicast_not_received" in names
+    assert core.members[A].state == "unicast"
+    assert core.master is not None and core.master.addr == B
+    sent = parse(core.datagrams_to_send(now))
+    assert ("OACK", {b"blksize": b"100", b"tsize": b"1000", b"multicast": b"239.255.0.0,1758,1"}, B) in sent
+    assert ("DATA", 4, A) in sent
+
+
+def test_master_finishing_promotes_a_late_joiner_which_gets_only_what_it_lacks() -> None:
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    core.receive_datagram(ack(0), A, 0.0)
+    for block in range(1, 6):
+        core.receive_datagram(ack(block), A, block * 0.01)
+    core.add_request(C, OPTS, 0.06)  # late: blocks 1..6 already went out
+    for block in range(6, 12):  # 1000 bytes in 100-byte blocks: 11 blocks, the last one empty
+        core.receive_datagram(ack(block), A, 0.06 + block * 0.01)
+    core.datagrams_to_send(1.0)
+    assert core.members[A].state == "done"
+    assert core.master is not None and core.master.addr == C
+    core.receive_datagram(ack(0), C, 0.2)  # C's first gap: it lacks block 1...
+    assert parse(core.datagrams_to_send(0.2)) == [("DATA", 1, ("239.255.0.0", 1758))]
+    core.receive_datagram(ack(6), C, 0.21)  # ...then 7, which it lost; it heard 8..11 as a non-master
+    assert parse(core.datagrams_to_send(0.21)) == [("DATA", 7, ("239.255.0.0", 1758))]
+    core.receive_datagram(ack(11), C, 0.22)
+    assert core.members[C].state == "done"
+
+
+def test_silent_promoted_client_is_skipped_then_retried_then_given_up() -> None:
+    tuning = Tuning()
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    core.add_request(B, OPTS, 0.0)
+    core.receive_datagram(ack(0), A, 0.0)
+    core.add_request(C, OPTS, 0.05)
+    for block in range(1, 12):
+        core.receive_datagram(ack(block), A, 0.05 + block * 0.01)
+    now = 1.0
+    while not core.finished and now < 30:
+        core.handle_timer(now)
+        core.datagrams_to_send(now)
+        now += tuning.tick
+    names = events(core)
+    assert core.finished and now < 10, "nobody answers: the session ends within a few seconds"
+    assert "mcast_skip" in names and names.count("mcast_client_gone") == 2
+
+
+def test_waiting_ipxe_clients_hear_something_every_second() -> None:
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    core.add_request(B, OPTS, 0.0)
+    core.receive_datagram(ack(0), A, 0.0)
+    core.datagrams_to_send(0.0)
+    heard = []
+    now = 0.0
+    for step in range(1, 40):
+        now = step * 0.25
+        core.receive_datagram(ack(0), A, now)  # a slow master keeps the session busy
+        core.handle_timer(now)
+        heard += [now for kind, _, addr in parse(core.datagrams_to_send(now)) if addr == B]
+    gaps = [b - a for a, b in zip([0.0, *heard], heard, strict=False)]
+    assert heard and max(gaps) <= 1.25
+
+
+def test_files_over_65535_blocks_cannot_be_a_session() -> None:
+    with pytest.raises(ValueError):
+        session(size=65535 * 8, blksize=8)
+
+
+def test_mtftp_answers_every_request_at_once_by_unicast() -> None:
+    core = session(mtftp=True, size=5000, blksize=512)
+    core.add_request(A, [], 0.0)
+    assert sorted(parse(core.datagrams_to_send(0.0))) == [("DATA", 1, A), ("DATA", 1, ("239.255.0.0", 1758))]
+    core.receive_datagram(ack(1), A, 0.01)
+    core.receive_datagram(ack(2), A, 0.02)
+    core.datagrams_to_send(0.02)
+    core.add_request(B, [], 0.03)  # transfer running: not restarted, B hears the current block now
+    assert parse(core.datagrams_to_send(0.03)) == [("DATA", 3, B)]
+    for block in range(3, 10):
+        core.receive_datagram(ack(block), A, 0.03 + block * 0.01)
+        core.receive_datagram(ack(0), B, 0.03 + block * 0.01)
+    core.receive_datagram(ack(10), A, 0.2)
+    assert core.master is not None and core.master.addr == B
+    assert ("DATA", 1, ("239.255.0.0", 1758)) in parse(core.datagrams_to_send(0.2))
