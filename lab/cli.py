@@ -9,12 +9,14 @@ the reason and the fix, writes MISS cells and exits 0 (skipped, never passed).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lab.container import add_container_commands
 from lab.qemu import ACCELS
 from lab.report import RunInfo, write_reports
 from lab.runner import BootOutcome, CellResult, default_jobs, run_plan
@@ -98,7 +100,15 @@ def _qemu_version() -> str:
 
 
 def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    """This repo's commit; ``LAB_COMMIT`` wins (the container image carries no .git)."""
+    if os.environ.get("LAB_COMMIT"):
+        return os.environ["LAB_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return "unknown"
     return out.stdout.strip() or "unknown"
 
 
@@ -233,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     matrix = sub.add_parser("matrix", help="boot the confirmation matrix and write its reports")
     add_lab_options(matrix)
+    add_container_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "matrix":
         return cmd_matrix(args)
+    if args.command == "container":
+        return int(args.func(args))
     return 2  # pragma: no cover - argparse rejects other commands
 
 

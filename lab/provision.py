@@ -30,6 +30,7 @@ PACKAGES: dict[str, str] = {
     "nftables": "loss injection on a tap (this kernel has no netem)",
     "tcpdump": "packet captures for wire evidence (lab.capture falls back to AF_PACKET in a userns)",
     "util-linux": "unshare and nsenter for the sealed namespace",
+    "cpio": "packs the full boot initramfs (images/fullboot.py)",
 }
 
 

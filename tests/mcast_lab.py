@@ -71,15 +71,18 @@ def make_file(root: Path, name: str, size: int, seed: int = 7) -> bytes:
     return data
 
 
-def run_scenario(ns: Namespace, url: str, *args: str, timeout: float = 180.0) -> dict[str, Any]:
+def start_scenario(ns: Namespace, url: str, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = ns.popen(
+    return ns.popen(
         [sys.executable, "-m", "tests.mcast_scenario", url, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=str(REPO),
         env=env,
     )
+
+
+def collect_scenario(proc: subprocess.Popen[bytes], timeout: float = 180.0) -> dict[str, Any]:
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -89,6 +92,10 @@ def run_scenario(ns: Namespace, url: str, *args: str, timeout: float = 180.0) ->
         raise RuntimeError(f"scenario failed ({proc.returncode}): {err.decode()[-3000:]}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return result
+
+
+def run_scenario(ns: Namespace, url: str, *args: str, timeout: float = 180.0) -> dict[str, Any]:
+    return collect_scenario(start_scenario(ns, url, *args), timeout)
 
 
 def session_totals(events: list[dict[str, Any]]) -> dict[str, int]:

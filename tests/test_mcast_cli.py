@@ -61,4 +61,4 @@ def test_mtftp_config_errors_name_the_line(text: str, fragment: str, tmp_path: P
     conf = tmp_path / "mtftp.conf"
     conf.write_text(text)
     with pytest.raises(SystemExit, match="line"):
-        multicast_setup(args_for("--mtftp", str(conf), "--mtftp-port", "0"))
+        multicast_setup(args_for("--daemon", "--mtftp", str(conf), "--mtftp-port", "0"))

@@ -8,6 +8,8 @@ scenario process with 1, 3 or 20 simulated iPXE clients in one event loop.
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,22 +113,24 @@ def test_pool_exhausted_serves_unicast_without_the_multicast_option(veth_lab: tu
     """With one group:port, a second file's session cannot start: it is served by unicast, not silence."""
     ns, work = veth_lab
     root = work / "root"
-    data_a = make_file(root, "a.img", 300_000)
+    make_file(root, "a.img", 300_000)
     data_b = make_file(root, "b.img", 300_000, seed=8)
     server = Served(ns, "pyatftpd", root, ["--mcast-addr", "239.1.1.1", "--mcast-port", "1758"], work)
     try:
-        first = run_scenario(ns, "tftm://192.0.2.1/a.img", "--count", "2")
-        # a.img's session lingers a few seconds probing its silent non-masters: the pool is empty
+        # a.img's master vanishes half-way: its session waits 2 s, then retries it, holding the pool
+        first = run_scenario(ns, "tftm://192.0.2.1/a.img", "--count", "1", "--kill-master-at", "0.5")
         second = run_scenario(ns, "tftm://192.0.2.1/b.img", "--count", "1")
         events = wait_for_event(server, "mcast_session_end")
     finally:
         server.stop()
-    assert [c["sha256"] for c in first["clients"]] == [hashlib.sha256(data_a).hexdigest()] * 2
+    assert first["clients"][0]["error"] == "killed by the test"
     (b,) = second["clients"]
     assert b["sha256"] == hashlib.sha256(data_b).hexdigest()
     assert b["bytes_multicast"] == 0 and b["bytes_unicast"] == len(data_b)
     declined = [e for e in events if e["event"] == "mcast_declined"]
     assert declined and "in use" in declined[0]["reason"]
+    skipped = [e["event"] for e in events if e.get("file") == "a.img"]
+    assert "mcast_skip" in skipped and "mcast_client_gone" in skipped, "vanished master: retried, given up"
 
 
 def test_one_session_whichever_worker_reads_the_requests(veth_lab: tuple[Namespace, Path]) -> None:
@@ -144,3 +148,28 @@ def test_one_session_whichever_worker_reads_the_requests(veth_lab: tuple[Namespa
     assert sum(1 for e in events if e["event"] == "mcast_session_start") == 1
     assert sum(1 for e in events if e["event"] == "mcast_join") == 6
     assert session_totals(events)["group_bytes"] <= 1.05 * SIZE
+
+
+def test_netboot_fetch_cli_prints_sha256_bytes_by_path_and_seconds(veth_lab: tuple[Namespace, Path]) -> None:
+    ns, work = veth_lab
+    root = work / "root"
+    data = make_file(root, "boot.img", 300_000)
+    want = hashlib.sha256(data).hexdigest()
+    server = Served(ns, "pyatftpd", root, [], work)
+    try:
+        text = ns.run([sys.executable, "-m", "netboot.clients.cli", "-n", "2", "tftm://192.0.2.1/boot.img"],
+                      timeout=60)
+        as_json = ns.run([sys.executable, "-m", "netboot.clients.cli", "--json", "--deaf", "1",
+                          "tftm://192.0.2.1/boot.img"], timeout=60)
+        missing = ns.run([sys.executable, "-m", "netboot.clients.cli", "tftm://192.0.2.1/nope.img"],
+                         check=False, timeout=60)
+    finally:
+        server.stop()
+    lines = text.stdout.strip().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert want in line and "multicast=" in line and "unicast=" in line and "seconds=" in line
+    (client,) = json.loads(as_json.stdout)["clients"]
+    assert client["sha256"] == want
+    assert client["bytes_unicast"] == len(data) and client["bytes_multicast"] == 0, "deaf: all by unicast"
+    assert missing.returncode == 1 and "FAILED" in missing.stdout and "ERROR 1" in missing.stdout

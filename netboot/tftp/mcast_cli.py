@@ -40,7 +40,9 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
         raise SystemExit(f"pyatftpd: {exc}") from None
     entries: dict[str, MtftpEntry] = {}
     mtftp_sock: socket.socket | None = None
-    if args.mtftp:
+    if args.mtftp and not args.daemon:
+        log.warning("--mtftp needs --daemon (as in atftpd): MTFTP is off in inetd mode")
+    elif args.mtftp:
         try:
             entries = load_mtftp_config(args.mtftp)
         except MtftpConfigError as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from netboot.tftp.cli import DEFAULT_WORKERS
 from tests.tftp.peers import RunningServer, atftpd_problem, start_server
 
 pytestmark = pytest.mark.bench
@@ -52,7 +53,7 @@ SCENARIOS = [
 #: (column name, server program, extra arguments)
 SERVERS = [
     ("atftpd", "atftpd", []),
-    (f"pyatftpd -w{os.cpu_count()}", "pyatftpd", []),  # the default: one worker per CPU
+    (f"pyatftpd -w{DEFAULT_WORKERS}", "pyatftpd", []),  # the default
     ("pyatftpd -w1", "pyatftpd", ["--workers", "1"]),
 ]
 

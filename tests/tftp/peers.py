@@ -201,7 +201,7 @@ class TftpError(Exception):
 
 
 def wait_for_events(
-    path: Path, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+    path: Path, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
 ) -> list[dict[str, Any]]:
     """Poll an events file until ``predicate(events)`` holds (the server writes asynchronously)."""
     from netboot.events import read_events

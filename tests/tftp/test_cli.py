@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from netboot.tftp.cli import _rewrite_verbose, _verbosity, build_parser
-from tests.tftp.peers import RunningServer, free_udp_port, raw_fetch, rrq, start_server, wait_ready
+from tests.tftp.peers import RunningServer, TftpError, free_udp_port, raw_fetch, rrq, start_server, wait_ready
 
 
 def parse(*argv: str) -> object:
@@ -248,8 +248,15 @@ def test_workers_share_the_port_and_the_maxthread_limit(tmp_path: Path) -> None:
         assert busy == [b"\0\5\0\0"] * 4
         for holder in holders:
             holder.close()
-        time.sleep(7)  # 1 s x 5 retries, then the slots are free again
-        assert raw_fetch(server.address, "f")[0] == (tmp_path / "f").read_bytes()
+        # The held transfers give up after 1 s x 5 retries; then the slots are free again.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert raw_fetch(server.address, "f")[0] == (tmp_path / "f").read_bytes()
+                break
+            except TftpError:
+                assert time.monotonic() < deadline, "the slots were never released"
+                time.sleep(0.5)
         pids = _group_pids(server)
         assert len(pids) >= 3  # supervisor + 2 workers
     finally:

@@ -209,7 +209,7 @@ def test_maxthread_is_answered_with_an_error(
             sock.sendto(b"\0\5\0\0bye\0", sock.getsockname())
             sock.close()
     # The held transfers give up (1 s retry timeout x 5) and free their slots.
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while True:
         try:
             assert raw_fetch(escape_server.address, "ok")[0] == b"fine\n"

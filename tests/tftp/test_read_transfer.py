@@ -159,3 +159,32 @@ def test_done_event_carries_bytes_and_seconds() -> None:
     core.receive_datagram(ack(2), PEER, 11.25)
     done = [e for e in events(core) if e.name == "done"][0]
     assert done.fields["bytes"] == 1000 and done.fields["seconds"] == 1.25 and done.fields["ok"] is True
+
+
+def test_fast_lane_matches_the_general_path_and_declines_the_rest() -> None:
+    data = bytes(range(256)) * 9  # 2304 bytes: blocks of 512, the last one short
+    core = make_read(data)
+    ((first, _),) = core.datagrams_to_send(0.0)
+    received = [first[4:]]
+    block = 1
+    while True:
+        reply = core.reply_to_ack(ack(block), 1.0)
+        if reply is None:
+            break
+        assert core.reply_to_ack(ack(block), 1.0) is None  # a duplicate is never answered
+        assert struct.unpack_from("!HH", reply) == (3, block + 1)
+        received.append(reply[4:])
+        block += 1
+    assert block == core.last_block  # the final ACK falls through to the general path
+    assert core.get_timer() == 1.0 + 5.0
+    core.receive_datagram(ack(block), PEER, 2.0)
+    assert core.finished and core.succeeded and b"".join(received) == data
+
+
+def test_fast_lane_is_off_with_windows_and_trace() -> None:
+    windowed = make_read(b"x" * 4000, (("windowsize", "2"),))
+    windowed.datagrams_to_send(0.0)
+    assert windowed.reply_to_ack(ack(0), 0.0) is None
+    traced = make_read(b"x" * 4000, trace=True)
+    traced.datagrams_to_send(0.0)
+    assert traced.reply_to_ack(ack(1), 0.0) is None
