@@ -38,6 +38,7 @@ TRAIN_GAP_SECONDS = 0.5
 #: the trains stay within the tox -e lab budget (docs/matrix.md).  --lab-train-size for more.
 DEFAULT_TRAIN_SIZE = 3 * 1024 * 1024
 GROUP_RATIO_LIMIT = 1.2
+TRAIN_TIMEOUT_SCALE = 0.75
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,12 @@ def run_trains(
             where = directory / "trains" / plan.slug
             try:
                 if lab is None:
+                    # The payload stage waits 135 s: a healthy 3 MiB train VM is done in about
+                    # 70 s here, while a VM stuck listening in MTFTP (iPXE ignores failures in
+                    # MTFTP mode) holds its train for the whole wait (9 minutes at x3).
                     config = LabConfig(
-                        directory / "labs" / "trains", index=7, accel=accel, capture=False, timeout_scale=3.0
+                        directory / "labs" / "trains", index=7, accel=accel, capture=False,
+                        timeout_scale=TRAIN_TIMEOUT_SCALE,
                     )
                     lab = Lab(config)
                     lab.__enter__()
