@@ -29,3 +29,11 @@ def test_nic_selection_keeps_not_emulated_rows() -> None:
     assert "tg3" in design and "w89c840" in design
     with pytest.raises(SystemExit, match="unknown NIC"):
         cli.select_nics("e1000,nope")
+
+
+def test_design_rows_include_every_seed_driver_qemu_emulates() -> None:
+    from lab.cli import select_nics
+
+    rows = select_nics("design")
+    assert "tulip" in rows  # seed-list driver, emulated, no Debian ROM: a row with "no ROM in set"
+    assert "i82559c" not in rows  # its driver (eepro100) is already a design row
