@@ -37,3 +37,20 @@ def test_design_rows_include_every_seed_driver_qemu_emulates() -> None:
     rows = select_nics("design")
     assert "tulip" in rows  # seed-list driver, emulated, no Debian ROM: a row with "no ROM in set"
     assert "i82559c" not in rows  # its driver (eepro100) is already a design row
+
+
+@pytest.mark.parametrize(
+    ("statuses", "fail_on", "expected"),
+    [
+        ({cli.Status.PASS}, "fail", 0),
+        ({cli.Status.PASS, cli.Status.FAIL}, "fail", 1),
+        ({cli.Status.PASS, cli.Status.FAIL}, "error", 0),
+        ({cli.Status.FAIL, cli.Status.ERROR}, "error", 2),
+        ({cli.Status.FAIL, cli.Status.ERROR}, "fail", 2),
+        ({cli.Status.MISS}, "error", 2),
+    ],
+)
+def test_exit_status_keeps_a_broken_lab_apart_from_findings(
+    statuses: set[cli.Status], fail_on: str, expected: int
+) -> None:
+    assert cli.exit_status(statuses, fail_on) == expected
