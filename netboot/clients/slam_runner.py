@@ -145,10 +145,13 @@ class SlamSwarm:
         self.active.append(slot)
         self._loop.add_reader(sock.fileno(), self._on_unicast, slot)
 
-    def _drain_group(self) -> None:
+    def _drain_group(self, batch: int | None = DRAIN_BATCH) -> None:
+        """Hand queued group datagrams to every client, ``batch`` at most (None: all)."""
         assert self._loop is not None and self._group_sock is not None
         now = self._loop.time()
-        for _ in range(DRAIN_BATCH):
+        count = 0
+        while batch is None or count < batch:
+            count += 1
             try:
                 data = self._group_sock.recv(65536)
             except (BlockingIOError, InterruptedError):
@@ -163,7 +166,9 @@ class SlamSwarm:
 
     def _on_unicast(self, slot: _Slot) -> None:
         assert self._loop is not None
-        self._drain_group()
+        # All of it: one NIC queue keeps order, so a ping never overtakes earlier data
+        # (with a batch limit a busy process answered pings with "gaps" still queued).
+        self._drain_group(batch=None)
         if slot.core is None or slot.sock is None or slot.result is not None:
             return
         now = self._loop.time()

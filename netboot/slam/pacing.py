@@ -8,7 +8,8 @@ Rules, all driven by the server core with its ``now``:
 
 * ``cut(now, factor)``: an immediate multiplicative back-off, at most every 50 ms
   (a 4-block loss run, a missed master ping);
-* ``end_window(...)``: every 0.1 s, back off by 30 % when the master's share of
+* ``end_window(...)``: every 0.1 s (longer at slow rates, until the window holds
+  16 datagrams, at most 1 s), back off by 30 % when the master's share of
   freshly lost blocks exceeds ``backoff_above`` or it is congested (answers late),
   and grow by 15 % when the master answered and lost less than ``grow_below``.
 """
@@ -21,8 +22,11 @@ from dataclasses import dataclass
 RATE_WINDOW = 0.1
 #: Immediate cuts are at least this far apart (about one answer from the master).
 MIN_CUT_INTERVAL = 0.05
-#: Fewer data datagrams than this in a window say nothing about loss.
+#: Fewer data datagrams than this in a window say nothing about loss...
 MIN_WINDOW_SAMPLE = 16
+#: ...so at slow rates a window lasts until it holds that many, up to this long (seconds).
+#: Without it, below 160 datagrams/s no window ever counted and the rate never grew back.
+MAX_WINDOW = 1.0
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,12 @@ class Pacer:
         """Called often; acts once per :data:`RATE_WINDOW`."""
         if now - self._window_start < RATE_WINDOW:
             return
+        if master_late:
+            self._congested = True
+        if self._sent < MIN_WINDOW_SAMPLE and have_master and now - self._window_start < MAX_WINDOW:
+            return  # a slow rate: widen the window until it says something
         sent, lost, answers = self._sent, self._lost, self._answers
-        congested = self._congested or master_late
+        congested = self._congested
         self._window_start, self._sent, self._lost, self._answers = now, 0, 0, 0
         self._congested = False
         if sent < MIN_WINDOW_SAMPLE or not have_master or now - self._last_cut < RATE_WINDOW:

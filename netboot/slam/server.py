@@ -84,6 +84,10 @@ class ServerConfig:
     max_rate: float = 8600.0
     min_rate: float = 100.0
     burst: int = 16
+    #: At most this many data datagrams beyond the last one the master confirmed (by
+    #: answering a ping sent after it): a receiver too busy to answer stops the stream
+    #: before its queue overflows, long before the rate rules react.
+    max_unconfirmed: int = 512
     ping_every: int = 64
     #: ...or at least this often (seconds), so that a dead master is noticed quickly.
     master_ping_interval: float = 0.1
@@ -173,6 +177,7 @@ class SlamServer:
         self._unicast: list[tuple[bytes, Address]] = []
         self._seq = 0
         self._chase = False
+        self._confirmed_seq = 0
         self._min_rtt = float("inf")
         self._idle_reported = True
         self._probe_wakeup: float | None = None
@@ -247,6 +252,7 @@ class SlamServer:
             rtt = now - peer.last_ping
             peer.srtt = 0.75 * peer.srtt + 0.25 * rtt
             if addr == self.master:
+                self._confirmed_seq = max(self._confirmed_seq, peer.ping_seq)
                 # Queueing delay: a receiver that falls behind answers ever later.
                 self._min_rtt = min(self._min_rtt, rtt)
                 if rtt > max(4 * self._min_rtt, self._min_rtt + self.config.queue_delay_limit):
@@ -351,6 +357,9 @@ class SlamServer:
     def _has_data_work(self) -> bool:
         return bool(self._repair) or self._stream_active
 
+    def _window_open(self) -> bool:
+        return self.master is None or self._seq - self._confirmed_seq < self.config.max_unconfirmed
+
     def _next_block(self) -> int | None:
         while self._repair:
             block = self._repair.popleft()
@@ -371,6 +380,7 @@ class SlamServer:
     def _set_master(self, addr: Address | None) -> None:
         if addr != self.master:
             self.master = addr
+            self._confirmed_seq = self._seq  # a new master gets a fresh window
             self._min_rtt = float("inf")
             self._emit("master", client=_fmt(addr) if addr else None)
 
@@ -433,7 +443,7 @@ class SlamServer:
         out: list[tuple[bytes, Address]] = []
         self.pacer.refill(now)
         master = self.peers.get(self.master) if self.master else None
-        while self.pacer.may_send() and self._has_data_work():
+        while self.pacer.may_send() and self._has_data_work() and self._window_open():
             block = self._next_block()
             if block is None:
                 break
@@ -456,6 +466,9 @@ class SlamServer:
                 self._ping(master, now)
                 out.extend(self._unicast)
                 self._unicast.clear()
+        blocked = self._has_data_work() and not self._window_open()
+        if blocked and master is not None and master.ping_sent is None:
+            self._ping(master, now)  # the window waits for this answer
         if not self._has_data_work():
             self._probe_quiet_clients(now)
             if not self.peers and not self._idle_reported:
@@ -467,7 +480,7 @@ class SlamServer:
 
     def get_timer(self) -> float | None:
         deadlines: list[float] = []
-        if self._has_data_work():
+        if self._has_data_work() and self._window_open():
             deadlines.append(self.pacer.next_token_at())
         elif self._probe_wakeup is not None:
             deadlines.append(self._probe_wakeup)

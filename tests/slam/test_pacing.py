@@ -61,3 +61,32 @@ def test_token_bucket_paces_to_the_rate() -> None:
             sent += 1
         now = p.next_token_at()
     assert 995 <= sent <= 1005
+
+
+def test_grows_back_from_the_floor() -> None:
+    """At 100 datagrams/s a 0.1 s window holds 10, too few to judge: the window widens
+    until it holds 16, so the rate can still grow on the master's clean answers."""
+    p = Pacer(max_rate=1000, min_rate=100, burst=16, now=0.0)
+    for i in range(10):
+        p.cut(i * 0.06, 0.5)
+    assert p.rate == 100
+    now = 1.0
+    p.end_window(now, have_master=True, master_late=False)  # resets the window
+    for step in range(1, 30):
+        for _ in range(int(100 * RATE_WINDOW)):
+            p.spend()
+        p.note_answer(0)
+        p.end_window(now + step * (RATE_WINDOW + 1e-6), have_master=True, master_late=False)
+    assert p.rate > 100 * 1.15**5, p.rate
+
+
+def test_a_late_master_in_a_short_window_still_counts() -> None:
+    p = Pacer(max_rate=1000, min_rate=100, burst=16, now=0.0)
+    for _ in range(10):
+        p.spend()
+    p.note_answer(0)
+    p.end_window(RATE_WINDOW, have_master=True, master_late=True)  # 10 sent: window widens
+    for _ in range(10):
+        p.spend()
+    p.end_window(2 * RATE_WINDOW, have_master=True, master_late=False)
+    assert p.rate == 500 * 0.7

@@ -144,3 +144,28 @@ def test_pacing_backs_off_for_a_slow_nic() -> None:
             rates = [float(str(f["rate"])) for _, name, f in sim.log if name == "rate"]
             assert min(rates) < 1000 and max(rates[-10:]) < 2000
     assert sent["adaptive"] < 2.5 and sent["adaptive"] < sent["fixed"] / 2, sent
+
+
+def test_stream_waits_for_a_master_too_busy_to_answer() -> None:
+    """A master that NACKs once and then never answers a ping: the stream stops after
+    ``max_unconfirmed`` datagrams instead of pouring the file into a full queue; its
+    next answer opens the window again."""
+    from netboot.slam.packets import encode_nack_range
+    from netboot.slam.server import SlamServer
+
+    data = os.urandom(2000 * DEFAULT_BLOCK_SIZE)
+    config = ServerConfig(max_rate=8600.0, max_unconfirmed=100)
+    server = SlamServer(Content(1, data), ("239.255.1.1", 10000), config)
+    master = ("192.0.2.2", 5000)
+    server.receive_datagram(encode_nack_range(1, 4), master, 0.0)
+    now, sent, pings = 0.0, 0, 0
+    while now < 0.5:
+        out = server.datagrams_to_send(now)
+        sent += sum(1 for _, addr in out if addr == server.group)
+        pings += sum(1 for _, addr in out if addr == master)
+        now = max(now + 0.001, server.get_timer() or now + 0.001)
+    assert 100 <= sent <= 100 + config.burst, sent  # 0.5 s at half the ceiling would be ~2150
+    assert pings >= 2  # it keeps asking
+    server.receive_datagram(encode_nack_range(sent, 4), master, now)  # answers the last ping
+    later = server.datagrams_to_send(now + 0.01)
+    assert any(addr == server.group for _, addr in later)
