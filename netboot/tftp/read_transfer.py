@@ -19,21 +19,19 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import struct
-from collections import deque
 
 from netboot.tftp import events as ev
 from netboot.tftp.events import CoreEvent
 from netboot.tftp.options import Negotiation
 from netboot.tftp.packets import Error as ErrorPacket
-from netboot.tftp.packets import ErrorCode, MalformedPacket, OAck, decode, encode, encode_error
+from netboot.tftp.packets import ErrorCode, OAck, encode, encode_error
 from netboot.tftp.sources import BlockSource
+from netboot.tftp.transfer_base import Address, TransferBase
 
-Address = tuple[str, int]
 _DATA_HEADER = struct.Struct("!HH").pack
-_UNKNOWN_TID = encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID: this port serves another client")
 
 
-class ReadTransfer:
+class ReadTransfer(TransferBase):
     """Sends ``source`` to ``peer``; drive it with datagrams and timer ticks."""
 
     def __init__(
@@ -68,8 +66,7 @@ class ReadTransfer:
         self._acked = -1 if negotiation.needs_oack else 0
         self._sent = 0
         self._retries = 0
-        self._outbox: list[tuple[bytes, Address]] = []
-        self._events: deque[CoreEvent] = deque()
+        self._init_queues()
         self._deadline: float | None = now + self._timeout
         self._oack: bytes | None = None
         self._lockstep = self._window == 1 and not trace
@@ -84,20 +81,13 @@ class ReadTransfer:
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         if self.finished:
             return
-        peer = self.peer
-        if addr != peer and (self._check_port or addr[0] != peer[0]):
-            self._outbox.append((_UNKNOWN_TID, addr))
-            self._events.append(
-                CoreEvent(ev.ERROR, {"code": 5, "reason": "foreign TID", "to": f"{addr[0]}:{addr[1]}"})
-            )
+        if addr != self.peer and self._is_foreign(addr):
             return
         if len(data) == 4 and data[1] == 4 and data[0] == 0:  # fast path: ACK
             self._on_ack((data[2] << 8) | data[3], now)
             return
-        try:
-            packet = decode(data)
-        except MalformedPacket as exc:
-            self._events.append(CoreEvent(ev.ERROR, {"reason": f"dropped malformed datagram: {exc}"}))
+        packet = self._decode_or_drop(data)
+        if packet is None:
             return
         if isinstance(packet, ErrorPacket):
             self._finish(False, f"client sent ERROR {packet.code}: {packet.message}", now)
@@ -133,15 +123,6 @@ class ReadTransfer:
         self.bytes_sent += len(payload)
         return _DATA_HEADER(3, block & 0xFFFF) + payload
 
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
-        out = self._outbox
-        if out:
-            self._outbox = []
-        return out
-
-    def get_timer(self) -> float | None:
-        return self._deadline
-
     def handle_timer(self, now: float) -> None:
         deadline = self._deadline
         if deadline is None or now < deadline or self.finished:
@@ -160,9 +141,6 @@ class ReadTransfer:
             self._events.append(CoreEvent(ev.RETRANSMIT, {"block": first & 0xFFFF, "attempt": self._retries}))
             self._send_window(first)
         self._deadline = now + self._timeout
-
-    def next_event(self) -> CoreEvent | None:
-        return self._events.popleft() if self._events else None
 
     # -- internals ---------------------------------------------------------------------
     def _on_ack(self, wire_block: int, now: float) -> None:

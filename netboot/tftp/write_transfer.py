@@ -11,22 +11,20 @@ With ``windowsize`` N it ACKs every N-th block, the final block and after a gap
 from __future__ import annotations
 
 import struct
-from collections import deque
 
 from netboot.tftp import events as ev
 from netboot.tftp.events import CoreEvent
 from netboot.tftp.options import Negotiation
 from netboot.tftp.packets import Data as DataPacket
 from netboot.tftp.packets import Error as ErrorPacket
-from netboot.tftp.packets import ErrorCode, MalformedPacket, OAck, decode, encode, encode_error
+from netboot.tftp.packets import ErrorCode, OAck, encode, encode_error
 from netboot.tftp.sources import BlockSink
+from netboot.tftp.transfer_base import Address, TransferBase
 
-Address = tuple[str, int]
 _ACK = struct.Struct("!HH").pack
-_UNKNOWN_TID = encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID: this port serves another client")
 
 
-class WriteTransfer:
+class WriteTransfer(TransferBase):
     """Receives a file from ``peer`` into ``sink``."""
 
     def __init__(
@@ -60,8 +58,7 @@ class WriteTransfer:
         self._expected = 1
         self._in_window = 0
         self._retries = 0
-        self._outbox: list[tuple[bytes, Address]] = []
-        self._events: deque[CoreEvent] = deque()
+        self._init_queues()
         if negotiation.needs_oack:
             self._last_reply = encode(OAck(tuple(negotiation.acknowledged)))
             self._events.append(CoreEvent(ev.OACK, {"options": dict(negotiation.acknowledged)}))
@@ -73,30 +70,15 @@ class WriteTransfer:
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         if self.finished:
             return
-        if addr != self.peer and (self._check_port or addr[0] != self.peer[0]):
-            self._outbox.append((_UNKNOWN_TID, addr))
-            self._events.append(
-                CoreEvent(ev.ERROR, {"code": 5, "reason": "foreign TID", "to": f"{addr[0]}:{addr[1]}"})
-            )
+        if addr != self.peer and self._is_foreign(addr):
             return
-        try:
-            packet = decode(data)
-        except MalformedPacket as exc:
-            self._events.append(CoreEvent(ev.ERROR, {"reason": f"dropped malformed datagram: {exc}"}))
+        packet = self._decode_or_drop(data)
+        if packet is None:
             return
         if isinstance(packet, ErrorPacket):
             self._fail(f"client sent ERROR {packet.code}: {packet.message}", now, notify=False)
         elif isinstance(packet, DataPacket):
             self._on_data(packet, now)
-
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
-        out = self._outbox
-        if out:
-            self._outbox = []
-        return out
-
-    def get_timer(self) -> float | None:
-        return self._deadline
 
     def handle_timer(self, now: float) -> None:
         if self._deadline is None or now < self._deadline or self.finished:
@@ -109,9 +91,6 @@ class WriteTransfer:
         self._events.append(CoreEvent(ev.RETRANSMIT, {"block": (self._expected - 1) & 0xFFFF}))
         self._outbox.append((self._last_reply, self.peer))
         self._deadline = now + self._timeout
-
-    def next_event(self) -> CoreEvent | None:
-        return self._events.popleft() if self._events else None
 
     def _on_data(self, packet: DataPacket, now: float) -> None:
         delta = (packet.block - self._expected) & 0xFFFF
