@@ -170,18 +170,60 @@ def test_files_over_65535_blocks_cannot_be_a_session() -> None:
         session(size=65535 * 8, blksize=8)
 
 
-def test_mtftp_answers_every_request_at_once_by_unicast() -> None:
+def test_mtftp_late_request_listens_to_the_stream_and_is_promoted_by_unicast() -> None:
     core = session(mtftp=True, size=5000, blksize=512)
     core.add_request(A, [], 0.0)
     assert sorted(parse(core.datagrams_to_send(0.0))) == [("DATA", 1, A), ("DATA", 1, ("239.255.0.0", 1758))]
     core.receive_datagram(ack(1), A, 0.01)
     core.receive_datagram(ack(2), A, 0.02)
     core.datagrams_to_send(0.02)
-    core.add_request(B, [], 0.03)  # transfer running: not restarted, B hears the current block now
-    assert parse(core.datagrams_to_send(0.03)) == [("DATA", 3, B)]
+    # The stream flows: B is left to hear it, and gets no unicast that would make it an
+    # ACKing iPXE master for the rest of the pass.
+    core.add_request(B, [], 0.03)
+    assert parse(core.datagrams_to_send(0.03)) == []
     for block in range(3, 10):
         core.receive_datagram(ack(block), A, 0.03 + block * 0.01)
-        core.receive_datagram(ack(0), B, 0.03 + block * 0.01)
-    core.receive_datagram(ack(10), A, 0.2)
+    assert all(addr != B for _, _, addr in parse(core.datagrams_to_send(0.12)))
+    core.receive_datagram(ack(10), A, 0.2)  # A is done: B is asked at once, by unicast DATA
+    assert parse(core.datagrams_to_send(0.2)) == [("DATA", 1, B)]
+    core.receive_datagram(ack(1), B, 0.21)  # holds 1 and 4..10 (heard on the group): asks for 2
     assert core.master is not None and core.master.addr == B
-    assert ("DATA", 1, ("239.255.0.0", 1758)) in parse(core.datagrams_to_send(0.2))
+    assert parse(core.datagrams_to_send(0.21)) == [("DATA", 2, ("239.255.0.0", 1758))]
+
+
+def test_mtftp_silent_listener_that_finished_is_released_not_failed() -> None:
+    core = session(mtftp=True, size=1000, blksize=512)
+    core.add_request(A, [], 0.0)
+    core.receive_datagram(ack(1), A, 0.01)
+    core.add_request(B, [], 0.02)  # hears 2 and 3 on the group, and finishes silently
+    core.receive_datagram(ack(3), A, 0.03)
+    core.datagrams_to_send(0.03)
+    for step in range(1, 12):
+        core.handle_timer(0.03 + step * 0.25)
+    names = [(e.name, e.fields.get("client")) for e in iter(core.next_event, None)]
+    assert ("mcast_listener_released", "192.0.2.11:1001") in names
+    assert not any(name == "mcast_client_gone" for name, _ in names)
+    assert core.finished
+
+
+def test_mtftp_request_with_no_stream_flowing_is_answered_at_once() -> None:
+    core = session(mtftp=True, size=5000, blksize=512)
+    core.add_request(A, [], 0.0)
+    core.receive_datagram(ack(1), A, 0.01)
+    core.datagrams_to_send(0.01)
+    core.add_request(B, [], 0.5)  # the master has been quiet for 0.49 s: nothing for B to hear
+    assert parse(core.datagrams_to_send(0.5)) == [("DATA", 2, B)]
+
+
+def test_mtftp_repeated_or_reopened_request_is_answered_at_once() -> None:
+    core = session(mtftp=True, size=50000, blksize=512)
+    core.add_request(A, [], 0.0)
+    core.receive_datagram(ack(1), A, 0.01)
+    core.add_request(B, [], 0.02)
+    core.datagrams_to_send(0.02)
+    core.receive_datagram(ack(2), A, 0.03)
+    core.add_request(B, [], 0.04)  # B asks again: it heard nothing (a deaf client)
+    assert ("DATA", 3, B) in parse(core.datagrams_to_send(0.04))
+    reopened = (B[0], B[1] + 7)  # iPXE reopens on a new port after 0.25 s without a packet
+    core.add_request(reopened, [], 0.4)
+    assert ("DATA", 3, reopened) in parse(core.datagrams_to_send(0.4))

@@ -24,10 +24,18 @@ Why this design (protocols.md sections 1-3 and 6; docs/multicast.md has the long
 * Waiting clients that never ACK (iPXE style) get their OACK (mc=0, no address) again
   every ``keepalive`` seconds while unicast is quiet: a deaf waiting client would
   otherwise hit iPXE's 15.75 s silence limit before its turn.
-* ``mtftp=True`` is PXE MTFTP: no OACK, 512-byte blocks, every request is answered at
-  once with a unicast DATA (the requester then ACKs like a master), and the stream on
-  the group never pauses while clients listen (iPXE reopens after about 0.25 s of
-  silence, which is where atftpd's zero-filled images come from).
+* ``mtftp=True`` is PXE MTFTP: no OACK, 512-byte blocks.  A request that arrives while
+  the group stream flows is left to the stream: the requester hears group DATA within
+  ``listen_window`` and stays a silent listener, as MTFTP intends (an iPXE client that
+  gets any unicast DATA becomes a master and ACKs every block it hears until it
+  finishes: with 199 late joiners that is 199 ACKs per block, and in the lab that storm
+  preceded NICs that stopped transmitting).  Every other request (no stream flowing, a
+  repeated RRQ from a client that heard nothing, a client that reopened on a new port
+  after 0.25 s without a packet)
+  is answered at once with unicast DATA, so no iPXE client waits out its MTFTP timeouts
+  and falls back to plain TFTP over a stale size (where atftpd's zero-filled images come
+  from).  When the master finishes, the next client is promoted at once by unicast DATA
+  (it then ACKs its first gap), before listeners' 0.25 s timers expire.
 """
 
 from __future__ import annotations
@@ -50,6 +58,10 @@ BlockReader = Callable[[int, int], bytes]
 MAX_MULTICAST_BLOCKS = 65535
 
 WAITING, MASTER, UNICAST, DONE, GONE = "waiting", "master", "unicast", "done", "gone"
+#: MTFTP: a silent listener that did not answer the end-of-stream probe.  Not a failure:
+#: an iPXE listener that finished is silent, and one that still lacks blocks reopens
+#: (new RRQ) when the group goes quiet, and is answered then.
+RELEASED = "released"
 
 
 @dataclass
@@ -63,6 +75,8 @@ class Tuning:
     deaf_blocks: int = 3
     unicast_silence: float = 10.0
     tick: float = 0.25
+    #: MTFTP: a request within this long of the last group DATA is left to the stream.
+    listen_window: float = 0.1
 
 
 @dataclass
@@ -193,35 +207,45 @@ class MulticastSession:
         member = self.members.get(addr)
         if member is not None and member.state not in (DONE, GONE):
             self._emit("mcast_rrq_retransmit", client=member.text, role=member.state)
-            self._answer_request(member, now)
+            self._answer_request(member, now, repeated=True)
             return
         self._order += 1
         member = Member(addr, self._order, now, list(acknowledged), last_heard=now, last_unicast=now)
         self.members[addr] = member
         late = self.group_packets > 0
-        if self.master is None and self.probing_until is None:
+        if self.master is None and (self.probing_until is None or self.mtftp):
             self._make_master(member, now, reason="first" if not late else "idle")
         self._emit("mcast_join", client=member.text, master=member is self.master, late=late,
                    stream_block=self.pending)
         self._answer_request(member, now)
 
-    def _answer_request(self, member: Member, now: float) -> None:
+    def _answer_request(self, member: Member, now: float, repeated: bool = False) -> None:
         if self.mtftp:
-            # PXE MTFTP: answer at once with unicast data; the client then ACKs like a master.
-            block = self.pending or 1
             if member is self.master:
                 block = member.have + 1
                 self._send_group(block, now)
                 self.pending, self.pending_sent, self.pending_via = block, now, "group"
-            self._send_unicast(member, block, now)
+                self._send_unicast(member, block, now)
+                return
+            if not repeated and not member.acking and self._stream_flowing(now):
+                self._emit("mcast_listen", client=member.text, stream_block=self.pending)
+                return
+            # Nothing it could hear is flowing, or it asked again (it heard nothing): answer
+            # now by unicast; the client then ACKs its first gap like a master.
+            self._send_unicast(member, self.pending or 1, now)
+            member.acking = True
+            member.last_heard = now
             return
         self._send_oack(member, now, master=member is self.master, full=True)
+
+    def _stream_flowing(self, now: float) -> bool:
+        return self.master is not None and now - self.last_group_send < self.tuning.listen_window
 
     # --- ACK handling ---------------------------------------------------------------------------
 
     def _on_ack(self, member: Member, number: int, now: float) -> None:
         member.last_heard = now
-        if member.state == GONE:
+        if member.state in (GONE, RELEASED):
             member.state = WAITING  # it was not gone after all
             self._emit("mcast_client_back", client=member.text)
         if member.state == DONE:
@@ -239,8 +263,8 @@ class MulticastSession:
             member.promoted_at = None
             self._master_ack(member, number + 1, now)
             return
-        # a client that is not the master
-        if member.promoted_at is not None:
+        # a client that is not the master (MTFTP: any ACK with no master speaking is an answer)
+        if member.promoted_at is not None or (self.mtftp and self.master is None):
             member.promoted_at = None
             member.probes = 0
             if self.master is None:
@@ -353,6 +377,13 @@ class MulticastSession:
             self._elect(now)
         self._check_finished(now)
 
+    def _release(self, member: Member, now: float) -> None:
+        member.state = RELEASED
+        member.promoted_at = None
+        self._emit("mcast_listener_released", client=member.text, seconds=round(now - member.joined_at, 4),
+                   reason="silent after the stream: finished, or will ask again (iPXE reopens)")
+        self._check_finished(now)
+
     def _elect(self, now: float) -> None:
         """Pick the next master once the current one is finished, skipped or deaf."""
         if self.master is not None or self.probing_until is not None:
@@ -363,9 +394,9 @@ class MulticastSession:
             return
         waiting.sort(key=lambda m: (m.probes, m.order))
         alive = [m for m in waiting if m.acking and now - m.last_heard < self.tuning.promote_timeout]
-        if self.mtftp:
-            # MTFTP clients ACK every block they hear: continue at once from the oldest one's gap.
-            chosen = alive[0] if alive else waiting[0]
+        if self.mtftp and alive:
+            # Clients that ACK every block they hear: continue at once from the oldest one's gap.
+            chosen = alive[0]
             self._make_master(chosen, now, reason="next")
             self._send_group(chosen.have + 1, now)
             self._send_unicast(chosen, chosen.have + 1, now)
@@ -373,18 +404,28 @@ class MulticastSession:
             return
         oldest_block = min(self.block_last_group[1:])
         needy = [m for m in waiting if m.joined_at > oldest_block or m.acking]
-        if needy:
+        if needy and not self.mtftp:
             chosen = needy[0]
             self._make_master(chosen, now, reason="promoted")
-            self._send_oack(chosen, now, master=True, full=True)
+            self._promote(chosen, now)
             self._emit("mcast_promote", client=chosen.text, attempts=chosen.probes)
             return
-        # Everyone left heard a whole pass: most likely finished silently (iPXE).  Ask all at once.
+        # Everyone left heard a whole pass, or (MTFTP) listened silently: those that finished
+        # stay silent, the others answer with their first gap.  Ask all at once.
         self.probing_until = now + self.tuning.promote_timeout
         for member in waiting:
             member.promoted_at = now
-            self._send_oack(member, now, master=True, full=True)
+            self._promote(member, now)
         self._emit("mcast_probe", clients=len(waiting), attempt=waiting[0].probes + 1)
+
+    def _promote(self, member: Member, now: float) -> None:
+        """OACK mc=1 (RFC 2090), or any unicast DATA (MTFTP: iPXE then ACKs its first gap)."""
+        if self.mtftp:
+            self._send_unicast(member, member.have + 1, now)
+            if member is self.master:
+                self.pending, self.pending_sent, self.pending_via = member.have + 1, now, "unicast"
+        else:
+            self._send_oack(member, now, master=True, full=True)
 
     def _housekeeping(self, now: float) -> None:
         tuning = self.tuning
@@ -405,8 +446,16 @@ class MulticastSession:
                 and member.promoted_at is not None
                 and now - member.promoted_at >= tuning.promote_timeout
             ):
-                self._skip(member, now, reason="no answer to a promotion probe")
-            elif self.mtftp and member.state == WAITING and now - member.last_heard >= tuning.master_silence:
+                if self.mtftp and not member.acking:
+                    self._release(member, now)
+                else:
+                    self._skip(member, now, reason="no answer to a promotion probe")
+            elif (
+                self.mtftp
+                and member.state == WAITING
+                and member.acking
+                and now - member.last_heard >= tuning.master_silence
+            ):
                 self._finish_member(member, now, ok=False, reason="stopped acknowledging the group stream")
         for member in self.members.values():
             if member.state == UNICAST:
