@@ -28,7 +28,6 @@ from lab.errors import LabError, LabUnavailable
 from lab.evidence import BootEvidence, PayloadCheck, StageRecord
 from lab.netns import Namespace, namespace_support_problem
 from lab.qemu import QemuSpec
-from lab.rompatch import prepared_rom
 from lab.slam import SlamServer
 from lab.stages import PROTOCOL_FEATURE, run_ladder
 from lab.status import Status
@@ -166,10 +165,6 @@ class Lab:
             run.preflight(Status.ERROR, f"ROM mismatch (a lab setup error, not a driver failure): {exc}")
             return run
         run.evidence.rom.update({"set": rom_set.name, "path": str(rom), "sha256": _sha256(rom)})
-        assert model.pci_id is not None
-        rom, patched = prepared_rom(rom, model.pci_id, directory)
-        if patched:
-            run.evidence.rom["patched_ids"] = f"generic IDs set to {model.pci_id} (as QEMU does): {rom}"
         name, digest = self.payload(size, seed)
         run.payload.expect_sha256 = digest
         self.prepare(protocol, name)
