@@ -25,6 +25,7 @@ from lab.session import WIRE_CONTEXT, BootRun, Lab
 from lab.slam import SLAM_PORT
 from lab.status import Status, combine
 from lab.topology import BRIDGE, SERVER_IPV4
+from lab.train_diagnosis import diagnose, tap_activity
 from lab.wire import WireSummary, read_frames
 from roms.catalog import nic
 from roms.romset import RomSet
@@ -79,6 +80,7 @@ class TrainVm:
     started_at: float  # seconds after the first VM started
     heard_before_asking: int = 0  # distinct group blocks it received but never asked for
     transfer: tuple[float, float] | None = None  # first/last payload frame on its tap (capture clock)
+    diagnosis: str = ""  # for a failed VM: what its tap shows (lab/train_diagnosis.py)
 
 
 @dataclass
@@ -117,6 +119,7 @@ class TrainResult:
                     "status": v.evidence.status.value,
                     "delivery": v.evidence.delivery,
                     "reason": v.evidence.reason,
+                    "diagnosis": v.diagnosis,
                 }
                 for v in self.vms
             ],
@@ -251,6 +254,7 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
             evidence.write(run.directory / "evidence.json")
         if pcap is not None and pcap.exists():
             vm.heard_before_asking, vm.transfer = stream_timeline(pcap, ip, name)
+            vm.diagnosis = diagnose(evidence, tap_activity(pcap, ip), vm.transfer is not None)
         vms.append(vm)
     train = TrainResult(plan, Status.MISS, "", directory, vms)
     if loss is not None:
@@ -284,7 +288,7 @@ def judge(train: TrainResult, server_events: list[dict[str, Any]], bridge: WireS
         TrainCheck(
             "every VM verified the bytes",
             all(s is Status.PASS for s in statuses),
-            ", ".join(f"{v.nic}={v.evidence.status.value}" for v in vms),
+            ", ".join(_verdict(v) for v in vms),
         )
     )
     corrupt = [v.nic for v, o in zip(vms, outcomes, strict=True) if o == "ok-but-corrupt"]
@@ -397,6 +401,10 @@ def judge(train: TrainResult, server_events: list[dict[str, Any]], bridge: WireS
         train.outcome = "failed" if train.status is Status.FAIL else train.status.value.lower()
     failed = [c for c in checks if c.ok is False]
     train.reason = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+
+
+def _verdict(vm: TrainVm) -> str:
+    return f"{vm.nic}={vm.evidence.status.value}" + (f" ({vm.diagnosis})" if vm.diagnosis else "")
 
 
 def stream_timeline(pcap: Path, client_ip: str, payload_name: str) -> tuple[int, tuple[float, float] | None]:

@@ -1,0 +1,64 @@
+"""Why a train VM failed, read from its tap: did it stop talking while the group stream ran?
+
+Why this exists: in 4-VM trains on a 2-core TCG host, some NIC models (pcnet, eepro100)
+fail in ways the console alone does not explain: a VM stops transmitting while group
+DATA keeps arriving on its tap, or never gets as far as asking for the payload while the
+stream floods it.  Saying so in the train's report keeps "the driver stopped" apart from
+"the server did not answer" (the server's events show the second).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.evidence import BootEvidence
+from lab.status import Status
+from lab.wire import read_frames
+
+#: A VM silent this long before the group stream ended had stopped taking part.
+SILENT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class TapActivity:
+    last_sent: float | None  # the VM's last IPv4 frame (capture clock)
+    group_frames: int  # IPv4 multicast frames delivered to its tap
+    group_last: float | None
+
+
+def tap_activity(pcap: Path, client_ip: str) -> TapActivity:
+    raw_ip = bytes(int(part) for part in client_ip.split("."))
+    last_sent: float | None = None
+    group_frames = 0
+    group_last: float | None = None
+    for frame in read_frames(pcap):
+        l3 = frame.l3
+        if frame.ethertype != 0x0800 or len(l3) < 20:
+            continue
+        if l3[12:16] == raw_ip:
+            last_sent = frame.ts
+        elif 224 <= l3[16] <= 239:
+            group_frames += 1
+            group_last = frame.ts
+    return TapActivity(last_sent, group_frames, group_last)
+
+
+def diagnose(evidence: BootEvidence, activity: TapActivity, asked_for_payload: bool) -> str:
+    """One clause for a failed VM ("" when it passed or nothing stands out)."""
+    if evidence.status is Status.PASS:
+        return ""
+    stage = evidence.failed_stage or "?"
+    if not asked_for_payload:
+        return (
+            f"never asked for the payload (stopped at stage {stage}) while {activity.group_frames} "
+            "group frames reached its tap"
+        )
+    if activity.last_sent is not None and activity.group_last is not None:
+        silent = activity.group_last - activity.last_sent
+        if silent >= SILENT_SECONDS:
+            return (
+                f"sent nothing for the last {silent:.0f} s of the group stream (its last frame "
+                f"left {silent:.0f} s before the stream ended; stage {stage})"
+            )
+    return f"failed at stage {stage}"

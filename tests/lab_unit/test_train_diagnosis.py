@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import dpkt
+
+from lab.evidence import BootEvidence, StageRecord
+from lab.status import Status
+from lab.train_diagnosis import diagnose, tap_activity
+
+VM = "192.0.2.102"
+
+
+def _frame(src: str, dst: str, payload: bytes) -> bytes:
+    udp = dpkt.udp.UDP(sport=3001, dport=3001, data=payload)
+    udp.ulen = 8 + len(payload)
+    ip = dpkt.ip.IP(
+        src=bytes(int(p) for p in src.split(".")),
+        dst=bytes(int(p) for p in dst.split(".")),
+        p=dpkt.ip.IP_PROTO_UDP,
+        data=udp,
+    )
+    ip.len = 20 + len(bytes(udp))
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x01\x00\x5e\x7f\x01\x01", data=ip))
+
+
+def _tap(tmp_path: Path, vm_sends_until: float, stream_until: float) -> Path:
+    path = tmp_path / "tap.pcap"
+    with open(path, "wb") as handle:
+        writer = dpkt.pcap.Writer(handle)
+        ts = 0.0
+        while ts <= stream_until:
+            writer.writepkt(_frame("192.0.2.1", "239.255.1.1", b"\x00\x03\x00\x01" + b"x" * 512), ts=ts)
+            if ts <= vm_sends_until:
+                writer.writepkt(_frame(VM, "192.0.2.1", b"\x00\x04\x00\x00"), ts=ts + 0.01)
+            ts += 0.5
+    return path
+
+
+def _failed(stage: str) -> BootEvidence:
+    stages = [StageRecord("dhcp", Status.PASS, 1.0, 1.0), StageRecord(stage, Status.FAIL, 1.0, 2.0)]
+    return BootEvidence(Status.FAIL, "x", stages)
+
+
+def test_a_vm_that_went_quiet_while_the_stream_ran_is_named(tmp_path: Path) -> None:
+    activity = tap_activity(_tap(tmp_path, vm_sends_until=2.0, stream_until=20.0), VM)
+    assert activity.group_frames == 41
+    text = diagnose(_failed("payload"), activity, asked_for_payload=True)
+    assert "sent nothing for the last 18 s" in text and "payload" in text
+
+
+def test_a_vm_that_talked_to_the_end_gets_only_its_stage(tmp_path: Path) -> None:
+    activity = tap_activity(_tap(tmp_path, vm_sends_until=20.0, stream_until=20.0), VM)
+    assert diagnose(_failed("payload"), activity, asked_for_payload=True) == "failed at stage payload"
+
+
+def test_a_vm_that_never_asked_says_where_it_stopped(tmp_path: Path) -> None:
+    activity = tap_activity(_tap(tmp_path, vm_sends_until=-1.0, stream_until=5.0), VM)
+    text = diagnose(_failed("script"), activity, asked_for_payload=False)
+    assert text.startswith("never asked for the payload (stopped at stage script)")
+    assert "11 group frames" in text
+
+
+def test_a_vm_that_passed_needs_no_diagnosis(tmp_path: Path) -> None:
+    activity = tap_activity(_tap(tmp_path, vm_sends_until=1.0, stream_until=20.0), VM)
+    assert diagnose(BootEvidence(Status.PASS), activity, asked_for_payload=True) == ""
