@@ -28,8 +28,8 @@ from lab.scenario import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS, protocol_
 from lab.session import vm_support_problem
 from lab.status import Status
 from lab.tftp import SERVERS
-from lab.train import DEFAULT_TRAIN_SIZE, TrainResult, run_trains, train_plans
-from roms.catalog import CATALOG, DESIGN_NICS
+from lab.train import DEFAULT_TRAIN_SIZE, TRAIN_NICS, TrainResult, run_trains, train_plans
+from roms.catalog import CATALOG, DESIGN_NICS, nic
 from roms.romset import RomSetError, rom_sets
 
 
@@ -84,6 +84,14 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lab-loss", type=int, default=5,
         help="percent loss each way on one VM's tap in an extra mtftp train (0: no lossy train)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lab-train-nics", default=",".join(TRAIN_NICS),
+        help="comma-separated NIC models of the trains, first to start first (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lab-legacy-train", action=argparse.BooleanOptionalAction, default=True,
+        help="an extra mtftp train of e1000, rtl8139, pcnet, eepro100 (how older drivers take a stream)",
     )  # fmt: skip
 
 
@@ -204,7 +212,19 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     jobs = args.lab_jobs or default_jobs()
     boots = sum(len(c.boots) for c in cells)
     train_protocols = tuple(p for p in args.lab_trains.split(",") if p.strip() and p != "none")
-    plans = train_plans(train_protocols, servers, [s.name for s in sets], args.lab_train_size, args.lab_loss)
+    names = [s.name for s in sets]
+    size, loss = args.lab_train_size, args.lab_loss
+    train_nics = tuple(n.strip() for n in args.lab_train_nics.split(",") if n.strip())
+    try:
+        absent = [name for name in train_nics if nic(name).qemu_device is None]
+    except KeyError as exc:
+        print(f"lab: --lab-train-nics: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if absent:
+        names_text = ", ".join(absent)
+        print(f"lab: --lab-train-nics: QEMU cannot emulate {names_text}; pick others", file=sys.stderr)
+        return 2
+    plans = train_plans(train_protocols, servers, names, size, loss, args.lab_legacy_train, train_nics)
     print(
         f"lab matrix: {len(cells)} cells, {boots} VM boots, {jobs} at a time; {len(plans)} trains of 4 VMs "
         f"-> {out_dir}",

@@ -30,8 +30,14 @@ from lab.wire import WireSummary, read_frames
 from roms.catalog import nic
 from roms.romset import RomSet
 
-#: Four QEMU models with four different iPXE drivers (e1000, rtl8139, pcnet32, eepro100).
-TRAIN_NICS = ("e1000", "rtl8139", "pcnet", "eepro100")
+#: Four QEMU models with four different iPXE drivers (intel, realtek, virtio-net, vmxnet3):
+#: the train that checks the *server* with a mixed crowd.
+TRAIN_NICS = ("e1000", "rtl8139", "virtio-net-pci", "vmxnet3")
+#: The older PCI models (pcnet32, eepro100) behind an e1000 and an rtl8139: the train that
+#: checks how those *drivers* cope with a multicast stream they do not drive.  On a 2-core
+#: TCG host they have failed it with both servers (docs/matrix.md, "Trains"), while their
+#: single-VM cells and 2-VM trains pass; kept so the matrix keeps showing it.
+LEGACY_TRAIN_NICS = ("e1000", "rtl8139", "pcnet", "eepro100")
 TRAIN_GAP_SECONDS = 0.5
 #: Measured here: one stock-ROM client takes MTFTP's 512-byte lock-step blocks at about
 #: 120 KB/s under TCG, and four VMs on two cores about half that; a 4 MiB train's four
@@ -53,11 +59,14 @@ class TrainPlan:
     seed: int = 24
     #: Loss in % each way on the second VM's tap (0: none).
     loss_percent: int = 0
+    #: Names a NIC mix other than TRAIN_NICS in the column ("legacy": LEGACY_TRAIN_NICS).
+    label: str = ""
 
     @property
     def column(self) -> str:
         loss = f"/loss{self.loss_percent}" if self.loss_percent else ""
-        return f"{self.protocol}/{self.rom_set}/{self.server}/train{len(self.nics)}{loss}"
+        label = f"-{self.label}" if self.label else ""
+        return f"{self.protocol}/{self.rom_set}/{self.server}/train{len(self.nics)}{label}{loss}"
 
     @property
     def slug(self) -> str:
@@ -127,16 +136,26 @@ class TrainResult:
 
 
 def train_plans(
-    protocols: tuple[str, ...], servers: list[str], rom_sets: list[str], size: int, loss_percent: int
+    protocols: tuple[str, ...],
+    servers: list[str],
+    rom_sets: list[str],
+    size: int,
+    loss_percent: int,
+    legacy: bool = True,
+    nics: tuple[str, ...] = TRAIN_NICS,
 ) -> list[TrainPlan]:
-    """The default trains: each multicast protocol per ROM set and server, plus one lossy mtftp train."""
+    """The default trains: each multicast protocol per ROM set and server, one lossy mtftp
+    train, and (``legacy``) one mtftp train of the older PCI NIC models."""
     plans = []
     for rom_set in rom_sets:
         for protocol in protocols:
             for server in ["pyslamd"] if protocol == "x-slam" else servers:
-                plans.append(TrainPlan(protocol, server, rom_set, size))
+                plans.append(TrainPlan(protocol, server, rom_set, size, nics=nics))
         if loss_percent and "mtftp" in protocols:
-            plans.append(TrainPlan("mtftp", servers[0], rom_set, size, loss_percent=loss_percent))
+            plans.append(TrainPlan("mtftp", servers[0], rom_set, size, nics=nics, loss_percent=loss_percent))
+        if legacy and "mtftp" in protocols:
+            old = LEGACY_TRAIN_NICS
+            plans.append(TrainPlan("mtftp", servers[0], rom_set, size, nics=old, label="legacy"))
     return plans
 
 

@@ -54,3 +54,12 @@ def test_exit_status_keeps_a_broken_lab_apart_from_findings(
     statuses: set[cli.Status], fail_on: str, expected: int
 ) -> None:
     assert cli.exit_status(statuses, fail_on) == expected
+
+
+def test_train_nics_must_be_known_and_emulated(capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main
+
+    assert main(["matrix", "--lab-train-nics", "e1000,bogus"]) == 2
+    assert "unknown NIC model 'bogus'" in capsys.readouterr().err
+    assert main(["matrix", "--lab-train-nics", "e1000,3c509"]) == 2
+    assert "QEMU cannot emulate 3c509; pick others" in capsys.readouterr().err
