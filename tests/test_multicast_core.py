@@ -227,3 +227,28 @@ def test_mtftp_repeated_or_reopened_request_is_answered_at_once() -> None:
     reopened = (B[0], B[1] + 7)  # iPXE reopens on a new port after 0.25 s without a packet
     core.add_request(reopened, [], 0.4)
     assert ("DATA", 3, reopened) in parse(core.datagrams_to_send(0.4))
+
+
+def test_mtftp_request_that_may_not_listen_is_answered_at_once() -> None:
+    core = session(mtftp=True, size=50000, blksize=512)
+    core.add_request(A, [], 0.0)
+    core.receive_datagram(ack(1), A, 0.01)
+    core.datagrams_to_send(0.01)
+    core.add_request(B, [], 0.02, may_listen=False)  # another file's stream shares the group
+    assert parse(core.datagrams_to_send(0.02)) == [("DATA", 2, B)]
+
+
+def test_mtftp_service_sees_another_file_on_the_same_group() -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from netboot.tftp.mtftp import MtftpService
+
+    group = GroupPort("239.255.1.1", 3001)
+    service = MtftpService(cast(Any, None), {})
+    kernel = MulticastSession(lambda o, n: b"", 5000, 512, group, 0.0, mtftp=True)
+    key = ("mtftp", "kernel", "")
+    service.registry.sessions[key] = cast(Any, SimpleNamespace(key=key, core=kernel))
+    assert service._group_shared(("mtftp", "initrd", ""), group)
+    assert not service._group_shared(("mtftp", "kernel", ""), group)
+    assert not service._group_shared(("mtftp", "initrd", ""), GroupPort("239.255.1.2", 3001))

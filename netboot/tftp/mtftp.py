@@ -137,6 +137,19 @@ class MtftpService:
             if handle is None:
                 source.close()
                 return True
-        handle.core.add_request(ctx.client, [], ctx.now)
+        handle.core.add_request(ctx.client, [], ctx.now, may_listen=not self._group_shared(key, entry.group))
         handle.driver.kick()
         return True
+
+    def _group_shared(self, key: tuple[str, str, str], group: GroupPort) -> bool:
+        """Another file's session is running on the same group:port (iPXE's one fixed group).
+
+        Then a late requester must not be left to listen: its first packet sets iPXE's
+        TID filter, and a group DATA of the other file would lock it onto the wrong
+        stream.  Answered at once by unicast, it locks onto its own session.
+        """
+        where = (group.group, group.port)
+        return any(
+            other.key != key and other.core.group_addr == where and not other.core.finished
+            for other in self.registry.sessions.values()
+        )

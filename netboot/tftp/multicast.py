@@ -202,12 +202,18 @@ class MulticastSession:
     def accepting(self) -> bool:
         return not self.finished
 
-    def add_request(self, addr: Address, acknowledged: list[tuple[str, str]], now: float) -> None:
-        """An RRQ for this session from ``addr`` (``acknowledged``: its OACK options, in order)."""
+    def add_request(
+        self, addr: Address, acknowledged: list[tuple[str, str]], now: float, may_listen: bool = True
+    ) -> None:
+        """An RRQ for this session from ``addr`` (``acknowledged``: its OACK options, in order).
+
+        ``may_listen`` (MTFTP): False when another file's session shares the group:port, so
+        a requester left to listen could lock onto the wrong stream.
+        """
         member = self.members.get(addr)
         if member is not None and member.state not in (DONE, GONE):
             self._emit("mcast_rrq_retransmit", client=member.text, role=member.state)
-            self._answer_request(member, now, repeated=True)
+            self._answer_request(member, now, answer_now=True)
             return
         self._order += 1
         member = Member(addr, self._order, now, list(acknowledged), last_heard=now, last_unicast=now)
@@ -217,9 +223,9 @@ class MulticastSession:
             self._make_master(member, now, reason="first" if not late else "idle")
         self._emit("mcast_join", client=member.text, master=member is self.master, late=late,
                    stream_block=self.pending)
-        self._answer_request(member, now)
+        self._answer_request(member, now, answer_now=not may_listen)
 
-    def _answer_request(self, member: Member, now: float, repeated: bool = False) -> None:
+    def _answer_request(self, member: Member, now: float, answer_now: bool = False) -> None:
         if self.mtftp:
             if member is self.master:
                 block = member.have + 1
@@ -227,7 +233,7 @@ class MulticastSession:
                 self.pending, self.pending_sent, self.pending_via = block, now, "group"
                 self._send_unicast(member, block, now)
                 return
-            if not repeated and not member.acking and self._stream_flowing(now):
+            if not answer_now and not member.acking and self._stream_flowing(now):
                 self._emit("mcast_listen", client=member.text, stream_block=self.pending)
                 return
             # Nothing it could hear is flowing, or it asked again (it heard nothing): answer
