@@ -29,6 +29,7 @@ def _rel(path: str, out_dir: Path) -> str:
 def _files(boot: dict[str, Any], out_dir: Path) -> str:
     files = boot.get("files", {})
     wanted = [("console", "console"), ("tftp_events", "events"), ("slam_events", "slam events")]
+    wanted += [(k, k.replace("_", " ")) for k in sorted(files) if k.startswith("timeline")]
     wanted += [(k, k.replace("pcap_", "pcap ")) for k in sorted(files) if k.startswith("pcap_")]
     wanted += [
         (k, k.replace("wire_", "counts "))
@@ -53,6 +54,9 @@ def _cell(cell: dict[str, Any], out_dir: Path) -> str:
     body += html.escape(cell.get("outcome", ""))
     if status not in ("PASS", "UNSUPPORTED"):
         body += f"<br><small>{_files(bad, out_dir)}</small>"
+    elif "timeline" in bad.get("files", {}):
+        body += f' <small><a href="{_rel(bad["files"]["timeline"], out_dir)}">timeline</a></small>'
+
     evidence = str(bad.get("delivery", {}).get("evidence", ""))
     return f'<td class="{status}" title="{html.escape(evidence)}">{body}</td>'
 
@@ -102,8 +106,13 @@ def matrix_html(data: dict[str, Any], out_dir: Path) -> str:
                 f"{html.escape(str(v['delivery'].get('outcome', '')))}"
                 for v in t["vms"]
             )
+            pictures = " ".join(
+                f'<a href="{_rel(p, out_dir)}">timeline</a>' if p.endswith(".png") else html.escape(p)
+                for p in t.get("timelines", [])
+            )
             out.append(
-                f'<tr><td><a href="{_rel(t["artifacts"], out_dir)}/">{html.escape(t["column"])}</a></td>'
+                f'<tr><td><a href="{_rel(t["artifacts"], out_dir)}/">{html.escape(t["column"])}</a>'
+                f"<br><small>{pictures}</small></td>"
                 f'<td class="{t["status"]}">{t["status"]}</td><td>{html.escape(t["outcome"])}</td>'
                 f"<td>{ratio}</td><td>{checks}</td><td>{vms}</td></tr>"
             )

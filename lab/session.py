@@ -262,6 +262,8 @@ class BootRun:
             self._done = True
         self.evidence.settle()
         self._classify()
+        if self.protocol != "tftp":
+            self._draw_timeline()
         problem = self.lab.health_problem()
         if problem and self.evidence.status is Status.FAIL:
             # Never blame the driver for a lab that broke under it.
@@ -269,6 +271,18 @@ class BootRun:
             self.evidence.reason = f"ERROR@lab: {problem} (driver verdict withheld: {self.evidence.reason})"
         self.evidence.write(self.directory / "evidence.json")
         return self.evidence
+
+    def _draw_timeline(self) -> None:
+        """The multicast session as a picture beside the evidence (docs/timeline.md)."""
+        try:
+            from lab.timeline import timeline_for_artifacts
+
+            pictures = timeline_for_artifacts(self.directory)
+        except Exception as exc:  # noqa: BLE001 - a missing picture must not hide the boot's verdict
+            self.evidence.files["timeline_error"] = f"timeline not drawn: {exc}"
+            return
+        for index, path in enumerate(pictures):
+            self.evidence.files["timeline" if index == 0 else f"timeline_{index + 1}"] = str(path)
 
     def _stop_capture(self) -> None:
         if self.capture is None:

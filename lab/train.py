@@ -104,6 +104,7 @@ class TrainResult:
     group_ratio: float | None = None
     loss: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    timelines: list[str] = field(default_factory=list)  # PNGs of the session(s), or an error
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +117,7 @@ class TrainResult:
             "group_ratio": None if self.group_ratio is None else round(self.group_ratio, 4),
             "loss": self.loss,
             "reason": self.reason,
+            "timelines": self.timelines,
             "checks": [asdict(c) for c in self.checks],
             "vms": [
                 {
@@ -286,6 +288,7 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
         }
     bridge = result.summaries.get(BRIDGE) if result else None
     judge(train, server_events, bridge)
+    train.timelines = draw_train_timelines(directory)
     (directory / "train.json").write_text(json.dumps(train.to_json(), indent=1) + "\n")
     return train
 
@@ -420,6 +423,16 @@ def judge(train: TrainResult, server_events: list[dict[str, Any]], bridge: WireS
         train.outcome = "failed" if train.status is Status.FAIL else train.status.value.lower()
     failed = [c for c in checks if c.ok is False]
     train.reason = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+
+
+def draw_train_timelines(directory: Path) -> list[str]:
+    """The train's session(s) from the server's events and the bridge capture (docs/timeline.md)."""
+    try:
+        from lab.timeline import timeline_for_artifacts
+
+        return [str(p) for p in timeline_for_artifacts(directory)]
+    except Exception as exc:  # noqa: BLE001 - a missing picture must not hide the train's verdict
+        return [f"timeline not drawn: {exc}"]
 
 
 def _verdict(vm: TrainVm) -> str:

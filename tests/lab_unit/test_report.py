@@ -74,3 +74,22 @@ def test_lab_errors_mark_the_matrix_incomplete(tmp_path: Path) -> None:
     key = CellKey("e1000", "debian")
     data = matrix_json([CellResult(key, Status.ERROR, "dnsmasq died")], INFO)
     assert data["complete"] is False
+
+
+def test_html_links_each_multicast_cell_and_train_to_its_timeline(tmp_path: Path) -> None:
+    from lab.report_html import matrix_html
+
+    key = CellKey("e1000", "debian", protocol="mtftp")
+    boot = _boot(key, 1, Status.PASS, tmp_path)
+    boot.evidence.files["timeline"] = str(boot.directory / "timeline.png")
+    data = matrix_json([CellResult(key, Status.PASS, "", [boot])], INFO)
+    data["trains"] = [
+        {
+            "column": "mtftp/debian/pyatftpd/train4", "artifacts": str(tmp_path / "t"), "status": "PASS",
+            "outcome": "multicast", "group_bytes": 1, "group_ratio": 1.0, "checks": [], "vms": [],
+            "timelines": [str(tmp_path / "t" / "timeline.png")],
+        }
+    ]  # fmt: skip
+    page = matrix_html(data, tmp_path)
+    assert f'href="{key.slug}/1/timeline.png">timeline</a>' in page
+    assert 'href="t/timeline.png">timeline</a>' in page
