@@ -252,3 +252,24 @@ def test_mtftp_service_sees_another_file_on_the_same_group() -> None:
     assert service._group_shared(("mtftp", "initrd", ""), group)
     assert not service._group_shared(("mtftp", "kernel", ""), group)
     assert not service._group_shared(("mtftp", "initrd", ""), GroupPort("239.255.1.2", 3001))
+
+
+def test_mtftp_listeners_never_hear_nothing_for_a_quarter_second() -> None:
+    """iPXE's MTFTP client reopens after 0.25 s of silence, which in the lab meant a fallback."""
+    core = session(mtftp=True, size=5000, blksize=512)
+    core.add_request(A, [], 0.0)
+    core.receive_datagram(ack(1), A, 0.01)
+    core.add_request(B, [], 0.02)  # a silent listener that will never answer
+    heard: list[float] = []
+    now = 0.02
+    for block in range(2, 11):  # A finishes at 0.11
+        now += 0.01
+        core.receive_datagram(ack(block), A, now)
+    while now < 3.0 and not core.finished:
+        now = round(now + 0.01, 2)
+        core.handle_timer(now)
+        heard += [now for _, _, addr in parse(core.datagrams_to_send(now)) if addr == ("239.255.0.0", 1758)]
+    gaps = [b - a for a, b in zip([0.11, *heard], heard, strict=False)]
+    assert max(gaps) <= 0.13, gaps
+    names = [e.name for e in iter(core.next_event, None)]
+    assert "mcast_listener_released" in names and core.finished  # after about 1 s of probes

@@ -77,6 +77,12 @@ class Tuning:
     tick: float = 0.25
     #: MTFTP: a request within this long of the last group DATA is left to the stream.
     listen_window: float = 0.1
+    #: MTFTP: the group never stays quiet longer than this while a client is unfinished.
+    #: iPXE's MTFTP client reopens after 0.25 s without a packet, and in the lab a reopen
+    #: never put an MTFTP RRQ on the wire: the client fell straight back to plain TFTP over
+    #: a stale size and printed ok over holes (docs/multicast.md, "Never let a listener
+    #: time out").  Pauses (promotions, end-of-stream probes) get keepalive DATA instead.
+    mtftp_gap: float = 0.12
 
 
 @dataclass
@@ -140,6 +146,8 @@ class MulticastSession:
         self.pending_sent = 0.0
         self.pending_via = ""
         self.last_group_send = -1.0
+        self.last_group_block = 0
+        self.keepalives = 0
         self.block_last_group = [-1.0] * (self.blocks + 1)
         self.probing_until: float | None = None
         self._next_tick = now + self.tuning.tick
@@ -168,6 +176,8 @@ class MulticastSession:
         if self.master is not None and self.pending:
             wait = self.tuning.repair_after if self.pending_via == "group" else self.tuning.retransmit
             deadline = min(deadline, self.pending_sent + wait)
+        if self.mtftp and self.last_group_send >= 0 and self._listeners_waiting():
+            deadline = min(deadline, self.last_group_send + self.tuning.mtftp_gap)
         return deadline
 
     def handle_timer(self, now: float) -> None:
@@ -176,6 +186,13 @@ class MulticastSession:
         master = self.master
         if master is not None and self.pending:
             self._master_timer(master, now)
+        if (
+            self.mtftp
+            and self.last_group_send >= 0
+            and now - self.last_group_send >= self.tuning.mtftp_gap
+            and self._listeners_waiting()
+        ):
+            self._mtftp_keepalive(now)
         if now >= self._next_tick:
             self._next_tick = now + self.tuning.tick
             self._housekeeping(now)
@@ -243,6 +260,20 @@ class MulticastSession:
             member.last_heard = now
             return
         self._send_oack(member, now, master=member is self.master, full=True)
+
+    def _listeners_waiting(self) -> bool:
+        return any(m.state in (WAITING, MASTER) for m in self.members.values())
+
+    def _mtftp_keepalive(self, now: float) -> None:
+        """Group DATA now, so no listener's 0.25 s timer expires; unanswered probes again."""
+        for member in self.members.values():
+            if member.state == WAITING and member.promoted_at is not None:
+                self._send_unicast(member, member.have + 1, now)
+        master = self.master
+        if master is not None and master.promoted_at is not None:
+            self._send_unicast(master, master.have + 1, now)
+        self._send_group(self.pending or self.last_group_block or 1, now)
+        self.keepalives += 1
 
     def _stream_flowing(self, now: float) -> bool:
         return self.master is not None and now - self.last_group_send < self.tuning.listen_window
@@ -495,6 +526,7 @@ class MulticastSession:
             group_bytes=self.group_bytes,
             group_packets=self.group_packets,
             unicast_bytes=self.unicast_bytes,
+            keepalives=self.keepalives,
             group_ratio=round(self.group_bytes / self.size, 4) if self.size else None,
         )
 
@@ -509,6 +541,7 @@ class MulticastSession:
         self.group_bytes += len(payload)
         self.group_packets += 1
         self.last_group_send = now
+        self.last_group_block = block
         self.block_last_group[block] = now
 
     def _send_unicast(self, member: Member, block: int, now: float) -> None:
