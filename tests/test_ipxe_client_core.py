@@ -152,7 +152,7 @@ def test_mtftp_rrq_has_no_options_and_falls_back_after_four_expiries() -> None:
 
 
 def test_mtftp_unicast_makes_master_and_a_gap_reopens_with_the_suspected_defect() -> None:
-    core = IpxeTftpClient("192.0.2.1", "f", scheme="mtftp", zero_on_reopen=True)
+    core = IpxeTftpClient("192.0.2.1", "f", scheme="mtftp", zero_on_reopen=True, reopen_falls_back=False)
     core.start(0.0)
     core.handle_timer(0.0)
     core.datagrams_to_send(0.0)
@@ -177,6 +177,20 @@ def test_mtftp_unicast_makes_master_and_a_gap_reopens_with_the_suspected_defect(
     # ... but blocks 3 and 4 are zeros in its image, as on the real ROMs with atftpd
     assert core.image() == b"1" * 512 + b"2" * 512 + bytes(612)
     assert any(isinstance(e, Finished) for e in events(core))
+
+
+def test_mtftp_reopen_goes_straight_to_plain_tftp_as_the_vms_did() -> None:
+    core = IpxeTftpClient("192.0.2.1", "f", scheme="mtftp")
+    core.start(0.0)
+    core.handle_timer(0.0)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(data(3, b"3" * 512), SESSION, 0.01, ("239.255.1.1", 3001))
+    deadline = core.get_timer()
+    assert deadline is not None
+    core.handle_timer(deadline)  # 0.25 s without a packet after hearing one
+    (rrq, dest), = core.datagrams_to_send(deadline)
+    assert dest == ("192.0.2.1", 69) and b"tsize" in rrq  # no MTFTP RRQ ever left
+    assert (core.reopens, core.fallbacks) == (1, 1)
 
 
 def test_mtftp_listener_that_falls_back_completes_after_one_block_over_zeros() -> None:

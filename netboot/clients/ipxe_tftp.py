@@ -13,7 +13,13 @@ hundreds of VMs.  This core reproduces what iPXE does on the wire, quirks includ
   the first gap of its block bitmap after every packet; non-masters are silent, even
   when they finish;
 * MTFTP recovery: a timer expiry after any packet reopens the socket and re-sends the
-  RRQ; four expiries without one fall back to plain TFTP on port 69.
+  RRQ; four expiries without one fall back to plain TFTP on port 69.  With
+  ``reopen_falls_back`` (the default) a reopen goes straight on to the fallback without
+  an MTFTP RRQ on the wire, as every reopening VM did in the lab: the reopened socket is
+  a *named* socket with no window until its name resolves in a later step, and the
+  no-delay timer spends the remaining MTFTP timeouts meanwhile (docs/multicast.md,
+  "Never let a listener time out").  ``reopen_falls_back=False`` gives the reading of
+  the code alone (RRQ again).
 
 Settings that reproduce field problems:
 
@@ -144,6 +150,7 @@ class IpxeTftpClient:
         zero_on_reopen: bool = False,
         mtftp_group: Address = MTFTP_GROUP,
         duplicate_rrq: bool = False,
+        reopen_falls_back: bool = True,
     ) -> None:
         if scheme == "tftp":
             flags, default_port = Flags.RRQ_SIZES, TFTP_PORT
@@ -164,6 +171,7 @@ class IpxeTftpClient:
         self.zero_on_reopen = zero_on_reopen
         self._mtftp_group = mtftp_group
         self.duplicate_rrq = duplicate_rrq  # test aid: every RRQ goes out twice, back to back
+        self.reopen_falls_back = reopen_falls_back
         self._rng = random.Random(seed)
 
         self.blksize = TFTP_DEFAULT_BLKSIZE
@@ -305,23 +313,29 @@ class IpxeTftpClient:
                     # The suspected defect (off by default): bitmap kept, data lost.
                     self._chunks.clear()
                 self._reopen()
+                if self.reopen_falls_back:
+                    self.mtftp_timeouts = MTFTP_MAX_TIMEOUTS + 1
+                    self._fall_back(now, "reopened: the MTFTP timeouts ran out before the socket could send")
             else:
                 self.mtftp_timeouts += 1
                 if self.mtftp_timeouts > MTFTP_MAX_TIMEOUTS:
-                    self.fallbacks += 1
-                    self._note("fallback", "no MTFTP answer; plain TFTP on port 69")
-                    self.flags = Flags.RRQ_SIZES
-                    if self.group is not None:
-                        self.group = None
-                        self._events.append(CloseGroup())
-                    self.timer.start_nodelay(now)
-                    self.bitmap = _Bitmap()
-                    self.port = TFTP_PORT
-                    self._reopen()
+                    self._fall_back(now, "no MTFTP answer")
         elif fail:
             self._done(now, f"Connection timed out (no packet for {now - (self.last_rx or now):.2f} s)")
             return
         self._send_packet(now)
+
+    def _fall_back(self, now: float, why: str) -> None:
+        self.fallbacks += 1
+        self._note("fallback", f"{why}; plain TFTP on port 69")
+        self.flags = Flags.RRQ_SIZES
+        if self.group is not None:
+            self.group = None
+            self._events.append(CloseGroup())
+        self.timer.start_nodelay(now)
+        self.bitmap = _Bitmap()
+        self.port = TFTP_PORT
+        self._reopen()
 
     def _send_packet(self, now: float) -> None:
         timer = self.timer
