@@ -15,10 +15,8 @@ import sys
 
 from netboot.events import EventLog
 from netboot.slam.packets import DEFAULT_BLOCK_SIZE
-from netboot.slam.server import MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
+from netboot.slam.server import DEFAULT_RATE, MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
 from netboot.slam.transport import SocketOptions, serve
-
-DEFAULT_RATE = 12_500_000  # bytes/s of payload: 100 Mbit/s
 
 
 def parse_rate(text: str) -> float:
@@ -55,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"data bytes per datagram (default {DEFAULT_BLOCK_SIZE}; capped at {MAX_BLOCK_SIZE})",
     )
     p.add_argument(
-        "--rate", type=parse_rate, default=DEFAULT_RATE, help="pacing ceiling in bytes/s (default 12.5M)"
+        "--rate",
+        type=parse_rate,
+        default=DEFAULT_RATE,
+        help="pacing ceiling in bytes/s (default 125M = 1 Gbit/s; streams start near 2.9M "
+        "and ramp up while the master client keeps up)",
     )
     p.add_argument("--events", help="append JSON-lines events to this file ('-' = stdout)")
     p.add_argument("--logfile", help="write the log here instead of stderr")
