@@ -2,9 +2,9 @@
 
 Everything runs in one lab namespace on one veth pair, in one run:
 
-* pyslamd (default settings, plus ``--rate 1G`` for one client) to N iPXE-faithful
-  SLAM clients: time to the last completion, bytes sent / file size (the server's
-  ``stats`` event), NACKs handled;
+* pyslamd (default settings, plus ``--rate 12.5M``, the ceiling before 2026-11-28,
+  for one client) to N iPXE-faithful SLAM clients: time to the last completion,
+  bytes sent / file size (the server's ``stats`` event), NACKs handled;
 * pyatftpd's RFC 2090 session (``tftm://``) to the same number of iPXE-faithful
   clients: time to the last completion, bytes sent / file size as the clients saw
   them (group packets counted once, plus every unicast DATA);
@@ -13,9 +13,12 @@ Everything runs in one lab namespace on one veth pair, in one run:
   ``tftp://`` client (blksize 1432); Debian's atftpd + curl as an extra row.
 
 The goal figures of the issue are printed at the end: one SLAM client's time over
-pyatftpd's unicast time (with and without the ~1 s iPXE waits before its first
-NACK), and the bytes ratio at 200 clients.  Asserts only that every client got the
-exact bytes; speed is a figure, never an assert.
+pyatftpd's unicast time, and the bytes ratio at 200 clients.  The single-client goal
+is judged **after the first NACK**: iPXE's slam.c sends nothing for its first second
+(``slam_open`` only starts the 1 s slave timer; a client is heard of only when that
+timer fires), and no server can shorten that wait without streaming to the group
+unasked.  The time with that wait is printed beside it.  Asserts only that every
+client got the exact bytes; speed is a figure, never an assert.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ SIZE = 5 * 1024 * 1024
 COUNTS = [int(n) for n in os.environ.get("SLAM_BENCH_CLIENTS", "1,20,200").split(",")]
 #: iPXE sends nothing for its first second (slam.c's slave timer), then NACKs.
 IPXE_FIRST_WAIT = 1.0
+#: The default ceiling before 2026-11-28 (100 Mbit/s), for one client beside the defaults.
+OLD_DEFAULT_RATE = "12.5M"
 REPEATS = 3  # unicast references: median of this many
 
 
@@ -75,13 +80,19 @@ def _slam_run(
     # process's own clock; with several processes, all start at the same wall time).
     last = max(max(float(r["finished"]) for r in part) - min(float(r["started"]) for r in part)
                for part in per_process)
+    # From the first NACK any client sent (the first moment a server can know of anyone).
+    after_nack = max(
+        max(float(r["finished"]) for r in part)
+        - min(float(r["first_nack"]) for r in part if r.get("first_nack") is not None)
+        for part in per_process
+    )
     label = f"pyslamd{' --rate ' + rate if rate else ''} (x-slam)"
     return {
         "what": label + (f", clients in {processes} processes" if processes > 1 else ""),
         "clients": count,
         "ok": ok,
         "last_done_s": round(last, 3),
-        "after_first_nack_s": round(last - IPXE_FIRST_WAIT, 3),
+        "after_first_nack_s": round(after_nack, 3),
         "sent_ratio": round(int(stats["data_bytes"]) / len(data), 3),
         "nacks": stats["nacks"],
     }
@@ -178,14 +189,13 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 def _print_goals(rows: list[dict[str, Any]]) -> None:
     references = [r for r in rows if r["what"].startswith("pyatftpd unicast")]
     print("Goals (issue 4):")
-    for label in ("pyslamd (x-slam)", "pyslamd --rate 1G (x-slam)"):
+    for label in ("pyslamd (x-slam)", f"pyslamd --rate {OLD_DEFAULT_RATE} (x-slam)"):
         single = next((r for r in rows if r["what"] == label and r["clients"] == 1), None)
         for ref in references if single else []:
             base = ref["last_done_s"]
             print(f"  1 client, {label} / {ref['what'].split(', ', 1)[1]} ({base} s): "
-                  f"{single['after_first_nack_s'] / base:.2f}x after iPXE's first NACK, "
-                  f"{single['last_done_s'] / base:.2f}x with its fixed {IPXE_FIRST_WAIT:.0f} s initial wait "
-                  f"(goal <= 2x)")
+                  f"{single['after_first_nack_s'] / base:.2f}x after iPXE's first NACK (goal <= 2x), "
+                  f"{single['last_done_s'] / base:.2f}x with its fixed {IPXE_FIRST_WAIT:.0f} s initial wait")
     for r in rows:
         if r["what"].startswith("pyslamd (x-slam)") and r["clients"] == 200:
             print(f"  bytes sent / file size, 200 SLAM clients ({r['what']}): {r['sent_ratio']} "
@@ -202,8 +212,8 @@ def test_bench_slam(netns: Namespace, tmp_path: Path) -> None:
     rows = _unicast_rows(netns, tmp_path, served_root, data)
     for count in COUNTS:
         rows.append(_slam_run(netns, tmp_path, path, data, count))
-        if count == 1:  # the default ceiling is 100 Mbit/s; what one client does without it
-            rows.append(_slam_run(netns, tmp_path, path, data, 1, rate="1G"))
+        if count == 1:  # before/after in one run: the old default ceiling
+            rows.append(_slam_run(netns, tmp_path, path, data, 1, rate=OLD_DEFAULT_RATE))
         rows.append(_tftm_run(netns, tmp_path, served_root, data, count))
         if count >= 100:  # one simulator process is the bottleneck here: what two of them do
             rows.append(_slam_run(netns, tmp_path, path, data, count, processes=2))
@@ -211,6 +221,9 @@ def test_bench_slam(netns: Namespace, tmp_path: Path) -> None:
     print(f"\nSLAM benchmark: {SIZE} bytes over a veth pair in a lab namespace, "
           f"host load at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)")
     _print_table(rows)
+    print("after_first_nack_s: from the first NACK any client sent to the last completion; iPXE sends "
+          f"nothing for its first {IPXE_FIRST_WAIT:.0f} s (slam.c's slave timer), which no server can "
+          "shorten, so the single-client goal is judged on this column")
     _print_goals(rows)
     for r in rows:
         assert r["ok"] == r["clients"], f"not every client got the exact bytes: {r}"
