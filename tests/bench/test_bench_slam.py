@@ -73,6 +73,9 @@ def _slam_run(
         per_process = [session.results(proc, timeout=700) for proc in procs]
     finally:
         session.close()  # SIGTERM: pyslamd writes its final "stats" event
+    deadline = time.monotonic() + 5  # the namespace wrapper may exit before pyslamd has written it
+    while not session.events("stats") and time.monotonic() < deadline:
+        time.sleep(0.05)
     [stats] = session.events("stats")
     results = [r for part in per_process for r in part]
     ok = sum(1 for r in results if r["outcome"] == "ok" and r["sha256"] == sha256(data))
