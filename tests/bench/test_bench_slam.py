@@ -2,9 +2,10 @@
 
 Everything runs in one lab namespace on one veth pair, in one run:
 
-* pyslamd (default settings, plus ``--rate 12.5M``, the ceiling before 2026-11-28,
-  for one client) to N iPXE-faithful SLAM clients: time to the last completion,
-  bytes sent / file size (the server's ``stats`` event), NACKs handled;
+* pyslamd (default settings; for 1 and 20 clients also the defaults before
+  2026-11-28, ``--rate 12.5M --start-rate 6.25M --ramp 1``) to N iPXE-faithful SLAM
+  clients: time to the last completion, bytes sent / file size (the server's
+  ``stats`` event), NACKs handled;
 * pyatftpd's RFC 2090 session (``tftm://``) to the same number of iPXE-faithful
   clients: time to the last completion, bytes sent / file size as the clients saw
   them (group packets counted once, plus every unicast DATA);
@@ -43,8 +44,9 @@ SIZE = 5 * 1024 * 1024
 COUNTS = [int(n) for n in os.environ.get("SLAM_BENCH_CLIENTS", "1,20,200").split(",")]
 #: iPXE sends nothing for its first second (slam.c's slave timer), then NACKs.
 IPXE_FIRST_WAIT = 1.0
-#: The default ceiling before 2026-11-28 (100 Mbit/s), for one client beside the defaults.
-OLD_DEFAULT_RATE = "12.5M"
+#: The defaults before 2026-11-28 (100 Mbit/s ceiling, start at half of it, no ramp),
+#: beside today's in the same run.
+OLD_DEFAULTS = ("--rate", "12.5M", "--start-rate", "6.25M", "--ramp", "1")
 REPEATS = 3  # unicast references: median of this many
 
 
@@ -54,14 +56,14 @@ def _slam_run(
     path: Path,
     data: bytes,
     count: int,
-    rate: str | None = None,
+    options: tuple[str, ...] = (),
     processes: int = 1,
 ) -> dict[str, Any]:
     """``processes`` > 1 splits the clients over that many simulator processes, all
     starting at one wall-clock time (a little closer to independent machines)."""
-    session = SlamSession(ns, root / f"slam-{count}-{rate}-{processes}", make_segment=False)
+    session = SlamSession(ns, root / f"slam-{count}-{len(options)}-{processes}", make_segment=False)
     try:
-        session.start_server(path, *(["--rate", rate] if rate else []))
+        session.start_server(path, *options)
         start_at = time.time() + (1.0 if processes > 1 else 0.0)
         procs = [
             session.start_clients(
@@ -89,7 +91,7 @@ def _slam_run(
         - min(float(r["first_nack"]) for r in part if r.get("first_nack") is not None)
         for part in per_process
     )
-    label = f"pyslamd{' --rate ' + rate if rate else ''} (x-slam)"
+    label = f"pyslamd{' ' + ' '.join(options) if options else ''} (x-slam)"
     return {
         "what": label + (f", clients in {processes} processes" if processes > 1 else ""),
         "clients": count,
@@ -192,7 +194,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 def _print_goals(rows: list[dict[str, Any]]) -> None:
     references = [r for r in rows if r["what"].startswith("pyatftpd unicast")]
     print("Goals (issue 4):")
-    for label in ("pyslamd (x-slam)", f"pyslamd --rate {OLD_DEFAULT_RATE} (x-slam)"):
+    for label in ("pyslamd (x-slam)", f"pyslamd {' '.join(OLD_DEFAULTS)} (x-slam)"):
         single = next((r for r in rows if r["what"] == label and r["clients"] == 1), None)
         for ref in references if single else []:
             base = ref["last_done_s"]
@@ -215,8 +217,8 @@ def test_bench_slam(netns: Namespace, tmp_path: Path) -> None:
     rows = _unicast_rows(netns, tmp_path, served_root, data)
     for count in COUNTS:
         rows.append(_slam_run(netns, tmp_path, path, data, count))
-        if count == 1:  # before/after in one run: the old default ceiling
-            rows.append(_slam_run(netns, tmp_path, path, data, 1, rate=OLD_DEFAULT_RATE))
+        if count <= 20:  # before/after in one run: the old defaults
+            rows.append(_slam_run(netns, tmp_path, path, data, count, options=OLD_DEFAULTS))
         rows.append(_tftm_run(netns, tmp_path, served_root, data, count))
         if count >= 100:  # one simulator process is the bottleneck here: what two of them do
             rows.append(_slam_run(netns, tmp_path, path, data, count, processes=2))
