@@ -86,11 +86,10 @@ def _slam_run(
     last = max(max(float(r["finished"]) for r in part) - min(float(r["started"]) for r in part)
                for part in per_process)
     # From the first NACK any client sent (the first moment a server can know of anyone).
-    after_nack = max(
-        max(float(r["finished"]) for r in part)
-        - min(float(r["first_nack"]) for r in part if r.get("first_nack") is not None)
-        for part in per_process
-    )
+    # Clients that join a running stream may never NACK; several processes share one
+    # wall-clock start, so their clocks line up.
+    first_nacks = [float(r["first_nack"]) for r in results if r.get("first_nack") is not None]
+    after_nack = max(float(r["finished"]) for r in results) - min(first_nacks, default=IPXE_FIRST_WAIT)
     label = f"pyslamd{' ' + ' '.join(options) if options else ''} (x-slam)"
     return {
         "what": label + (f", clients in {processes} processes" if processes > 1 else ""),
