@@ -6,6 +6,9 @@ easier to read and test apart from the client bookkeeping in ``server.py``.
 
 Rules, all driven by the server core with its ``now``:
 
+* the *ramp* (``note_answer``): from the start rate, multiply by ``slow_start`` on
+  each clean master answer until the first fresh loss or cut, or the ceiling;
+  ``restart()`` begins it again for a new master;
 * ``cut(now, factor)``: an immediate multiplicative back-off, at most every 50 ms
   (a 4-block loss run, a missed master ping);
 * ``end_window(...)``: every 0.1 s (longer at slow rates, until the window holds
@@ -105,7 +108,7 @@ class Pacer:
         ``confirmed``: data datagrams this answer vouches for (sent since its previous
         answer and before the ping).  During the ramp an answer without fresh loss that
         vouches for at least :data:`MIN_RAMP_SAMPLE` of them multiplies the rate: on a
-        LAN answers come every 64 datagrams, so 2000/s reaches 86000/s in about 50 ms.
+        LAN answers come every 64 datagrams, so 2000/s reaches 86000/s in about 0.1 s.
         The first fresh loss ends the ramp for good (as TCP leaves slow start): an iPXE
         NACK names only its first gap, so one lost block may stand for many, and a NIC
         that cannot keep up may drop every other block without the 4-block run that
