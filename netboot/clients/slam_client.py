@@ -81,6 +81,8 @@ class SlamClient:
         self.outcome: str | None = None  # "ok" or a failure reason
         self.stats = ClientStats()
         self.nack_sent = False
+        #: When the first NACK went out: the server cannot know of this client before.
+        self.first_nack_at: float | None = None
         self.t = _Transfer()
         self.master_timer = RetryTimer()
         self.slave_timer = RetryTimer()
@@ -165,11 +167,13 @@ class SlamClient:
             self.stats.discarded += 1  # "trailing garbage": no NACK
             return
         self.stats.pings += 1
-        self._tx_nack()
+        self._tx_nack(now)
 
     # ------------------------------------------------------------------ transmit
 
-    def _tx_nack(self) -> None:
+    def _tx_nack(self, now: float) -> None:
+        if self.first_nack_at is None:
+            self.first_nack_at = now
         self.nack_sent = True
         self.stats.nacks_sent += 1
         if self.variant == "etherboot" and self.t.header != b"\x00":
@@ -236,14 +240,14 @@ class SlamClient:
         if self.outcome is None and self.master_timer.due(now):
             if not self.master_timer.expire():
                 self.master_timer.start(now)
-                self._tx_nack()
+                self._tx_nack(now)
             # else: "giving up acting as master client"; only the slave timer can end us
         if self.outcome is None and self.slave_timer.due(now):
             if self.slave_timer.expire():
                 self._finish("timeout", now)
             else:
                 self.slave_timer.start(now)  # "trying to become master client"
-                self._tx_nack()
+                self._tx_nack(now)
 
     def next_event(self) -> ClientEvent | None:
         return self._events.popleft() if self._events else None

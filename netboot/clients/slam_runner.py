@@ -50,6 +50,8 @@ class ClientResult:
     duplicates: int
     local_port: int
     data: bytes | None = field(default=None, repr=False)
+    #: Seconds from the runner's start to the client's first NACK (None: it sent none).
+    first_nack: float | None = None
 
     def as_json(self) -> dict[str, object]:
         out = dict(self.__dict__)
@@ -224,6 +226,7 @@ class SlamSwarm:
             duplicates=core.stats.duplicates,
             local_port=slot.sock.getsockname()[1],
             data=core.data() if ok and self.keep_data else None,
+            first_nack=None if core.first_nack_at is None else round(core.first_nack_at - self.t0, 4),
         )
         self._loop.remove_reader(slot.sock.fileno())
         if slot in self.active:

@@ -15,10 +15,8 @@ import sys
 
 from netboot.events import EventLog
 from netboot.slam.packets import DEFAULT_BLOCK_SIZE
-from netboot.slam.server import MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
+from netboot.slam.server import DEFAULT_RATE, MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
 from netboot.slam.transport import SocketOptions, serve
-
-DEFAULT_RATE = 12_500_000  # bytes/s of payload: 100 Mbit/s
 
 
 def parse_rate(text: str) -> float:
@@ -55,7 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"data bytes per datagram (default {DEFAULT_BLOCK_SIZE}; capped at {MAX_BLOCK_SIZE})",
     )
     p.add_argument(
-        "--rate", type=parse_rate, default=DEFAULT_RATE, help="pacing ceiling in bytes/s (default 12.5M)"
+        "--rate",
+        type=parse_rate,
+        default=DEFAULT_RATE,
+        help="pacing ceiling in bytes/s (default 125M = 1 Gbit/s; streams start near 2.9M "
+        "and ramp up while the master client keeps up)",
+    )
+    p.add_argument(
+        "--start-rate",
+        type=parse_rate,
+        help="bytes/s a stream starts at (default 2000 datagrams/s, 2.9M at 1451-byte blocks; "
+        "at most half of --rate)",
+    )
+    p.add_argument(
+        "--ramp",
+        type=float,
+        default=ServerConfig.slow_start,
+        help=f"multiply the rate by this on each clean answer of the master until its first loss "
+        f"(default {ServerConfig.slow_start}; 1 = grow only by 15%% per clean 0.1 s)",
     )
     p.add_argument("--events", help="append JSON-lines events to this file ('-' = stdout)")
     p.add_argument("--logfile", help="write the log here instead of stderr")
@@ -87,8 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("block size %d capped to %d (header and packet number take up to %d of 1472 bytes)",
                     block_size, MAX_BLOCK_SIZE, MAX_OVERHEAD)
         block_size = MAX_BLOCK_SIZE
+    if args.ramp < 1.0:
+        print("pyslamd: --ramp must be at least 1 (1 = no ramp)", file=sys.stderr)
+        return 2
     packets_per_second = max(1.0, args.rate / block_size)
-    config = ServerConfig(block_size=block_size, max_rate=packets_per_second)
+    config = ServerConfig(block_size=block_size, max_rate=packets_per_second, slow_start=args.ramp)
+    if args.start_rate is not None:
+        config.start_rate = max(1.0, args.start_rate / block_size)
     opts = SocketOptions(
         port=args.port,
         group=str(group),

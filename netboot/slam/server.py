@@ -77,12 +77,25 @@ class Content:
             raise ValueError("transaction id must fit 32 bits")
 
 
+#: The default pacing ceiling in payload bytes/s: 1 Gbit/s.  A ceiling, not a target:
+#: the ramp below and the back-off rules find what the master's NIC takes.
+DEFAULT_RATE = 125_000_000
+
+
 @dataclass
 class ServerConfig:
     block_size: int = DEFAULT_BLOCK_SIZE
     #: Pacing ceiling in data datagrams per second (the CLI converts bytes/s).
-    max_rate: float = 8600.0
+    max_rate: float = DEFAULT_RATE / DEFAULT_BLOCK_SIZE
     min_rate: float = 100.0
+    #: A stream starts at this rate (at most half the ceiling; None: half), about
+    #: 2.9 MB/s at 1451 bytes, a quarter of what a 100 Mbit NIC takes...
+    start_rate: float | None = 2000.0
+    #: ...and multiplies it by this on every clean master answer (about every 64
+    #: datagrams) until the first fresh loss or cut: a LAN reaches the ceiling in about
+    #: 0.1 s, a slow NIC is overrun by at most this factor before the back-off rules
+    #: take over (docs/pyslamd.md).  1.0: no ramp, growth only by the window rules.
+    slow_start: float = 1.5
     burst: int = 16
     #: At most this many data datagrams beyond the last one the master confirmed (by
     #: answering a ping sent after it): a receiver too busy to answer stops the stream
@@ -171,7 +184,14 @@ class SlamServer:
         self.master: Address | None = None
         cfg = self.config
         self.pacer = Pacer(
-            cfg.max_rate, cfg.min_rate, cfg.burst, now, cfg.loss_backoff_threshold, cfg.loss_growth_threshold
+            cfg.max_rate,
+            cfg.min_rate,
+            cfg.burst,
+            now,
+            cfg.loss_backoff_threshold,
+            cfg.loss_growth_threshold,
+            start_rate=cfg.start_rate,
+            slow_start=cfg.slow_start,
         )
         self._events: deque[Event] = deque()
         self._unicast: list[tuple[bytes, Address]] = []
@@ -181,6 +201,7 @@ class SlamServer:
         self._min_rtt = float("inf")
         self._idle_reported = True
         self._probe_wakeup: float | None = None
+        self.master_changes = 0
         self._set_content(content, now)
 
     # ------------------------------------------------------------------ content
@@ -248,10 +269,12 @@ class SlamServer:
             self._set_master(addr)
         peer.nacks += 1
         solicited = peer.awaiting
+        newly_confirmed = 0
         if solicited:
             rtt = now - peer.last_ping
             peer.srtt = 0.75 * peer.srtt + 0.25 * rtt
             if addr == self.master:
+                newly_confirmed = peer.ping_seq - self._confirmed_seq
                 self._confirmed_seq = max(self._confirmed_seq, peer.ping_seq)
                 # Queueing delay: a receiver that falls behind answers ever later.
                 self._min_rtt = min(self._min_rtt, rtt)
@@ -273,17 +296,17 @@ class SlamServer:
         # ping, and its answer (1, 4) then starts the stream, while a client that lacked
         # only block 0 is simply done.
         gap_goes_on = len(nack.ranges) == 1 and nack.ranges[0][1] >= IPXE_MAX_BLOCKS_PER_NACK
-        if not self._stream_active and gap_goes_on:
-            self._start_stream(ranges[0][0], now)
+        first_gap = ranges[0][0]
+        # A late answer to a ping sent just before the stream ended names blocks still on
+        # their way: restarting the stream there would send the file's tail twice.
+        if not self._stream_active and gap_goes_on and not self._in_flight(first_gap, peer, solicited, now):
+            self._start_stream(first_gap, now)
         new_losses = 0
         for first, count in ranges:
             for block in range(first, first + count):
                 if self._stream_active and block >= self._cursor:
                     break
-                if solicited:
-                    if self._last_sent_seq[block] > peer.ping_seq:
-                        continue  # sent after our ping: still on its way
-                elif now - self._last_sent_time[block] < self.config.in_flight_holdoff:
+                if self._in_flight(block, peer, solicited, now):
                     continue
                 if not self._queued[block]:
                     self._queued[block] = 1
@@ -303,9 +326,15 @@ class SlamServer:
         if solicited and addr == self.master:
             # iPXE names at most 4 blocks per NACK: keep asking the master right after its
             # repairs until it reports no new loss, so that the loss count is complete.
-            self.pacer.note_answer(new_losses)
+            self.pacer.note_answer(new_losses, confirmed=newly_confirmed)
             self._chase = new_losses > 0
         self._maybe_jump_ahead()
+
+    def _in_flight(self, block: int, peer: Peer, solicited: bool, now: float) -> bool:
+        """Sent after the ping this NACK answers (or, unsolicited, very lately): still on its way."""
+        if solicited:
+            return self._last_sent_seq[block] > peer.ping_seq
+        return now - self._last_sent_time[block] < self.config.in_flight_holdoff
 
     # ------------------------------------------------------------------ streaming and pacing
 
@@ -381,6 +410,9 @@ class SlamServer:
         if addr != self.master:
             self.master = addr
             self._confirmed_seq = self._seq  # a new master gets a fresh window
+            if addr is not None and self.master_changes:
+                self.pacer.restart()  # ...and the ramp again: its NIC may be slower
+            self.master_changes += 1
             self._min_rtt = float("inf")
             self._emit("master", client=_fmt(addr) if addr else None)
 

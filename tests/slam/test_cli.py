@@ -36,3 +36,14 @@ def test_pyslamd_refuses_bad_arguments(tmp_path: object, capsys: pytest.CaptureF
     assert main(["/nonexistent", "--block-size", "0"]) == 2
     assert main(["/nonexistent/file", "--port", "10999"]) == 1
     assert "No such file" in capsys.readouterr().err
+
+
+def test_pyslamd_defaults_and_ramp_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from netboot.slam.cli import build_parser
+
+    args = build_parser().parse_args(["file"])
+    assert args.rate == 125_000_000 and args.start_rate is None and args.ramp == 1.5
+    args = build_parser().parse_args(["file", "--rate", "12.5M", "--start-rate", "6.25M", "--ramp", "1"])
+    assert (args.rate, args.start_rate, args.ramp) == (12_500_000, 6_250_000, 1.0)
+    assert main(["/nonexistent", "--ramp", "0.5"]) == 2
+    assert "--ramp" in capsys.readouterr().err

@@ -28,6 +28,7 @@ def test_lone_client_nacks_at_1_3_7_seconds_and_gives_up_at_15() -> None:
     sent = _run_timers(client, until=30.0)
     times = [round(t, 2) for t, _ in sent]
     assert times == [1.0, 3.0, 7.0, 15.0]
+    assert client.first_nack_at is not None and round(client.first_nack_at, 2) == 1.0  # the bench's origin
     assert [data for _, data in sent[:3]] == [bytes.fromhex("20 21 00")] * 3
     assert sent[3][1] == b"\x00"  # disconnect, because a NACK was sent
     assert client.outcome == "timeout"

@@ -90,3 +90,48 @@ def test_a_late_master_in_a_short_window_still_counts() -> None:
         p.spend()
     p.end_window(2 * RATE_WINDOW, have_master=True, master_late=False)
     assert p.rate == 500 * 0.7
+
+
+def test_start_rate_is_capped_at_half_the_ceiling() -> None:
+    assert Pacer(max_rate=86000, min_rate=100, burst=16, now=0.0, start_rate=2000).rate == 2000
+    assert Pacer(max_rate=1000, min_rate=100, burst=16, now=0.0, start_rate=2000).rate == 500
+
+
+def test_ramp_grows_per_vouched_clean_answer_and_ends_at_the_first_loss() -> None:
+    p = Pacer(max_rate=86000, min_rate=100, burst=16, now=0.0, start_rate=2000, slow_start=1.5)
+    p.note_answer(0, confirmed=1)  # the answer to block 0's ping says nothing about the NIC
+    p.note_answer(0, confirmed=None)
+    assert p.rate == 2000
+    p.note_answer(0, confirmed=64)
+    p.note_answer(0, confirmed=64)
+    assert p.rate == 2000 * 1.5 * 1.5
+    p.note_answer(1, confirmed=64)  # one fresh loss: the ramp is over, no cut
+    assert p.rate == 4500 and not p.in_slow_start
+    p.note_answer(0, confirmed=64)
+    assert p.rate == 4500
+
+
+def test_ramp_stops_at_the_ceiling_and_a_cut_ends_it() -> None:
+    p = Pacer(max_rate=10000, min_rate=100, burst=16, now=0.0, start_rate=2000, slow_start=2.0)
+    for _ in range(2):
+        p.note_answer(0, confirmed=64)
+    assert p.rate == 8000 and p.in_slow_start  # half the ceiling caps the start, not the ramp...
+    p.note_answer(0, confirmed=64)
+    assert p.rate == 10000 and not p.in_slow_start  # ...the ceiling does
+    q = Pacer(max_rate=86000, min_rate=100, burst=16, now=0.0, start_rate=2000, slow_start=2.0)
+    q.cut(1.0, 0.5)
+    q.note_answer(0, confirmed=64)
+    assert q.rate == 1000
+
+
+def test_restart_goes_back_to_the_start_rate_and_ramps_again() -> None:
+    """A new master may have a slower NIC than the one that set the current rate."""
+    p = Pacer(max_rate=86000, min_rate=100, burst=16, now=0.0, start_rate=2000, slow_start=2.0)
+    for _ in range(3):
+        p.note_answer(0, confirmed=64)
+    p.note_answer(2, confirmed=64)
+    assert p.rate == 16000 and not p.in_slow_start
+    p.restart()
+    assert p.rate == 2000 and p.in_slow_start
+    p.note_answer(0, confirmed=64)
+    assert p.rate == 4000
