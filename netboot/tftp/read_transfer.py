@@ -22,6 +22,7 @@ import struct
 
 from netboot.tftp import events as ev
 from netboot.tftp.events import CoreEvent
+from netboot.tftp.frames import FrameRing
 from netboot.tftp.options import Negotiation
 from netboot.tftp.packets import Error as ErrorPacket
 from netboot.tftp.packets import ErrorCode, OAck, encode, encode_error
@@ -70,6 +71,10 @@ class ReadTransfer(TransferBase):
         self._deadline: float | None = now + self._timeout
         self._oack: bytes | None = None
         self._lockstep = self._window == 1 and not trace
+        #: Highest block the fast lane may send: the full blocks of a lock-step transfer
+        #: (the short last block goes the general way); 0 switches the lane off.
+        self._fast_last = self.last_block - 1 if self._lockstep else 0
+        self._ring = FrameRing(source, self._blksize) if self._fast_last > 0 else None
         if negotiation.needs_oack:
             self._oack = encode(OAck(tuple(negotiation.acknowledged)))
             self._outbox.append((self._oack, peer))
@@ -93,35 +98,47 @@ class ReadTransfer(TransferBase):
             self._finish(False, f"client sent ERROR {packet.code}: {packet.message}", now)
         # DATA, requests, OACK from our own client make no sense here: ignore them.
 
-    def reply_to_ack(self, data: bytes, now: float) -> bytes | None:
+    def reply_to_ack(self, ack: bytes | bytearray, length: int, now: float) -> memoryview | None:
         """Fast lane for the lock-step steady state; None means "use receive_datagram".
 
-        Why: one ACK in, one DATA out is the whole cost of a transfer, and the
-        general path (outbox list, event queue, timer query) spends several
-        microseconds per block on bookkeeping that this case does not need.  The
-        caller must already know ``data`` came from the peer (a connected socket).
-        Only the in-order ACK of the newest block, not the last one, is handled
-        here; everything else (duplicates, the final ACK, errors) falls through.
+        ``ack[:length]`` is the datagram.  Why: one ACK in, one DATA out is the whole
+        cost of a transfer, and the general path (outbox list, event queue, timer
+        query, building the datagram) spends several microseconds per block on work
+        this case does not need.  The reply is a frame of a :class:`FrameRing`,
+        valid until the next call into this core: send it before calling again.
+        The caller must already know the datagram came from the peer (a connected
+        socket).  Only the in-order ACK of the newest block is handled, and only
+        while the next block is a full one; everything else (duplicates, the last
+        blocks, errors) falls through, and nothing has changed then.
+
+        In lock-step the newest block sent is always the one after the newest
+        acknowledged (``_sent == _acked + 1``), so matching ``_sent`` is matching
+        "in order".
         """
         sent = self._sent
         if (
-            not self._lockstep
-            or len(data) != 4
-            or data[1] != 4
-            or data[0] != 0
-            or sent != self._acked + 1
-            or sent >= self.last_block
-            or ((data[2] << 8) | data[3]) != (sent & 0xFFFF)
+            length != 4
+            or sent >= self._fast_last
+            or ack[3] != sent & 0xFF
+            or ack[2] != (sent >> 8) & 0xFF
+            or ack[1] != 4
+            or ack[0] != 0
         ):
             return None
+        block = sent + 1
+        ring = self._ring
+        assert ring is not None  # built whenever _fast_last > 0
+        index = block - ring.first
+        if not 0 <= index < ring.loaded:
+            if not ring.load(block):
+                return None
+            index = 0
         self._acked = sent
         self._retries = 0
         self._deadline = now + self._timeout
-        block = sent + 1
-        payload = self._source.read(sent * self._blksize, self._blksize)
         self._sent = block
-        self.bytes_sent += len(payload)
-        return _DATA_HEADER(3, block & 0xFFFF) + payload
+        self.bytes_sent += self._blksize
+        return ring.frames[index]
 
     def handle_timer(self, now: float) -> None:
         deadline = self._deadline
@@ -181,6 +198,7 @@ class ReadTransfer(TransferBase):
 
     def _finish(self, ok: bool, reason: str | None, now: float) -> None:
         self.finished = True
+        self._fast_last = 0
         self.succeeded = ok
         self._deadline = None
         fields: dict[str, object] = {

@@ -9,6 +9,7 @@ file can serve any number of transfers), tests pass bytes.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -16,6 +17,10 @@ class BlockSource(Protocol):
     size: int
 
     def read(self, offset: int, length: int) -> bytes: ...
+
+    def read_into(self, offset: int, buffers: Sequence[memoryview]) -> int:
+        """Fill ``buffers`` in order from ``offset`` on (``preadv``); return the bytes read."""
+        ...
 
     def close(self) -> None: ...
 
@@ -29,6 +34,16 @@ class BytesSource:
 
     def read(self, offset: int, length: int) -> bytes:
         return self._data[offset : offset + length]
+
+    def read_into(self, offset: int, buffers: Sequence[memoryview]) -> int:
+        done = 0
+        for buffer in buffers:
+            piece = self._data[offset + done : offset + done + len(buffer)]
+            buffer[: len(piece)] = piece
+            done += len(piece)
+            if len(piece) < len(buffer):
+                break
+        return done
 
     def close(self) -> None:
         self._data = b""
@@ -58,6 +73,9 @@ class FileSource:
         self._buffer = os.pread(self._fd, max(length, self._chunk), offset)
         self._start = offset
         return self._buffer[:length]
+
+    def read_into(self, offset: int, buffers: Sequence[memoryview]) -> int:
+        return os.preadv(self._fd, buffers, offset)
 
     def close(self) -> None:
         if self._fd >= 0:

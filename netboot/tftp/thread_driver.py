@@ -131,8 +131,13 @@ class ThreadDriver:
         clock = time.monotonic
         on_event = self._on_event
         # Optional fast lane of the core (ReadTransfer.reply_to_ack); only valid when
-        # the kernel already filtered the peer (connected socket).
+        # the kernel already filtered the peer (connected socket).  It reads the ACK
+        # from a reused buffer (recv_into: no allocation per block) and returns a frame
+        # to send as is.
         fast = getattr(core, "reply_to_ack", None) if connected else None
+        buffer = bytearray(size)
+        recv_into = sock.recv_into
+        send = sock.send
         now = clock()
         try:
             while True:
@@ -154,21 +159,25 @@ class ThreadDriver:
                     break
                 try:
                     if peer is not None:
-                        data = sock.recv(size)
+                        length = recv_into(buffer)
                         addr = peer
                         if fast is not None:
-                            # The clock is read every 32 blocks only: the deadline it feeds
-                            # is seconds away, so a few milliseconds of staleness are harmless.
+                            # The clock (and a stop request) is looked at every 32 blocks
+                            # only: the deadline it feeds is seconds away, so a few
+                            # milliseconds of staleness are harmless.
                             now = clock()
-                            reply = fast(data, now)
+                            reply = fast(buffer, length, now)
                             count = 0
-                            while reply is not None and not self._stopping:
-                                sock.send(reply)
-                                data = sock.recv(size)
+                            while reply is not None:
+                                send(reply)
+                                length = recv_into(buffer)
                                 count += 1
                                 if not count & 31:
                                     now = clock()
-                                reply = fast(data, now)
+                                    if self._stopping:
+                                        break
+                                reply = fast(buffer, length, now)
+                        data = bytes(buffer[:length])
                     else:
                         data, addr = sock.recvfrom(size)
                 except (BlockingIOError, InterruptedError):  # SO_RCVTIMEO tick

@@ -138,9 +138,9 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> bool:
         sock,
         _labels(ctx),
         on_done=done,
-        # A read transfer only expects ACKs and ERRORs: 512 bytes is enough, and a buffer
-        # that small comes from Python's small-object allocator (measured ~1 us less per
-        # block than recv(2048)).  Longer garbage is truncated, which is harmless.
+        # A read transfer only expects ACKs and ERRORs: 512 bytes is enough (the thread
+        # driver reads them into one reused buffer of this size).  Longer garbage is
+        # truncated, which is harmless.
         recv_size=512,
         threaded=config.threaded,
         connect_to=ctx.client if config.check_port else None,

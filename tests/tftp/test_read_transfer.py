@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import struct
+from collections.abc import Sequence
 
 import pytest
 
+from netboot.tftp.options import OptionPolicy, negotiate
 from netboot.tftp.read_transfer import ReadTransfer
+from netboot.tftp.sources import BytesSource
 from tests.tftp.core_helpers import PEER, STRANGER, ack, download, events, make_read
 
 
@@ -167,24 +171,69 @@ def test_fast_lane_matches_the_general_path_and_declines_the_rest() -> None:
     ((first, _),) = core.datagrams_to_send(0.0)
     received = [first[4:]]
     block = 1
-    while True:
-        reply = core.reply_to_ack(ack(block), 1.0)
-        if reply is None:
-            break
-        assert core.reply_to_ack(ack(block), 1.0) is None  # a duplicate is never answered
+    while (reply := core.reply_to_ack(ack(block), 4, 1.0)) is not None:
+        assert core.reply_to_ack(ack(block), 4, 1.0) is None  # a duplicate is never answered
         assert struct.unpack_from("!HH", reply) == (3, block + 1)
-        received.append(reply[4:])
+        received.append(bytes(reply[4:]))  # a frame is only valid until the next call
         block += 1
-    assert block == core.last_block  # the final ACK falls through to the general path
+    # The lane sends full blocks only: the short last block comes from the general path.
+    assert block == core.last_block - 1
     assert core.get_timer() == 1.0 + 5.0
-    core.receive_datagram(ack(block), PEER, 2.0)
+    assert core.reply_to_ack(ack(block) + b"x", 5, 1.5) is None  # not an ACK: declined
+    core.receive_datagram(ack(block), PEER, 1.5)
+    ((last, _),) = core.datagrams_to_send(1.5)
+    assert struct.unpack_from("!HH", last) == (3, core.last_block)
+    received.append(last[4:])
+    assert core.reply_to_ack(ack(core.last_block), 4, 2.0) is None  # the final ACK goes the general way
+    core.receive_datagram(ack(core.last_block), PEER, 2.0)
     assert core.finished and core.succeeded and b"".join(received) == data
+
+
+def test_fast_lane_rolls_over_and_refills_its_frames() -> None:
+    data = os.urandom(8 * 70_000 + 3)  # blksize 8: block numbers wrap past 65535
+    core = make_read(data, (("blksize", "8"),))
+    core.datagrams_to_send(0.0)
+    received = []
+    block = 0
+    while (reply := core.reply_to_ack(ack(block), 4, 1.0)) is not None:
+        assert struct.unpack_from("!HH", reply) == (3, (block + 1) & 0xFFFF)
+        received.append(bytes(reply[4:]))
+        block += 1
+    assert block == core.last_block - 1 == 70_000
+    assert b"".join(received) == data[: 8 * 70_000]
+
+
+class ShrunkSource(BytesSource):
+    """A file that lost its tail after the transfer started (size is the old one)."""
+
+    def __init__(self, data: bytes, real: int) -> None:
+        super().__init__(data)
+        self._real = real
+
+    def read(self, offset: int, length: int) -> bytes:
+        return super().read(offset, max(0, min(length, self._real - offset)))
+
+    def read_into(self, offset: int, buffers: Sequence[memoryview]) -> int:
+        return min(super().read_into(offset, buffers), max(0, self._real - offset))
+
+
+def test_fast_lane_hands_a_shrunk_file_back_to_the_general_path() -> None:
+    data = b"z" * 5000
+    negotiation = negotiate((), len(data), OptionPolicy())
+    core = ReadTransfer(PEER, ShrunkSource(data, 1100), negotiation, now=0.0)
+    core.datagrams_to_send(0.0)
+    reply = core.reply_to_ack(ack(1), 4, 0.0)
+    assert reply is not None and bytes(reply[4:]) == b"z" * 512  # block 2 is still there
+    assert core.reply_to_ack(ack(2), 4, 0.0) is None  # block 3 is not: no stale frame is sent
+    core.receive_datagram(ack(2), PEER, 0.0)
+    ((short, _),) = core.datagrams_to_send(0.0)
+    assert short == b"\0\3\0\3" + b"z" * 76  # what is really there, as before the lane existed
 
 
 def test_fast_lane_is_off_with_windows_and_trace() -> None:
     windowed = make_read(b"x" * 4000, (("windowsize", "2"),))
     windowed.datagrams_to_send(0.0)
-    assert windowed.reply_to_ack(ack(0), 0.0) is None
+    assert windowed.reply_to_ack(ack(0), 4, 0.0) is None
     traced = make_read(b"x" * 4000, trace=True)
     traced.datagrams_to_send(0.0)
-    assert traced.reply_to_ack(ack(1), 0.0) is None
+    assert traced.reply_to_ack(ack(1), 4, 0.0) is None
