@@ -130,9 +130,10 @@ def _commit() -> str:
     if os.environ.get("LAB_COMMIT"):
         return os.environ["LAB_COMMIT"]
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        )
+        out = subprocess.run(  # the repo of this code, wherever the matrix is run from
+            ["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
     except OSError:
         return "unknown"
     return out.stdout.strip() or "unknown"

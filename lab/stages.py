@@ -47,7 +47,9 @@ class Stage:
 BOOT_LADDER: tuple[Stage, ...] = (
     Stage(
         "rom",
-        r"iPXE (?P<version>\S+) -- Open Source[\s\S]*?Features: (?P<features>[^\n]*)\n",
+        # Debian's 1.0.0 banner is "iPXE 1.0.0+git-... -- Open Source"; current iPXE adds the
+        # commit: "iPXE 2.0.0+ (g0ab22) -- Open Source".
+        r"iPXE (?P<version>\S+(?: \(g[0-9a-f]+\))?) -- Open Source[\s\S]*?Features: (?P<features>[^\n]*)\n",
         (ROM_NEVER_RAN,),
         60.0,
     ),

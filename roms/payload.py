@@ -20,7 +20,9 @@ from pathlib import Path
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA1, "lc": 2, "lp": 0, "pb": 0, "dict_size": 8 << 20}]
 _MIN_PACKED = 1024
 _BRANCH = re.compile(rb"[\xe8\xe9]")
-_VERSION = re.compile(rb"\x00(\d+\.\d+\.\d+[\x21-\x7e]*(?: \(g[0-9a-f]+\))?)\x00")
+#: After a NUL (Debian's 1.0.0 ROMs) or after alignment padding such as ``f\x90\x90``
+#: (current iPXE: ``iPXE\x00f\x90\x902.0.0+ (g0ab22)\x00``).
+_VERSION = re.compile(rb"[\x00\x90](\d+\.\d+\.\d+[\x21-\x7e]*(?: \(g[0-9a-f]+\))?)\x00")
 
 
 def unpacked_bodies(data: bytes) -> list[bytes]:

@@ -124,3 +124,10 @@ def test_wait_stage_raises_a_stage_timeout_naming_the_stage(tmp_path: Path) -> N
     wait_stage(failing, BOOT_LADDER[2])
     with pytest.raises(StageFailed, match="LAB fetch-failed"):
         wait_stage(failing, BOOT_LADDER[3])
+
+
+def test_current_ipxe_banner_with_its_commit_is_read(tmp_path: Path) -> None:
+    banner = BANNER.replace("1.0.0+git-20190125.36a4c85-5.1", "2.0.0+ (g0ab22)")
+    ev = _walk(banner + DHCP + FETCH + VERIFY_PASS, tmp_path, 33)
+    assert ev.status is Status.PASS
+    assert ev.rom["ipxe_version"] == "2.0.0+ (g0ab22)"

@@ -94,3 +94,12 @@ def test_debian_roms_list_their_drivers_ids() -> None:
     assert rom_lists_pci_id(DEBIAN_ROM_DIR / "pxe-eepro100.rom", 0x8086, 0x1209) is True
     assert rom_lists_pci_id(DEBIAN_ROM_DIR / "pxe-e1000.rom", 0x10EC, 0x8139) is False
     assert rom_lists_pci_id(DEBIAN_ROM_DIR / "pxe-rtl8139.rom", 0x8086, 0x100E) is False
+
+
+def test_current_ipxe_version_after_alignment_padding_is_read(tmp_path: Path) -> None:
+    body = b"iPXE\x00f\x90\x902.0.0+ (g0ab22)\x00" + BODY[40:]
+    rom = make_image(0, 0, units=16)
+    packed = zbin_pack(body)
+    path = tmp_path / "current.rom"
+    path.write_bytes(rom[:0x200] + packed + rom[0x200 + len(packed) :])
+    assert rom_ipxe_version(path) == "2.0.0+ (g0ab22)"
