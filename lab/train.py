@@ -40,12 +40,16 @@ TRAIN_NICS = ("e1000", "rtl8139", "virtio-net-pci", "vmxnet3")
 LEGACY_TRAIN_NICS = ("e1000", "rtl8139", "pcnet", "eepro100")
 TRAIN_GAP_SECONDS = 0.5
 #: Measured here: one stock-ROM client takes MTFTP's 512-byte lock-step blocks at about
-#: 120 KB/s under TCG, and four VMs on two cores about half that; a 4 MiB train's four
-#: transfers overlapped for 83 s.  3 MiB keeps them overlapping for about a minute while
-#: the trains stay within the tox -e lab budget (docs/matrix.md).  --lab-train-size for more.
-DEFAULT_TRAIN_SIZE = 3 * 1024 * 1024
+#: 120 KB/s under TCG, and four VMs on two cores about half that.  The VMs' requests come
+#: up to about 3 s apart (boot-time spread, not the 0.5 s start gap), and everything sent
+#: before the last one asked must go out again: with 3 MiB that floor alone reached 1.205 x
+#: on a quiet host (the last VM joined at block 1259 of 6145).  6 MiB halves it (about
+#: 1.10 x) and keeps tox -e lab within its budget (docs/matrix.md).  --lab-train-size for more.
+DEFAULT_TRAIN_SIZE = 6 * 1024 * 1024
 GROUP_RATIO_LIMIT = 1.2
+#: Stage timeouts of train VMs for 3 MiB; run_trains scales it with the largest payload.
 TRAIN_TIMEOUT_SCALE = 0.75
+_TIMEOUT_REFERENCE_SIZE = 3 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -176,12 +180,14 @@ def run_trains(
             where = directory / "trains" / plan.slug
             try:
                 if lab is None:
-                    # The payload stage waits 135 s: a healthy 3 MiB train VM is done in about
-                    # 70 s here, while a VM stuck listening in MTFTP (iPXE ignores failures in
-                    # MTFTP mode) holds its train for the whole wait (9 minutes at x3).
+                    # The payload stage waits 135 s per 3 MiB: a healthy 3 MiB train VM is done
+                    # in about 70 s here, while a VM stuck listening in MTFTP (iPXE ignores
+                    # failures in MTFTP mode) holds its train for the whole wait.
+                    largest = max(p.size for p in plans)
+                    scale = TRAIN_TIMEOUT_SCALE * max(1.0, largest / _TIMEOUT_REFERENCE_SIZE)
                     config = LabConfig(
                         directory / "labs" / "trains", index=7, accel=accel, capture=False,
-                        timeout_scale=TRAIN_TIMEOUT_SCALE,
+                        timeout_scale=scale,
                     )
                     lab = Lab(config)
                     lab.__enter__()
