@@ -555,9 +555,14 @@ def timeline_for_artifacts(directory: Path) -> list[Path]:
     events = sorted(directory.rglob("*events.jsonl"))
     pcaps = sorted(directory.rglob("*.pcap"), key=lambda p: (p.name != "br0.pcap", str(p)))
     multicast = [e for e in events if _has_multicast(e)]
-    if not multicast:
-        return []
     pcap = pcaps[0] if pcaps else None
+    if not multicast:
+        # A server without JSON events (Debian's atftpd): the capture alone, if it holds
+        # group traffic.
+        if pcap is None or not _pcap_has_group_data(pcap):
+            return []
+        write_timeline(None, pcap, directory / "timeline.png")
+        return [directory / "timeline.png"]
     files = session_files(read_event_lines(multicast[0]))
     if len(files) <= 1:
         write_timeline(multicast[0], pcap, directory / "timeline.png")
@@ -568,6 +573,10 @@ def timeline_for_artifacts(directory: Path) -> list[Path]:
         write_timeline(multicast[0], pcap, target, file=name)
         out.append(target)
     return out
+
+
+def _pcap_has_group_data(path: Path) -> bool:
+    return any(224 <= int(dst.split(".")[0]) <= 239 for _, _, dst, _, _, _ in _udp_datagrams(path))
 
 
 def _has_multicast(path: Path) -> bool:

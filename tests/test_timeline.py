@@ -261,3 +261,16 @@ def test_one_picture_per_session_and_no_boot_script_noise(tmp_path: Path) -> Non
     paths = timeline_for_artifacts(tmp_path)
     assert [p.name for p in paths] == ["timeline-vmlinuz.png", "timeline-initrd.gz.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_a_server_without_events_gets_its_picture_from_the_capture(tmp_path: Path) -> None:
+    (tmp_path / "wire").mkdir()
+    train_pcap(tmp_path / "wire" / "br0.pcap")  # Debian's atftpd writes no JSON events
+    (out,) = timeline_for_artifacts(tmp_path)
+    assert out == tmp_path / "timeline.png" and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_unicast_capture_without_events_gets_no_picture(tmp_path: Path) -> None:
+    frames = [(T0 + b / 100, udp_frame(SERVER, A, 40000, 2001, tftp_data(b))) for b in range(1, 20)]
+    write_pcap(tmp_path / "nic.pcap", frames)
+    assert timeline_for_artifacts(tmp_path) == []
