@@ -223,17 +223,8 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
     with Capture(
         lab.ns, [BRIDGE, *taps], directory / "wire", method="af_packet", context=WIRE_CONTEXT
     ) as cap:
-        stop_watch = threading.Event()
-        injected: list[LossInjection] = []
-        watcher: threading.Thread | None = None
         if plan.loss_percent:
-            watcher = threading.Thread(
-                target=_inject_when_asked,
-                args=(lab, taps[1], slots[1].ipv4, name, plan.loss_percent, events_mark, stop_watch,
-                      injected),  # fmt: skip
-                daemon=True,
-            )
-            watcher.start()
+            loss = add_loss(lab.ns, taps[1], plan.loss_percent)
         t0 = time.monotonic()
         for index, (nic_name, slot) in enumerate(zip(plan.nics, slots, strict=True)):
             if index:
@@ -261,10 +252,6 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
             thread.start()
         for thread in threads:
             thread.join()
-        stop_watch.set()
-        if watcher is not None:
-            watcher.join(timeout=30)
-        loss = injected[0] if injected else None
         if loss is not None:
             remove_loss(lab.ns, loss)
     result = cap.result
@@ -302,7 +289,6 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
             "tap": taps[1],
             "vm": 1,
             "percent": plan.loss_percent,
-            "from": "the VM's payload request",
             "method": loss.method,
             "ingress_method": loss.ingress_method,
         }
@@ -443,31 +429,6 @@ def judge(train: TrainResult, server_events: list[dict[str, Any]], bridge: WireS
         train.outcome = "failed" if train.status is Status.FAIL else train.status.value.lower()
     failed = [c for c in checks if c.ok is False]
     train.reason = "; ".join(f"{c.name}: {c.detail}" for c in failed)
-
-
-def _inject_when_asked(
-    lab: Lab,
-    tap: str,
-    ip: str,
-    payload: str,
-    percent: int,
-    mark: int,
-    stop: threading.Event,
-    out: list[LossInjection],
-) -> None:
-    """Loss on ``tap`` from the moment its VM asks for the payload.
-
-    Why not from boot: loss slows a VM's DHCP and script fetch by whole retransmission
-    timeouts, so it joined 15 s after the others (block 3884 of 12289), and every MTFTP
-    server must then send a third of the file again, whatever it does.  The train's
-    question is delivery under loss during the multicast transfer.
-    """
-    while not stop.is_set():
-        events = lab.tftp.events()[mark:] if lab.tftp else []
-        if any(str(e.get("client", "")).rsplit(":", 1)[0] == ip and e.get("file") == payload for e in events):
-            out.append(add_loss(lab.ns, tap, percent))
-            return
-        stop.wait(0.05)
 
 
 def draw_train_timelines(directory: Path) -> list[str]:
