@@ -273,3 +273,79 @@ def test_mtftp_listeners_never_hear_nothing_for_a_quarter_second() -> None:
     assert max(gaps) <= 0.13, gaps
     names = [e.name for e in iter(core.next_event, None)]
     assert "mcast_listener_released" in names and core.finished  # after about 1 s of probes
+
+
+def shared_session(size: int = 5000) -> MulticastSession:
+    data = bytes(range(256)) * (size // 256 + 1)
+    return MulticastSession(
+        lambda off, n: data[off : off + n], size, 512, GROUP, 0.0, mtftp=True, shared_group=True
+    )
+
+
+def test_mtftp_shared_group_carries_nothing_more_of_a_file_once_a_client_finished_it() -> None:
+    """iPXE opens its next file on the same group at once: this file's DATA must be gone by then."""
+    core = shared_session()
+    core.add_request(A, [], 0.0)
+    core.receive_datagram(ack(1), A, 0.01)
+    core.add_request(B, [], 0.02)  # listens to blocks 3.. on the group
+    core.datagrams_to_send(0.02)
+    for block in range(2, 10):
+        core.receive_datagram(ack(block), A, 0.02 + block * 0.01)
+    core.datagrams_to_send(0.2)
+    events(core)
+    core.receive_datagram(ack(10), A, 0.2)  # A has the file and will open the next one now
+    assert parse(core.datagrams_to_send(0.2)) == [("DATA", 1, B)]  # B is probed by unicast only
+    assert "mcast_group_closed" in events(core)
+    core.receive_datagram(ack(1), B, 0.21)  # B heard 3..10 and lacks 2
+    sent = parse(core.datagrams_to_send(0.21))
+    assert sent == [("DATA", 2, B)]
+    assert "mcast_unicast_tail" in events(core)
+    core.receive_datagram(ack(10), B, 0.22)
+    assert core.finished and parse(core.datagrams_to_send(0.22)) == []
+    # Nothing of the file went to the group after A's last ACK.
+    assert core.group_packets == 10
+
+
+def test_mtftp_shared_group_late_request_after_close_is_served_by_unicast() -> None:
+    core = shared_session()
+    core.add_request(A, [], 0.0)
+    core.add_request(B, [], 0.001)
+    for block in range(1, 11):
+        core.receive_datagram(ack(block), A, block * 0.01)
+    core.datagrams_to_send(0.1)
+    before = core.group_packets
+    core.add_request(C, [], 0.15)  # a late VM asks while B is still being served
+    out = parse(core.datagrams_to_send(0.15))
+    assert all(addr != ("239.255.0.0", 1758) for _, _, addr in out), out
+    assert ("DATA", 1, C) in out
+    core.receive_datagram(ack(1), C, 0.16)
+    assert parse(core.datagrams_to_send(0.16)) == [("DATA", 2, C)]
+    assert core.group_packets == before
+
+
+def test_mtftp_shared_group_lost_tail_data_is_repeated_before_ipxe_reopens() -> None:
+    core = shared_session()
+    core.add_request(A, [], 0.0)
+    core.add_request(B, [], 0.001)
+    for block in range(1, 11):
+        core.receive_datagram(ack(block), A, block * 0.01)
+    core.receive_datagram(ack(0), B, 0.11)  # B answers the probe: it has nothing
+    core.datagrams_to_send(0.11)
+    now, resent = 0.11, []
+    while now < 0.6:
+        deadline = core.get_timer()
+        assert deadline is not None
+        now = max(now + 0.001, deadline)
+        core.handle_timer(now)
+        resent += [now for kind, block, addr in parse(core.datagrams_to_send(now)) if addr == B and block == 1]
+    assert resent and resent[0] - 0.11 <= 0.2, resent  # well before iPXE's 0.25 s timer
+
+
+def test_mtftp_service_marks_files_that_share_a_group() -> None:
+    from netboot.tftp.mtftp import parse_mtftp_config
+
+    entries = parse_mtftp_config("kernel 239.255.1.1 3001\ninitrd 239.255.1.1 3001\nalone 239.255.1.2 3001\n")
+    from netboot.tftp.mtftp import shares_group
+
+    assert shares_group(entries, entries["kernel"]) and shares_group(entries, entries["initrd"])
+    assert not shares_group(entries, entries["alone"])

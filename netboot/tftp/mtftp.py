@@ -81,6 +81,15 @@ def load_mtftp_config(path: str) -> dict[str, MtftpEntry]:
         raise MtftpConfigError(f"cannot read --mtftp file {path}: {exc.strerror}") from None
 
 
+def shares_group(entries: dict[str, MtftpEntry], entry: MtftpEntry) -> bool:
+    """Another configured file uses ``entry``'s group:port (always so for iPXE's ``mtftp://``)."""
+    where = (entry.group.group, entry.group.port)
+    return any(
+        other.filename != entry.filename and (other.group.group, other.group.port) == where
+        for other in entries.values()
+    )
+
+
 class MtftpService:
     """The MTFTP listening socket and its sessions (one per configured file and interface)."""
 
@@ -127,10 +136,12 @@ class MtftpService:
                 )
                 return True
 
+            shared = shares_group(self.entries, entry)
+
             def factory(source: Any = source) -> MulticastSession:
                 return MulticastSession(
                     source.read, source.size, MTFTP_BLKSIZE, entry.group, ctx.now,
-                    mtftp=True, tuning=self.tuning,
+                    mtftp=True, tuning=self.tuning, shared_group=shared,
                 )
 
             handle = self.registry.start(ctx, key, factory, entry.group, source.close)
@@ -146,7 +157,9 @@ class MtftpService:
 
         Then a late requester must not be left to listen: its first packet sets iPXE's
         TID filter, and a group DATA of the other file would lock it onto the wrong
-        stream.  Answered at once by unicast, it locks onto its own session.
+        stream.  Answered at once by unicast, it usually locks onto its own session;
+        what makes it safe is that a file leaves the group once a client has finished
+        it (``shared_group`` in :class:`MulticastSession`).
         """
         where = (group.group, group.port)
         return any(

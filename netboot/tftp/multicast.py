@@ -125,6 +125,7 @@ class MulticastSession:
         *,
         mtftp: bool = False,
         tuning: Tuning | None = None,
+        shared_group: bool = False,
     ) -> None:
         self.read = read
         self.size = size
@@ -133,6 +134,11 @@ class MulticastSession:
         self.group_addr: Address = (group.group, group.port)
         self.mtftp = mtftp
         self.tuning = tuning or Tuning()
+        #: MTFTP: another file is offered on the same group:port (iPXE's one fixed group).
+        self.shared_group = shared_group and mtftp
+        #: Set when the first client of a shared-group session finishes: from then on the
+        #: group carries nothing of this file (see :meth:`_unicast_tail`).
+        self.group_closed = False
         self.blocks = size // blksize + 1
         if self.blocks > MAX_MULTICAST_BLOCKS:
             raise ValueError(f"{self.blocks} blocks exceed {MAX_MULTICAST_BLOCKS} for a multicast session")
@@ -176,9 +182,27 @@ class MulticastSession:
         if self.master is not None and self.pending:
             wait = self.tuning.repair_after if self.pending_via == "group" else self.tuning.retransmit
             deadline = min(deadline, self.pending_sent + wait)
-        if self.mtftp and self.last_group_send >= 0 and self._listeners_waiting():
+        if self.mtftp and not self.group_closed and self.last_group_send >= 0 and self._listeners_waiting():
             deadline = min(deadline, self.last_group_send + self.tuning.mtftp_gap)
+        if self.group_closed:
+            for _member, due in self._tail_deadlines():
+                deadline = min(deadline, due)
         return deadline
+
+    def _tail_deadlines(self) -> list[tuple[Member, float]]:
+        """Closed group: when each unicast tail or unanswered probe must be sent again.
+
+        iPXE's MTFTP client reopens (and then falls back to plain TFTP over a stale size,
+        docs/multicast.md) when its 0.25 s timer expires, so a lost unicast DATA is
+        repeated after ``repair_after`` and a probe after ``mtftp_gap``, not on the tick.
+        """
+        due = []
+        for member in self.members.values():
+            if member.state == UNICAST and member.pending:
+                due.append((member, member.pending_sent + self.tuning.repair_after))
+            elif member.state == WAITING and member.promoted_at is not None:
+                due.append((member, member.last_unicast + self.tuning.mtftp_gap))
+        return due
 
     def handle_timer(self, now: float) -> None:
         if self.finished:
@@ -188,11 +212,17 @@ class MulticastSession:
             self._master_timer(master, now)
         if (
             self.mtftp
+            and not self.group_closed
             and self.last_group_send >= 0
             and now - self.last_group_send >= self.tuning.mtftp_gap
             and self._listeners_waiting()
         ):
             self._mtftp_keepalive(now)
+        if self.group_closed:
+            for member, due in self._tail_deadlines():
+                if due <= now:
+                    block = member.pending if member.state == UNICAST else member.have + 1
+                    self._send_unicast(member, block, now)
         if now >= self._next_tick:
             self._next_tick = now + self.tuning.tick
             self._housekeeping(now)
@@ -236,7 +266,7 @@ class MulticastSession:
         member = Member(addr, self._order, now, list(acknowledged), last_heard=now, last_unicast=now)
         self.members[addr] = member
         late = self.group_packets > 0
-        if self.master is None and (self.probing_until is None or self.mtftp):
+        if self.master is None and (self.probing_until is None or self.mtftp) and not self.group_closed:
             self._make_master(member, now, reason="first" if not late else "idle")
         self._emit("mcast_join", client=member.text, master=member is self.master, late=late,
                    stream_block=self.pending)
@@ -272,6 +302,8 @@ class MulticastSession:
         master = self.master
         if master is not None and master.promoted_at is not None:
             self._send_unicast(master, master.have + 1, now)
+        if self.group_closed:
+            return
         self._send_group(self.pending or self.last_group_block or 1, now)
         self.keepalives += 1
 
@@ -302,6 +334,9 @@ class MulticastSession:
             return
         # a client that is not the master (MTFTP: any ACK with no master speaking is an answer)
         if member.promoted_at is not None or (self.mtftp and self.master is None):
+            if self.group_closed:
+                self._to_unicast_tail(member, now)
+                return
             member.promoted_at = None
             member.probes = 0
             if self.master is None:
@@ -392,6 +427,11 @@ class MulticastSession:
 
     def _finish_member(self, member: Member, now: float, ok: bool, reason: str) -> None:
         member.state = DONE if ok else GONE
+        if ok and self.shared_group and not self.group_closed:
+            self.group_closed = True
+            self._emit("mcast_group_closed", client=member.text,
+                       reason="the first client finished and another file shares "
+                       f"{self.group.group}:{self.group.port}: the rest goes by unicast")
         self._emit("done" if ok else "mcast_client_gone", client=member.text, ok=ok, reason=reason,
                    seconds=round(now - member.joined_at, 4), bytes=self.size if ok else None,
                    unicast_bytes=member.unicast_bytes)
@@ -425,6 +465,9 @@ class MulticastSession:
         """Pick the next master once the current one is finished, skipped or deaf."""
         if self.master is not None or self.probing_until is not None:
             return
+        if self.group_closed:
+            self._unicast_tail(now)
+            return
         waiting = [m for m in self.members.values() if m.state == WAITING]
         if not waiting:
             self._check_finished(now)
@@ -454,6 +497,43 @@ class MulticastSession:
             member.promoted_at = now
             self._promote(member, now)
         self._emit("mcast_probe", clients=len(waiting), attempt=waiting[0].probes + 1)
+
+    def _unicast_tail(self, now: float) -> None:
+        """Serve what is left of a shared-group MTFTP session by unicast.
+
+        Why: iPXE fetches every ``mtftp://`` file on the one group 239.255.1.1:3001 and
+        its TID filter takes the first packet a new request hears.  A VM that finished
+        the kernel opens the initrd at once; group DATA of the kernel still flowing for
+        slower VMs (promotions, the missing heads) was already queued in its NIC, so it
+        locked onto the kernel's stream, stored kernel blocks as initrd blocks and
+        printed ``ok`` (lab capture: ACK 37 right after initrd block 1, the kernel's
+        blocks 2-37 on the group just before; docs/multicast.md, "One group for every
+        file").  Once a client has finished, the others are past their shared pass:
+        clients that ACK get their gaps by unicast, silent listeners are probed by
+        unicast DATA, and the group stays free for the next file.
+        """
+        probed = 0
+        for member in self.members.values():
+            if member.state != WAITING:
+                continue
+            if member.acking and now - member.last_heard < self.tuning.promote_timeout:
+                self._to_unicast_tail(member, now)
+            elif member.promoted_at is None:
+                member.promoted_at = now
+                self._send_unicast(member, member.have + 1, now)
+                probed += 1
+        if probed:
+            self._emit("mcast_probe", clients=probed, attempt=1, via="unicast")
+        self._check_finished(now)
+
+    def _to_unicast_tail(self, member: Member, now: float) -> None:
+        member.state = UNICAST
+        member.promoted_at = None
+        member.acking = True
+        member.pending = 0
+        self._emit("mcast_unicast_tail", client=member.text, from_block=member.have + 1,
+                   reason="the group is closed to this file (another file shares it)")
+        self._unicast_ack(member, member.have, now)
 
     def _promote(self, member: Member, now: float) -> None:
         """OACK mc=1 (RFC 2090), or any unicast DATA (MTFTP: iPXE then ACKs its first gap)."""
