@@ -28,7 +28,15 @@ from lab.scenario import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS, protocol_
 from lab.session import vm_support_problem
 from lab.status import Status
 from lab.tftp import SERVERS
-from lab.train import DEFAULT_TRAIN_SIZE, TRAIN_NICS, TrainResult, run_trains, train_plans
+from lab.train import (
+    DEFAULT_TRAIN_SIZE,
+    FULL_BOOT_CHOICES,
+    FULL_BOOT_PROTOCOLS,
+    TRAIN_NICS,
+    TrainResult,
+    run_trains,
+    train_plans,
+)
 from roms.catalog import CATALOG, DESIGN_NICS, nic
 from roms.romset import RomSetError, rom_sets
 
@@ -90,8 +98,14 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
         help="comma-separated NIC models of the trains, first to start first (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--lab-legacy-train", action=argparse.BooleanOptionalAction, default=True,
-        help="an extra mtftp train of e1000, rtl8139, pcnet, eepro100 (how older drivers take a stream)",
+        "--lab-legacy-train", action=argparse.BooleanOptionalAction, default=False,
+        help="an extra mtftp train of e1000, rtl8139, pcnet, eepro100 (how older drivers take a "
+        "stream; off by default since the full boot took its place in the 20-minute budget)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lab-full-boot", default=",".join(FULL_BOOT_PROTOCOLS),
+        help="protocols of the full-boot trains (Debian's kernel and an initramfs to 4 VMs, per ROM "
+        f"set, first server), from {','.join(FULL_BOOT_CHOICES)}, or 'none' (default: %(default)s)",
     )  # fmt: skip
 
 
@@ -225,7 +239,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         names_text = ", ".join(absent)
         print(f"lab: --lab-train-nics: QEMU cannot emulate {names_text}; pick others", file=sys.stderr)
         return 2
-    plans = train_plans(train_protocols, servers, names, size, loss, args.lab_legacy_train, train_nics)
+    full_boot = tuple(p.strip() for p in args.lab_full_boot.split(",") if p.strip() and p.strip() != "none")
+    if unknown_full := [p for p in full_boot if p not in FULL_BOOT_CHOICES]:
+        print(f"lab: --lab-full-boot: {', '.join(unknown_full)} cannot carry a kernel and an initrd here; "
+              f"pick from {', '.join(FULL_BOOT_CHOICES)}", file=sys.stderr)  # fmt: skip
+        return 2
+    plans = train_plans(
+        train_protocols, servers, names, size, loss, args.lab_legacy_train, train_nics, full_boot
+    )
     print(
         f"lab matrix: {len(cells)} cells, {boots} VM boots, {jobs} at a time; {len(plans)} trains of 4 VMs "
         f"-> {out_dir}",

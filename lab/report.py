@@ -118,7 +118,7 @@ def matrix_json(
             }
             for r in results
         ],
-        "trains": [t.to_json() for t in trains],
+        "trains": [{**t.to_json(), "full_boot_train": _full_boot_column(t, trains)} for t in trains],
     }
 
 
@@ -192,18 +192,31 @@ def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
         return []
     lines = ["", "## Trains (4 VMs of mixed NICs, 0.5 s apart, one payload)", ""]
     lines += [
-        "| train | status | outcome | group bytes / payload | checks failed | artifacts |",
-        "|---|---|---|---|---|---|",
+        "Full boot: the same NICs boot Debian's kernel and an initramfs fetched by the train's "
+        "protocol (`-fullboot` rows, docs/fullboot.md); the column shows that train's status.",
+        "",
+        "| train | status | outcome | group bytes / payload | full boot | checks failed | artifacts |",
+        "|---|---|---|---|---|---|---|",
     ]
     for t in trains:
         ratio = "—" if t.group_ratio is None else f"{t.group_bytes} B = {t.group_ratio:.3f}"
         failed = "; ".join(c.name for c in t.checks if c.ok is False) or "none"
         link = os.path.relpath(t.directory, out_dir)
         lines.append(
-            f"| {t.plan.column} | {t.status.value} | {t.outcome} | {ratio} | {failed} | [{link}]({link}/) |"
+            f"| {t.plan.column} | {t.status.value} | {t.outcome} | {ratio} | "
+            f"{_full_boot_cell(t, trains, out_dir)} | {failed} | [{link}]({link}/) |"
         )
     for t in trains:
         lines += ["", f"### {t.plan.column}: {t.status.value} ({t.outcome})", ""]
+        if t.full_boot:
+            sessions = ", ".join(
+                f"{name}: group {fig.get('group_ratio')} x, {fig.get('unicast_bytes')} B unicast, "
+                f"{fig.get('done')}/{fig.get('clients')} done"
+                for name, fig in t.full_boot.get("sessions", {}).items()
+            )
+            kernel = t.full_boot.get("kernel_package")
+            lines.append(f"Kernel: {kernel}; server sessions: {sessions or 'none'}.")
+            lines.append("")
         if t.loss:
             lines.append(f"Loss: {t.loss['percent']} % each way on {t.loss['tap']} (VM {t.loss['vm']}), "
                          f"method {t.loss['method']} (egress) / {t.loss['ingress_method']} (ingress).")
@@ -223,6 +236,35 @@ def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
                 f"{fig.get('unicast_retransmits', '—')} |"
             )
     return lines
+
+
+def full_boot_of(train: TrainResult, trains: Sequence[TrainResult]) -> TrainResult | None:
+    """The full-boot train of ``train``'s protocol, ROM set and server (itself for a full boot)."""
+    if train.plan.full_boot:
+        return train
+    plan = train.plan
+    return next(
+        (
+            t
+            for t in trains
+            if t.plan.full_boot and (t.plan.protocol, t.plan.rom_set, t.plan.server)
+            == (plan.protocol, plan.rom_set, plan.server)
+        ),
+        None,
+    )
+
+
+def _full_boot_column(train: TrainResult, trains: Sequence[TrainResult]) -> str | None:
+    full = full_boot_of(train, trains)
+    return None if full is None else full.plan.column
+
+
+def _full_boot_cell(train: TrainResult, trains: Sequence[TrainResult], out_dir: Path) -> str:
+    full = full_boot_of(train, trains)
+    if full is None:
+        return "not run"
+    link = os.path.relpath(full.directory, out_dir)
+    return f"[{full.status.value} ({full.outcome})]({link}/)"
 
 
 def matrix_markdown(

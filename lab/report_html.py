@@ -92,9 +92,17 @@ def matrix_html(data: dict[str, Any], out_dir: Path) -> str:
     if trains:
         out.append(
             "<h2>Trains</h2><table><tr><th>train</th><th>status</th><th>outcome</th>"
-            "<th>group bytes / payload</th><th>checks</th><th>VMs</th></tr>"
+            "<th>group bytes / payload</th><th>full boot</th><th>checks</th><th>VMs</th></tr>"
         )
+        by_column = {t["column"]: t for t in trains}
         for t in trains:
+            full = by_column.get(t.get("full_boot_train") or "")
+            full_cell = (
+                f'<td class="{full["status"]}"><a href="{_rel(full["artifacts"], out_dir)}/">'
+                f"{full['status']} ({html.escape(full['outcome'])})</a></td>"
+                if full
+                else "<td>not run</td>"
+            )
             ratio = "—" if t["group_ratio"] is None else f"{t['group_bytes']} B = {t['group_ratio']:.3f}"
             checks = "<br>".join(
                 f"{ {True: 'ok', False: 'FAILED', None: 'n/a'}[c['ok']] }: {html.escape(c['name'])}: "
@@ -114,7 +122,7 @@ def matrix_html(data: dict[str, Any], out_dir: Path) -> str:
                 f'<tr><td><a href="{_rel(t["artifacts"], out_dir)}/">{html.escape(t["column"])}</a>'
                 f"<br><small>{pictures}</small></td>"
                 f'<td class="{t["status"]}">{t["status"]}</td><td>{html.escape(t["outcome"])}</td>'
-                f"<td>{ratio}</td><td>{checks}</td><td>{vms}</td></tr>"
+                f"<td>{ratio}</td>{full_cell}<td>{checks}</td><td>{vms}</td></tr>"
             )
         out.append("</table>")
     out.append("</body></html>")

@@ -106,7 +106,7 @@ class Lab:
         self.dhcp = Dnsmasq(self.ns, lab_slots, services)
         self.start_tftp(self.config.server)
 
-    def start_tftp(self, kind: str, mtftp_file: str | None = None) -> TftpServer:
+    def start_tftp(self, kind: str, mtftp_file: str | tuple[str, ...] | None = None) -> TftpServer:
         """(Re)start the TFTP server; a lab switches servers between boots, never during one."""
         if self.tftp is not None:
             self.tftp.stop()
@@ -209,6 +209,10 @@ class Lab:
         slot = self._free.get(timeout=600)
         add_tap(self.ns, slot.tap)
         return slot
+
+    def release(self, slot: Slot) -> None:
+        """Give back a slot from :meth:`reserve` (its tap leaves the bridge)."""
+        self._release(slot)
 
     def _release(self, slot: Slot) -> None:
         remove_tap(self.ns, slot.tap)

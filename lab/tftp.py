@@ -89,19 +89,22 @@ class TftpServer:
     """A running TFTP server inside the namespace; ``events()`` is its evidence."""
 
     def __init__(
-        self, ns: Namespace, kind: str, root: Path, directory: Path, mtftp_file: str | None = None
-    ) -> None:
+        self, ns: Namespace, kind: str, root: Path, directory: Path,
+        mtftp_file: str | tuple[str, ...] | None = None,
+    ) -> None:  # fmt: skip
         problem = server_problem(kind)
         if problem:
             raise LabUnavailable(problem)
         self.ns = ns
         self.kind = kind
-        #: The one file served by PXE MTFTP (iPXE always uses the same group, so one at a time).
+        #: The file(s) served by PXE MTFTP.  iPXE always uses the same group, so a boot of one
+        #: payload names one file; the full boot names its kernel and initrd, which share it.
         self.mtftp_file = mtftp_file
         conf = None
         if mtftp_file is not None:
+            names = (mtftp_file,) if isinstance(mtftp_file, str) else mtftp_file
             conf = directory / f"{kind}.mtftp.conf"
-            conf.write_text(f"{mtftp_file} {MTFTP_GROUP[0]} {MTFTP_GROUP[1]}\n")
+            conf.write_text("".join(f"{name} {MTFTP_GROUP[0]} {MTFTP_GROUP[1]}\n" for name in names))
         self.spec = TftpSpec(
             kind, root, directory / f"{kind}.log", directory / f"{kind}.events.jsonl", mtftp_conf=conf
         )

@@ -47,6 +47,10 @@ TRAIN_GAP_SECONDS = 0.5
 #: 1.10 x) and keeps tox -e lab within its budget (docs/matrix.md).  --lab-train-size for more.
 DEFAULT_TRAIN_SIZE = 6 * 1024 * 1024
 GROUP_RATIO_LIMIT = 1.2
+#: Protocols of the full-boot trains (two files, one group): the kernel and initrd need a
+#: TFTP server; x-slam's one-file pyslamd cannot serve them.
+FULL_BOOT_PROTOCOLS = ("mtftp",)
+FULL_BOOT_CHOICES = ("mtftp", "tftm")
 #: Stage timeouts of train VMs for 3 MiB; run_trains scales it with the largest payload.
 TRAIN_TIMEOUT_SCALE = 0.75
 _TIMEOUT_REFERENCE_SIZE = 3 * 1024 * 1024
@@ -65,11 +69,15 @@ class TrainPlan:
     loss_percent: int = 0
     #: Names a NIC mix other than TRAIN_NICS in the column ("legacy": LEGACY_TRAIN_NICS).
     label: str = ""
+    #: Boot Debian's kernel and the repo's initramfs instead of fetching the verifier and a
+    #: payload (lab/fullboot_train.py); ``size`` is then unused.
+    full_boot: bool = False
 
     @property
     def column(self) -> str:
         loss = f"/loss{self.loss_percent}" if self.loss_percent else ""
         label = f"-{self.label}" if self.label else ""
+        label += "-fullboot" if self.full_boot else ""
         return f"{self.protocol}/{self.rom_set}/{self.server}/train{len(self.nics)}{label}{loss}"
 
     @property
@@ -109,6 +117,9 @@ class TrainResult:
     loss: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     timelines: list[str] = field(default_factory=list)  # PNGs of the session(s), or an error
+    #: Full-boot trains: the kernel package, the bytes of kernel + initrd, and the server's
+    #: figures per file (``mcast_session_end``).
+    full_boot: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +133,7 @@ class TrainResult:
             "loss": self.loss,
             "reason": self.reason,
             "timelines": self.timelines,
+            "full_boot": self.full_boot,
             "checks": [asdict(c) for c in self.checks],
             "vms": [
                 {
@@ -147,11 +159,13 @@ def train_plans(
     rom_sets: list[str],
     size: int,
     loss_percent: int,
-    legacy: bool = True,
+    legacy: bool = False,
     nics: tuple[str, ...] = TRAIN_NICS,
+    full_boot: tuple[str, ...] = FULL_BOOT_PROTOCOLS,
 ) -> list[TrainPlan]:
     """The default trains: each multicast protocol per ROM set and server, one lossy mtftp
-    train, and (``legacy``) one mtftp train of the older PCI NIC models."""
+    train, (``legacy``) one mtftp train of the older PCI NIC models, and a full boot per
+    ``full_boot`` protocol with the first server."""
     plans = []
     for rom_set in rom_sets:
         for protocol in protocols:
@@ -162,6 +176,8 @@ def train_plans(
         if legacy and "mtftp" in protocols:
             old = LEGACY_TRAIN_NICS
             plans.append(TrainPlan("mtftp", servers[0], rom_set, size, nics=old, label="legacy"))
+        for protocol in full_boot:
+            plans.append(TrainPlan(protocol, servers[0], rom_set, size, nics=nics, full_boot=True))
     return plans
 
 
@@ -191,7 +207,12 @@ def run_trains(
                     )
                     lab = Lab(config)
                     lab.__enter__()
-                result = run_train(lab, by_set[plan.rom_set], plan, where)
+                if plan.full_boot:
+                    from lab.fullboot_train import run_fullboot_train
+
+                    result = run_fullboot_train(lab, by_set[plan.rom_set], plan, where)
+                else:
+                    result = run_train(lab, by_set[plan.rom_set], plan, where)
             except (LabError, OSError, RuntimeError, ValueError) as exc:
                 result = TrainResult(plan, Status.ERROR, "error", where, reason=f"the lab broke: {exc}")
                 if lab is not None:

@@ -337,7 +337,8 @@ def test_mtftp_shared_group_lost_tail_data_is_repeated_before_ipxe_reopens() -> 
         assert deadline is not None
         now = max(now + 0.001, deadline)
         core.handle_timer(now)
-        resent += [now for kind, block, addr in parse(core.datagrams_to_send(now)) if addr == B and block == 1]
+        out = parse(core.datagrams_to_send(now))
+        resent += [now for _kind, block, addr in out if addr == B and block == 1]
     assert resent and resent[0] - 0.11 <= 0.2, resent  # well before iPXE's 0.25 s timer
 
 

@@ -50,9 +50,14 @@ def test_train_plans_per_protocol_server_and_one_lossy_train() -> None:
     assert [p.column for p in plans] == [
         "mtftp/debian/pyatftpd/train4", "mtftp/debian/atftpd/train4", "tftm/debian/pyatftpd/train4",
         "tftm/debian/atftpd/train4", "x-slam/debian/pyslamd/train4", "mtftp/debian/pyatftpd/train4/loss5",
-        "mtftp/debian/pyatftpd/train4-legacy",
+        "mtftp/debian/pyatftpd/train4-fullboot",
     ]  # fmt: skip
     assert len({n for n in plans[0].nics}) == 4  # four different NIC models
-    assert {"pcnet", "eepro100"} <= set(plans[-1].nics)
-    without = train_plans(("mtftp",), ["pyatftpd"], ["d"], 1, 0, legacy=False)
+    assert plans[-1].full_boot and plans[-1].nics == plans[0].nics
+    legacy = train_plans(("mtftp",), ["pyatftpd"], ["d"], 1, 0, legacy=True, full_boot=())
+    assert [p.column for p in legacy] == ["mtftp/d/pyatftpd/train4", "mtftp/d/pyatftpd/train4-legacy"]
+    assert {"pcnet", "eepro100"} <= set(legacy[-1].nics)
+    without = train_plans(("mtftp",), ["pyatftpd"], ["d"], 1, 0, full_boot=())
     assert [p.column for p in without] == ["mtftp/d/pyatftpd/train4"]
+    tftm = train_plans(("tftm",), ["pyatftpd"], ["d"], 1, 0, full_boot=("tftm",))
+    assert [p.column for p in tftm] == ["tftm/d/pyatftpd/train4", "tftm/d/pyatftpd/train4-fullboot"]

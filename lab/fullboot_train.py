@@ -1,0 +1,324 @@
+"""The full-boot train: Debian's kernel and the repo's initramfs over multicast to 4 VMs.
+
+Why next to the verifier trains: the verifier proves that bytes arrive; this proves that
+what multicast delivers is something machines really boot, which is the 200-node story
+(issue 7).  It also catches what only two files on one group show: iPXE fetches every
+``mtftp://`` file on 239.255.1.1:3001, and a VM that opens the initrd while the kernel
+still streams can take kernel blocks for initrd blocks and print ``ok`` (docs/multicast.md,
+"One group for every file").  The verdict comes from each guest: the initramfs prints the
+SHA-256 of a file it carries (docs/fullboot.md); a corrupt kernel or initrd does not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from images.fullboot import FullBoot, build_fullboot, fullboot_script, parse_marker
+from lab.capture import Capture
+from lab.console import ConsoleClosed
+from lab.errors import LabError
+from lab.evidence import BootEvidence, StageRecord
+from lab.qemu import QemuSpec
+from lab.session import WIRE_CONTEXT, Lab
+from lab.status import Status, combine
+from lab.topology import BRIDGE, SERVER_IPV4
+from lab.vm import Vm
+from roms.catalog import nic
+from roms.romset import RomMismatch, RomMissing, RomSet
+
+KERNEL_NAME = "vmlinuz"
+INITRD_NAME = "initrd.gz"
+#: Seconds each VM gets from QEMU's start to the marker.  Measured here (2026-11-28, 2 cores,
+#: nothing else running): the 4-VM kernel pass took 150-190 s and every good VM printed the
+#: marker 215-225 s after it started (docs/fullboot.md).
+FULLBOOT_TIMEOUT = 420.0
+#: Console text after which the marker will never come.
+FAILURE_PATTERNS = {
+    r"Initramfs unpacking failed[^\n]*": "the kernel could not unpack the initrd iPXE called ok",
+    r"Kernel panic[^\n]*": "the kernel panicked",
+    r"LAB fetch-failed": "iPXE could not fetch the kernel or the initrd",
+    r"No bootable device": "iPXE ended (no more boot devices)",
+}
+GROUP_RATIO_LIMIT = 1.2
+
+
+@dataclass
+class FullBootVm:
+    nic: str
+    ip: str
+    tap: str
+    directory: Path
+    started_at: float
+    status: Status = Status.MISS
+    outcome: str = ""
+    detail: str = ""
+    seconds: float = 0.0
+    fetched_ok: bool = False  # iPXE printed "LAB fetched": it called both files ok
+
+
+def fullboot_files(lab: Lab) -> FullBoot:
+    """Build (or find) the payload and put its two files in the lab's TFTP root."""
+    payload = build_fullboot()
+    shutil.copyfile(payload.kernel, lab.root / KERNEL_NAME)
+    shutil.copyfile(payload.initrd, lab.root / INITRD_NAME)
+    return payload
+
+
+def run_fullboot_vms(
+    lab: Lab, rom_set: RomSet, nics: tuple[str, ...], gap: float, protocol: str, directory: Path,
+    timeout: float = FULLBOOT_TIMEOUT,
+) -> tuple[FullBoot, list[FullBootVm], Any, list[dict[str, Any]]]:  # fmt: skip
+    """Boot ``nics`` ``gap`` s apart into the full boot; return payload, verdicts, capture, events."""
+    payload = fullboot_files(lab)
+    server = lab.tftp.kind if lab.tftp is not None else "pyatftpd"
+    lab.start_tftp(server, (KERNEL_NAME, INITRD_NAME))
+    assert lab.tftp is not None
+    events_mark = len(lab.tftp.events())
+    base = f"{protocol}://{SERVER_IPV4}"
+    script = fullboot_script(f"{base}/{KERNEL_NAME}", f"{base}/{INITRD_NAME}")
+    slots = [lab.reserve() for _ in nics]
+    vms: list[FullBootVm] = []
+    machines: list[Vm | None] = []
+    try:
+        with Capture(
+            lab.ns, [BRIDGE, *(s.tap for s in slots)], directory / "wire", method="af_packet",
+            context=WIRE_CONTEXT,
+        ) as cap:  # fmt: skip
+            t0 = time.monotonic()
+            for index, (name, slot) in enumerate(zip(nics, slots, strict=True)):
+                time.sleep(max(0.0, t0 + index * gap - time.monotonic()))
+                vm_dir = directory / f"vm{index}-{name}"
+                vm_dir.mkdir(parents=True, exist_ok=True)
+                (lab.root / slot.boot_file).write_text(script)
+                (vm_dir / "boot.ipxe").write_text(script)
+                vm = FullBootVm(name, slot.ipv4, slot.tap, vm_dir, time.monotonic() - t0)
+                vms.append(vm)
+                machines.append(_start(lab, rom_set, name, slot, vm))
+            threads = [
+                threading.Thread(target=_watch, args=(m, v, payload, timeout))
+                for m, v in zip(machines, vms, strict=True)
+                if m is not None
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        for machine in machines:
+            if machine is not None:
+                machine.stop()
+        for slot in slots:
+            lab.release(slot)
+    events = lab.tftp.events()[events_mark:] if lab.tftp else []
+    (directory / "server.events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    for vm in vms:
+        _write_evidence(vm)
+    return payload, vms, cap.result, events
+
+
+def _start(lab: Lab, rom_set: RomSet, name: str, slot: Any, vm: FullBootVm) -> Vm | None:
+    model = nic(name)
+    try:
+        rom = rom_set.checked_rom(model)
+    except (RomMissing, RomMismatch) as exc:
+        vm.status, vm.outcome, vm.detail = (
+            Status.ERROR,
+            "error",
+            f"ROM problem (the lab's, not the driver's): {exc}",
+        )
+        return None
+    assert model.qemu_device is not None
+    spec = QemuSpec(
+        model.qemu_device, slot.mac, rom, slot.tap, accel=lab.config.accel, pcap=vm.directory / "nic.pcap"
+    )
+    try:
+        return Vm(lab.ns, spec, vm.directory)
+    except LabError as exc:
+        vm.status, vm.outcome, vm.detail = Status.ERROR, "error", str(exc)
+        return None
+
+
+def _watch(machine: Vm, vm: FullBootVm, payload: FullBoot, timeout: float) -> None:
+    """Wait for the marker or a failure on ``machine``'s console and record the verdict."""
+    success = re.escape(payload.marker) + r" sha256=[0-9a-f]{64}"
+    try:
+        match = machine.console.expect(success, list(FAILURE_PATTERNS), timeout, consume=False)
+    except TimeoutError:
+        match = None
+    except ConsoleClosed:
+        match = None
+    vm.seconds = time.monotonic() - machine.started
+    text = machine.console.text
+    vm.fetched_ok = "LAB fetched" in text
+    if match is not None and not match.failed:
+        seen = parse_marker(text)
+        if seen is not None and seen[0] == payload.carried_sha256:
+            vm.status, vm.outcome = Status.PASS, "booted"
+            vm.detail = f"{match.text} kernel={seen[1]}"
+            return
+        vm.status, vm.outcome = Status.FAIL, "wrong-hash"
+        vm.detail = f"marker with another hash: {match.text}"
+        return
+    if match is not None:
+        vm.status = Status.FAIL
+        vm.outcome = "ok-but-corrupt" if vm.fetched_ok and "LAB fetch-failed" not in text else "failed"
+        vm.detail = f"{FAILURE_PATTERNS[match.pattern]}: {match.text.strip()}"
+        errors = [line for line in text.splitlines() if "ipxe.org/" in line]
+        if errors and vm.outcome == "failed":
+            vm.detail += f" ({errors[-1].strip()[-120:]})"
+        return
+    vm.status, vm.outcome = Status.FAIL, "failed"
+    stage = (
+        "booting"
+        if "LAB booting" in text
+        else "fetching"
+        if "LAB fetch-start" in text
+        else "before the script"
+    )
+    vm.detail = f"no marker within {timeout:.0f} s (stuck {stage}; last line: {_last_line(text)})"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][-100:] if lines else "none"
+
+
+def _write_evidence(vm: FullBootVm) -> None:
+    evidence = full_boot_evidence(vm)
+    evidence.files.update(
+        {"console": str(vm.directory / "console.log"), "nic_pcap": str(vm.directory / "nic.pcap")}
+    )
+    evidence.write(vm.directory / "evidence.json")
+
+
+def full_boot_evidence(vm: FullBootVm) -> BootEvidence:
+    evidence = BootEvidence(status=vm.status, reason=vm.detail, seconds=vm.seconds)
+    evidence.stages.append(StageRecord("full boot", vm.status, vm.seconds, vm.seconds, message=vm.detail))
+    evidence.delivery = {"outcome": vm.outcome}
+    return evidence
+
+
+def session_figures(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per file: the server's own figures from ``mcast_session_end`` (the last one wins)."""
+    ends: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.get("event") == "mcast_session_end":
+            ends[str(event.get("file"))] = {
+                key: event.get(key)
+                for key in ("group_ratio", "group_bytes", "unicast_bytes", "clients", "done")
+            }
+    return ends
+
+
+def overall_status(vms: list[FullBootVm]) -> Status:
+    """FAIL when a driver or the server failed a VM; ERROR only when the lab alone broke."""
+    statuses = [v.status for v in vms]
+    if Status.FAIL in statuses:
+        return Status.FAIL
+    return combine(statuses) if statuses else Status.MISS
+
+
+def run_fullboot_train(lab: Lab, rom_set: RomSet, plan: Any, directory: Path) -> Any:
+    """One full-boot train (``plan`` is a :class:`lab.train.TrainPlan` with ``full_boot``)."""
+    from lab.train import TrainResult, TrainVm, draw_train_timelines, stream_timeline
+
+    directory.mkdir(parents=True, exist_ok=True)
+    kind = plan.server if plan.server in ("pyatftpd", "atftpd") else "pyatftpd"
+    if lab.tftp is None or lab.tftp.kind != kind:
+        lab.start_tftp(kind)
+    payload, boots, capture, events = run_fullboot_vms(
+        lab, rom_set, plan.nics, plan.gap, plan.protocol, directory
+    )
+    total = payload.kernel.stat().st_size + payload.initrd.stat().st_size
+    vms: list[TrainVm] = []
+    for boot in boots:
+        vm = TrainVm(boot.nic, boot.ip, boot.directory, full_boot_evidence(boot), boot.started_at)
+        vm.diagnosis = "" if boot.status is Status.PASS else boot.detail
+        pcap = capture.files.get(boot.tap) if capture else None
+        if pcap is not None and pcap.exists():
+            vm.heard_before_asking, vm.transfer = stream_timeline(pcap, boot.ip, KERNEL_NAME)
+        vms.append(vm)
+    train = TrainResult(plan, Status.MISS, "", directory, vms)
+    bridge = capture.summaries.get(BRIDGE) if capture else None
+    if bridge is not None:
+        train.group_bytes = bridge.group_bytes()
+        train.group_ratio = train.group_bytes / total if total else None
+    judge_full_boot(train, boots, events, total)
+    train.full_boot = {
+        "kernel_package": payload.kernel_package,
+        "payload_bytes": total,
+        "sessions": session_figures(events),
+    }
+    train.timelines = draw_train_timelines(directory)
+    (directory / "train.json").write_text(json.dumps(train.to_json(), indent=1) + "\n")
+    return train
+
+
+def judge_full_boot(train: Any, boots: list[FullBootVm], events: list[dict[str, Any]], total: int) -> None:
+    from lab.train import TrainCheck
+
+    checks = train.checks
+    checks.append(TrainCheck(
+        "every VM booted Debian's kernel to the marker (the initramfs hashes the file it carries)",
+        all(b.status is Status.PASS for b in boots),
+        ", ".join(_verdict(b) for b in boots),
+    ))  # fmt: skip
+    corrupt = [b.nic for b in boots if b.outcome == "ok-but-corrupt"]
+    checks.append(TrainCheck(
+        "no VM called both files ok and then failed to boot them",
+        not corrupt,
+        f"iPXE printed ok, the kernel failed on: {', '.join(corrupt)}" if corrupt else "none",
+    ))  # fmt: skip
+    missing = []
+    for name in (KERNEL_NAME, INITRD_NAME):
+        asked = {str(e.get("client", "")).rsplit(":", 1)[0] for e in events if e.get("file") == name}
+        missing += [f"{b.nic} ({name})" for b in boots if b.ip not in asked and b.status is not Status.ERROR]
+    checks.append(TrainCheck(
+        "every VM appears in the server's events for the kernel and the initrd",
+        not missing,
+        f"absent: {', '.join(missing)}" if missing else f"{len(boots)} clients in {len(events)} events",
+    ))  # fmt: skip
+    vms = train.vms
+    first = min((v for v in vms if v.transfer is not None), key=lambda v: v.transfer[0], default=None)
+    late = [v for v in vms if v is not first and v.transfer is not None]
+    checks.append(TrainCheck(
+        "late VMs took kernel blocks from the running stream",
+        bool(late) and all(v.heard_before_asking > 0 for v in late),
+        ", ".join(f"{v.nic}: {v.heard_before_asking} group blocks it never asked for" for v in late)
+        or "no late VM",
+    ))  # fmt: skip
+    if train.group_ratio is None:
+        checks.append(
+            TrainCheck(f"group bytes <= {GROUP_RATIO_LIMIT} x kernel + initrd", False, "no bridge capture")
+        )
+    else:
+        checks.append(TrainCheck(
+            f"group bytes <= {GROUP_RATIO_LIMIT} x kernel + initrd",
+            train.group_ratio <= GROUP_RATIO_LIMIT,
+            f"{train.group_bytes} B = {train.group_ratio:.3f} x the {total} B of kernel and initrd "
+            "(bridge capture)",
+        ))  # fmt: skip
+    statuses = [b.status for b in boots]
+    if Status.ERROR in statuses and Status.FAIL not in statuses:
+        train.status = Status.ERROR
+    else:
+        train.status = Status.PASS if all(c.ok is not False for c in checks) else Status.FAIL
+    train.outcome = (
+        "ok-but-corrupt"
+        if corrupt
+        else "booted"
+        if train.status is Status.PASS
+        else train.status.value.lower()
+    )
+    train.reason = "; ".join(f"{c.name}: {c.detail}" for c in checks if c.ok is False)
+
+
+def _verdict(boot: FullBootVm) -> str:
+    return f"{boot.nic}={boot.status.value}" + ("" if boot.status is Status.PASS else f" ({boot.detail})")
