@@ -219,6 +219,7 @@ def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
             lines.append("")
         if t.loss:
             lines.append(f"Loss: {t.loss['percent']} % each way on {t.loss['tap']} (VM {t.loss['vm']}), "
+                         f"from {t.loss.get('from', 'boot')}, "
                          f"method {t.loss['method']} (egress) / {t.loss['ingress_method']} (ingress).")
             lines.append("")
         for c in t.checks:

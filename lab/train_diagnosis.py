@@ -25,6 +25,9 @@ class TapActivity:
     last_sent: float | None  # the VM's last IPv4 frame (capture clock)
     group_frames: int  # IPv4 multicast frames delivered to its tap
     group_last: float | None
+    #: Unicast IPv4 frames to the VM after its last frame: the server asked (an MTFTP
+    #: promotion or probe, a unicast repair) and got no answer.
+    unanswered: int = 0
 
 
 def tap_activity(pcap: Path, client_ip: str) -> TapActivity:
@@ -32,6 +35,7 @@ def tap_activity(pcap: Path, client_ip: str) -> TapActivity:
     last_sent: float | None = None
     group_frames = 0
     group_last: float | None = None
+    to_it: list[float] = []
     for frame in read_frames(pcap):
         l3 = frame.l3
         if frame.ethertype != 0x0800 or len(l3) < 20:
@@ -41,7 +45,10 @@ def tap_activity(pcap: Path, client_ip: str) -> TapActivity:
         elif 224 <= l3[16] <= 239:
             group_frames += 1
             group_last = frame.ts
-    return TapActivity(last_sent, group_frames, group_last)
+        elif l3[16:20] == raw_ip:
+            to_it.append(frame.ts)
+    unanswered = sum(1 for ts in to_it if last_sent is None or ts > last_sent)
+    return TapActivity(last_sent, group_frames, group_last, unanswered)
 
 
 def diagnose(evidence: BootEvidence, activity: TapActivity, asked_for_payload: bool) -> str:
@@ -56,9 +63,15 @@ def diagnose(evidence: BootEvidence, activity: TapActivity, asked_for_payload: b
         )
     if activity.last_sent is not None and activity.group_last is not None:
         silent = activity.group_last - activity.last_sent
-        if silent >= SILENT_SECONDS:
+        if silent >= SILENT_SECONDS and activity.unanswered:
             return (
-                f"sent nothing for the last {silent:.0f} s of the group stream (its last frame "
-                f"left {silent:.0f} s before the stream ended; stage {stage})"
+                f"sent nothing for the last {silent:.0f} s of the group stream and left "
+                f"{activity.unanswered} unicast frames to it unanswered (stage {stage})"
+            )
+        if silent >= SILENT_SECONDS:
+            # An MTFTP listener is silent by design until the server asks it something.
+            return (
+                f"listened without sending for the last {silent:.0f} s of the group stream and was "
+                f"never asked to answer (stage {stage})"
             )
     return f"failed at stage {stage}"

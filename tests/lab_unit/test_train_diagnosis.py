@@ -22,7 +22,9 @@ def _frame(src: str, dst: str, payload: bytes) -> bytes:
     return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x01\x00\x5e\x7f\x01\x01", data=ip))
 
 
-def _tap(tmp_path: Path, vm_sends_until: float, stream_until: float) -> Path:
+def _tap(tmp_path: Path, vm_sends_until: float, stream_until: float, asked_at: float | None = 10.0) -> Path:
+    """Group DATA every 0.5 s, the VM's ACKs until ``vm_sends_until``, and (``asked_at``)
+    three unicast DATA to the VM, as a promotion or probe it should answer."""
     path = tmp_path / "tap.pcap"
     with open(path, "wb") as handle:
         writer = dpkt.pcap.Writer(handle)
@@ -31,6 +33,8 @@ def _tap(tmp_path: Path, vm_sends_until: float, stream_until: float) -> Path:
             writer.writepkt(_frame("192.0.2.1", "239.255.1.1", b"\x00\x03\x00\x01" + b"x" * 512), ts=ts)
             if ts <= vm_sends_until:
                 writer.writepkt(_frame(VM, "192.0.2.1", b"\x00\x04\x00\x00"), ts=ts + 0.01)
+            if asked_at is not None and asked_at <= ts < asked_at + 1.5:
+                writer.writepkt(_frame("192.0.2.1", VM, b"\x00\x03\x00\x02" + b"y" * 512), ts=ts + 0.02)
             ts += 0.5
     return path
 
@@ -45,6 +49,14 @@ def test_a_vm_that_went_quiet_while_the_stream_ran_is_named(tmp_path: Path) -> N
     assert activity.group_frames == 41
     text = diagnose(_failed("payload"), activity, asked_for_payload=True)
     assert "sent nothing for the last 18 s" in text and "payload" in text
+    assert "left 3 unicast frames to it unanswered" in text
+
+
+def test_a_silent_mtftp_listener_nobody_asked_is_not_called_a_stopped_nic(tmp_path: Path) -> None:
+    """An MTFTP listener sends nothing until the server promotes or probes it."""
+    activity = tap_activity(_tap(tmp_path, vm_sends_until=2.0, stream_until=20.0, asked_at=None), VM)
+    text = diagnose(_failed("payload"), activity, asked_for_payload=True)
+    assert "sent nothing" not in text and "never asked to answer" in text
 
 
 def test_a_vm_that_talked_to_the_end_gets_only_its_stage(tmp_path: Path) -> None:
