@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import time
@@ -70,8 +71,12 @@ def run_qemu(
     """
     started = time.monotonic()
     deadline = started + timeout
+    # QEMU runs in its own session (so a timeout can end its whole group), which also means a
+    # SIGKILLed caller (pytest killed mid-test) would leave it running: the kernel ends it
+    # with its parent instead (util-linux setpriv sets PR_SET_PDEATHSIG, kept across exec).
+    launcher = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
     proc = subprocess.Popen(
-        list(argv),
+        [*launcher, *argv],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

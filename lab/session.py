@@ -278,12 +278,11 @@ class BootRun:
 
     def _draw_timeline(self) -> None:
         """The multicast session as a picture beside the evidence (docs/timeline.md)."""
-        try:
-            from lab.timeline import timeline_for_artifacts
+        from lab.timeline import draw_pictures
 
-            pictures = timeline_for_artifacts(self.directory)
-        except Exception as exc:  # noqa: BLE001 - a missing picture must not hide the boot's verdict
-            self.evidence.files["timeline_error"] = f"timeline not drawn: {exc}"
+        pictures, error = draw_pictures(self.directory)
+        if error is not None:
+            self.evidence.files["timeline_error"] = error
             return
         for index, path in enumerate(pictures):
             self.evidence.files["timeline" if index == 0 else f"timeline_{index + 1}"] = str(path)

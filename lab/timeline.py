@@ -545,6 +545,18 @@ def write_timeline(
     return timeline
 
 
+def draw_pictures(directory: Path) -> tuple[list[Path], str | None]:
+    """:func:`timeline_for_artifacts` that never raises: (pictures, why none, or None).
+
+    Why: a picture is a reading aid; a plotting error (or matplotlib missing) must never
+    hide a boot's or a train's verdict, so every caller records the error instead.
+    """
+    try:
+        return timeline_for_artifacts(directory), None
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        return [], f"timeline not drawn: {exc}"
+
+
 def timeline_for_artifacts(directory: Path) -> list[Path]:
     """Draw the pictures of a test's artifacts: one per multicast session.
 

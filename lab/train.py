@@ -13,6 +13,7 @@ import json
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from lab.slam import SLAM_PORT
 from lab.status import Status, combine
 from lab.topology import BRIDGE, SERVER_IPV4
 from lab.train_diagnosis import diagnose, tap_activity
-from lab.wire import WireSummary, read_frames
+from lab.wire import Frame, WireSummary, frames_of, read_frames
 from roms.catalog import nic
 from roms.romset import RomSet
 
@@ -317,8 +318,9 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
             evidence.files["train_wire"] = str(pcap)
             evidence.write(run.directory / "evidence.json")
         if pcap is not None and pcap.exists():
-            vm.heard_before_asking, vm.transfer = stream_timeline(pcap, ip, name)
-            vm.diagnosis = diagnose(evidence, tap_activity(pcap, ip), vm.transfer is not None)
+            frames = list(read_frames(pcap))  # read once for both readers
+            vm.heard_before_asking, vm.transfer = stream_timeline(frames, ip, name)
+            vm.diagnosis = diagnose(evidence, tap_activity(frames, ip), vm.transfer is not None)
         vms.append(vm)
     train = TrainResult(plan, Status.MISS, "", directory, vms)
     if loss is not None:
@@ -493,19 +495,19 @@ def _lossy_after_dhcp(
 
 def draw_train_timelines(directory: Path) -> list[str]:
     """The train's session(s) from the server's events and the bridge capture (docs/timeline.md)."""
-    try:
-        from lab.timeline import timeline_for_artifacts
+    from lab.timeline import draw_pictures
 
-        return [str(p) for p in timeline_for_artifacts(directory)]
-    except Exception as exc:  # noqa: BLE001 - a missing picture must not hide the train's verdict
-        return [f"timeline not drawn: {exc}"]
+    pictures, error = draw_pictures(directory)
+    return [error] if error is not None else [str(p) for p in pictures]
 
 
 def _verdict(vm: TrainVm) -> str:
     return f"{vm.nic}={vm.evidence.status.value}" + (f" ({vm.diagnosis})" if vm.diagnosis else "")
 
 
-def stream_timeline(pcap: Path, client_ip: str, payload_name: str) -> tuple[int, tuple[float, float] | None]:
+def stream_timeline(
+    pcap: Path | Sequence[Frame], client_ip: str, payload_name: str
+) -> tuple[int, tuple[float, float] | None]:
     """From a VM's tap: group blocks it received but never asked for, and its transfer span.
 
     A client asks for block 1 with its RRQ and for block n+1 with each ACK n (iPXE's
@@ -519,7 +521,7 @@ def stream_timeline(pcap: Path, client_ip: str, payload_name: str) -> tuple[int,
     last: float | None = None
     asked: set[int] = set()
     received: list[tuple[float, int]] = []
-    for frame in read_frames(pcap):
+    for frame in frames_of(pcap):
         l3 = frame.l3
         if frame.ethertype != 0x0800 or len(l3) < 20 or l3[9] != 17:
             continue

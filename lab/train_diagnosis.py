@@ -9,12 +9,13 @@ stream floods it.  Saying so in the train's report keeps "the driver stopped" ap
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.evidence import BootEvidence
 from lab.status import Status
-from lab.wire import read_frames
+from lab.wire import Frame, frames_of
 
 #: A VM silent this long before the group stream ended had stopped taking part.
 SILENT_SECONDS = 3.0
@@ -30,13 +31,13 @@ class TapActivity:
     unanswered: int = 0
 
 
-def tap_activity(pcap: Path, client_ip: str) -> TapActivity:
+def tap_activity(pcap: Path | Sequence[Frame], client_ip: str) -> TapActivity:
     raw_ip = bytes(int(part) for part in client_ip.split("."))
     last_sent: float | None = None
     group_frames = 0
     group_last: float | None = None
     to_it: list[float] = []
-    for frame in read_frames(pcap):
+    for frame in frames_of(pcap):
         l3 = frame.l3
         if frame.ethertype != 0x0800 or len(l3) < 20:
             continue

@@ -209,11 +209,19 @@ def _mac(raw: bytes) -> str:
 
 
 @dataclass
-class _Frame:
+class Frame:
     ts: float
     src_mac: str
     ethertype: int
     l3: bytes
+
+
+_Frame = Frame
+
+
+def frames_of(source: Path | Sequence[Frame]) -> Iterable[Frame]:
+    """The frames of a pcap path, or the frames already read (one read serves several readers)."""
+    return read_frames(source) if isinstance(source, Path) else source
 
 
 def read_frames(path: Path) -> Iterator[_Frame]:

@@ -6,6 +6,7 @@ Each boot takes about 0.2 s here, so these run in ``tox -e py``.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import uuid
@@ -185,3 +186,49 @@ def test_timeout_kills_the_qemu_process_group() -> None:
     assert status is None and seconds < 30
     leftovers = subprocess.run(["pgrep", "-f", name], capture_output=True, text=True, check=False)
     assert leftovers.stdout.strip() == ""
+
+
+@needs_qemu
+def test_qemu_does_not_outlive_a_killed_caller() -> None:
+    """pytest killed with SIGKILL mid-boot must not leave QEMU behind (setpriv --pdeathsig)."""
+    import signal
+    import sys
+    import time
+
+    name = f"netboot-lab-orphan-{uuid.uuid4().hex}"
+    code = (
+        "from images.direct_boot import run_qemu; "
+        "run_qemu(['qemu-system-x86_64', '-accel', 'tcg', '-nodefaults', '-nographic', '-S', "
+        f"'-name', '{name}'], timeout=120)"
+    )
+    caller = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while not _qemus_named(name):
+            assert time.monotonic() < deadline, "QEMU never started"
+            time.sleep(0.1)
+        caller.send_signal(signal.SIGKILL)
+        caller.wait(timeout=10)
+        for _ in range(50):
+            if not _qemus_named(name):
+                break
+            time.sleep(0.1)
+        assert _qemus_named(name) == []
+    finally:
+        for pid in _qemus_named(name):
+            os.kill(pid, 9)
+
+
+def _qemus_named(name: str) -> list[int]:
+    """PIDs of QEMU processes (not the caller, whose command line names it too) with ``name``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"qemu-system-x86_64") and name.encode() in argv:
+            found.append(int(entry.name))
+    return found
