@@ -22,12 +22,12 @@ from lab.capture import Capture
 from lab.delivery import classify, wire_figures
 from lab.evidence import BootEvidence
 from lab.loss import LossInjection, add_loss, remove_loss
-from lab.session import WIRE_CONTEXT, BootRun, Lab
+from lab.session import VERIFIER_NAME, WIRE_CONTEXT, BootRun, Lab
 from lab.slam import SLAM_PORT
 from lab.status import Status, combine
 from lab.topology import BRIDGE, SERVER_IPV4
 from lab.train_diagnosis import diagnose, tap_activity
-from lab.wire import Frame, WireSummary, frames_of, read_frames
+from lab.wire import Frame, WireSummary, frames_of, read_frames, slam_header, slam_int
 from roms.catalog import nic
 from roms.romset import RomSet
 
@@ -510,17 +510,26 @@ def stream_timeline(
 ) -> tuple[int, tuple[float, float] | None]:
     """From a VM's tap: group blocks it received but never asked for, and its transfer span.
 
-    A client asks for block 1 with its RRQ and for block n+1 with each ACK n (iPXE's
+    TFTP: a client asks for block 1 with its RRQ and for block n+1 with each ACK n (iPXE's
     ACK is cumulative: its first gap).  Group DATA blocks it received after its RRQ
     for ``payload_name`` that are not among those were requested by another client:
-    it took them from the running stream.  The span runs from that RRQ (or its first
-    SLAM NACK) to the last payload frame (group DATA or ACK).  A client that never
-    asked (stuck before its fetch) took nothing, whatever was flooded to its tap.
+    it took them from the running stream.  The span runs from that RRQ to the last
+    payload frame (group DATA or ACK).
+
+    SLAM: a client asks for the blocks its NACKs list (skip/send runs from block 0).  A
+    client that joins a running stream may never NACK at all (it hears every block it
+    lacks), so its span starts with the first SLAM DATA after its verifier fetch ended.
+
+    A client that never asked (stuck before its fetch) took nothing, whatever was flooded
+    to its tap.
     """
     start: float | None = None
     last: float | None = None
     asked: set[int] = set()
     received: list[tuple[float, int]] = []
+    slam_received: list[tuple[float, int]] = []
+    verifier_asked = False
+    verifier_done: float | None = None
     for frame in frames_of(pcap):
         l3 = frame.l3
         if frame.ethertype != 0x0800 or len(l3) < 20 or l3[9] != 17:
@@ -528,29 +537,69 @@ def stream_timeline(
         ihl = (l3[0] & 0x0F) * 4
         src, dst = _ip(l3[12:16]), _ip(l3[16:20])
         udp = l3[ihl:]
-        if len(udp) < 12:
+        if len(udp) < 9:
             continue
+        sport, dport = struct.unpack_from("!HH", udp, 0)
         body = udp[8:]
+        if src == client_ip and dst == SERVER_IPV4 and dport == SLAM_PORT:
+            if body[:1] != b"\0":  # b"\0" alone is the disconnect
+                start = frame.ts if start is None else start
+                asked |= slam_nack_blocks(body)
+            last = frame.ts
+            continue
+        if src == SERVER_IPV4 and 224 <= l3[16] <= 239 and SLAM_PORT in (sport, dport) and body[:1] != b"\0":
+            try:
+                (_transaction, _total, _size, packet), _ = slam_header(body, 4)
+            except ValueError:
+                continue
+            slam_received.append((frame.ts, packet))
+            continue
+        if len(body) < 4:
+            continue
         opcode = struct.unpack_from("!H", body, 0)[0]
         if src == client_ip and dst == SERVER_IPV4:
-            if struct.unpack_from("!H", udp, 2)[0] == SLAM_PORT:  # a SLAM NACK asks for what it lists
-                start = frame.ts if start is None else start
-                last = frame.ts
-            elif opcode == 1 and payload_name.encode() in body:
+            if opcode == 1 and payload_name.encode() in body:
                 start = frame.ts if start is None else start
                 asked.add(1)
+            elif opcode == 1 and VERIFIER_NAME.encode() in body:
+                verifier_asked = True
             elif opcode == 4 and start is not None:
                 asked.add((struct.unpack_from("!H", body, 2)[0] + 1) & 0xFFFF)
                 last = frame.ts
+            elif opcode == 4 and verifier_asked:
+                verifier_done = frame.ts
         elif src == SERVER_IPV4 and 224 <= l3[16] <= 239 and opcode == 3:
             received.append((frame.ts, struct.unpack_from("!H", body, 2)[0]))
             last = frame.ts
+    if slam_received:
+        if start is None and verifier_done is not None:
+            start = next((ts for ts, _ in slam_received if ts > verifier_done), None)
+        received = slam_received
+        if start is not None:
+            heard = [ts for ts, _ in slam_received if ts >= start]
+            last = max([*heard, *([last] if last else [])], default=start)
     if start is None:
         # It never asked for the payload (stuck before its fetch): frames flooded to its tap
         # are not blocks it took.
         return 0, None
     never_asked = {block for ts, block in received if ts >= start and block not in asked}
     return len(never_asked), (start, last if last is not None else start)
+
+
+def slam_nack_blocks(body: bytes, limit: int = 1 << 17) -> set[int]:
+    """The blocks a SLAM NACK asks for: alternating (skip, send) run lengths from block 0."""
+    blocks: set[int] = set()
+    position, block, sending = 0, 0, False
+    while len(blocks) < limit:
+        try:
+            run, position = slam_int(body, position)
+        except ValueError:
+            break  # the terminating NUL (or garbage) ends the list
+        if sending:
+            blocks.update(range(block, block + min(run, limit - len(blocks))))
+        block += run
+        sending = not sending
+    return blocks
 
 
 def _ip(raw: bytes) -> str:

@@ -136,3 +136,31 @@ def test_a_client_that_never_asked_took_nothing_from_the_stream(tmp_path: Path) 
     frames = [(1.0, _udp_frame(server, group, 3001, 3001, b"\x00\x03\x00\x05" + b"x" * 512))]
     pcap = _pcap(tmp_path / "tap3.pcap", frames)
     assert stream_timeline(pcap, "192.0.2.103", "payload.bin") == (0, None)
+
+
+def _slam_data(packet: int) -> bytes:
+    def enc(value: int) -> bytes:  # protocols.md 4.1: 1-byte form for < 0x20 is 0x20|n
+        if value < 0x20:
+            return bytes([0x20 | value])
+        return bytes([0x40 | (value >> 8), value & 0xFF])
+
+    return bytes([0xA0, 0x65, 0x53, 0xF1, 0x00]) + enc(100) + enc(10) + enc(packet) + b"d" * 10
+
+
+def test_slam_clients_ask_with_nacks_and_listeners_start_after_their_verifier(tmp_path: Path) -> None:
+    """SLAM has no RRQ: NACK runs say what a client asked for, and a late joiner may never NACK."""
+    from lab.train import slam_nack_blocks
+
+    assert slam_nack_blocks(b"\x20\x21\x00") == {0}  # a fresh iPXE client: skip 0, send 1
+    assert slam_nack_blocks(b"\x24\x24\x00") == {4, 5, 6, 7}
+    assert slam_nack_blocks(b"\x00") == set()  # the disconnect
+    server, nacker, listener, group = "192.0.2.1", "192.0.2.101", "192.0.2.102", "239.255.1.1"
+    frames = [
+        (1.0, _udp_frame(listener, server, 2000, 69, b"\x00\x01verifier.elf\x00octet\x00")),
+        (1.1, _udp_frame(listener, server, 2000, 5000, b"\x00\x04\x00\x01")),  # its verifier's last ACK
+        (2.0, _udp_frame(nacker, server, 3000, 10000, b"\x20\x21\x00")),  # asks for block 0
+    ]
+    frames += [(2.1 + p / 10, _udp_frame(server, group, 10000, 10000, _slam_data(p))) for p in range(6)]
+    pcap = _pcap(tmp_path / "tap.pcap", frames)
+    assert stream_timeline(pcap, nacker, "payload.bin") == (5, (2.0, 2.6))  # 1..5: never asked
+    assert stream_timeline(pcap, listener, "payload.bin") == (6, (2.1, 2.6))  # all six, no NACK
