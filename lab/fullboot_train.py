@@ -27,6 +27,7 @@ from lab.errors import LabError
 from lab.evidence import BootEvidence, StageRecord
 from lab.qemu import QemuSpec
 from lab.session import WIRE_CONTEXT, Lab
+from lab.slam import SLAM_PORT, SlamServer
 from lab.status import Status, combine
 from lab.topology import BRIDGE, SERVER_IPV4
 from lab.vm import Vm
@@ -81,8 +82,20 @@ def run_fullboot_vms(
     lab.start_tftp(server, (KERNEL_NAME, INITRD_NAME))
     assert lab.tftp is not None
     events_mark = len(lab.tftp.events())
-    base = f"{protocol}://{SERVER_IPV4}"
-    script = fullboot_script(f"{base}/{KERNEL_NAME}", f"{base}/{INITRD_NAME}")
+    slam: list[SlamServer] = []
+    if protocol == "x-slam":
+        # A SLAM URL names no file: one pyslamd per file, each on its own NACK and group port.
+        if lab.slam is not None:
+            lab.slam.stop()
+            lab.slam = None
+        slam = [
+            SlamServer(lab.ns, lab.root / KERNEL_NAME, directory, SLAM_PORT),
+            SlamServer(lab.ns, lab.root / INITRD_NAME, directory, SLAM_PORT + 1),
+        ]
+        script = fullboot_script(slam[0].url, slam[1].url)
+    else:
+        base = f"{protocol}://{SERVER_IPV4}"
+        script = fullboot_script(f"{base}/{KERNEL_NAME}", f"{base}/{INITRD_NAME}")
     slots = [lab.reserve() for _ in nics]
     vms: list[FullBootVm] = []
     machines: list[Vm | None] = []
@@ -116,7 +129,10 @@ def run_fullboot_vms(
                 machine.stop()
         for slot in slots:
             lab.release(slot)
-    events = lab.tftp.events()[events_mark:] if lab.tftp else []
+        slam_events = [event for server_ in slam for event in server_.events()]
+        for server_ in slam:
+            server_.stop()
+    events = (lab.tftp.events()[events_mark:] if lab.tftp else []) + slam_events
     (directory / "server.events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     for vm in vms:
         _write_evidence(vm)
@@ -243,7 +259,8 @@ def run_fullboot_train(lab: Lab, rom_set: RomSet, plan: Any, directory: Path) ->
         vm.diagnosis = "" if boot.status is Status.PASS else boot.detail
         pcap = capture.files.get(boot.tap) if capture else None
         if pcap is not None and pcap.exists():
-            vm.heard_before_asking, vm.transfer = stream_timeline(pcap, boot.ip, KERNEL_NAME)
+            heard = stream_timeline(pcap, boot.ip, KERNEL_NAME, listen_after=".ipxe")
+            vm.heard_before_asking, vm.transfer = heard
         vms.append(vm)
     train = TrainResult(plan, Status.MISS, "", directory, vms)
     bridge = capture.summaries.get(BRIDGE) if capture else None
@@ -276,14 +293,27 @@ def judge_full_boot(train: Any, boots: list[FullBootVm], events: list[dict[str, 
         not corrupt,
         f"iPXE printed ok, the kernel failed on: {', '.join(corrupt)}" if corrupt else "none",
     ))  # fmt: skip
-    missing = []
+    missing, listened = [], []
     for name in (KERNEL_NAME, INITRD_NAME):
-        asked = {str(e.get("client", "")).rsplit(":", 1)[0] for e in events if e.get("file") == name}
-        missing += [f"{b.nic} ({name})" for b in boots if b.ip not in asked and b.status is not Status.ERROR]
+        asked = {
+            str(e.get("client", "")).rsplit(":", 1)[0]
+            for e in events
+            if str(e.get("file", "")).rsplit("/", 1)[-1] == name  # pyslamd logs the path
+        }
+        for b in boots:
+            if b.ip in asked or b.status is Status.ERROR:
+                continue
+            if train.plan.protocol == "x-slam" and b.status is Status.PASS:
+                listened.append(f"{b.nic} ({name})")  # a SLAM client that heard it all never NACKs
+            else:
+                missing.append(f"{b.nic} ({name})")
     checks.append(TrainCheck(
         "every VM appears in the server's events for the kernel and the initrd",
         not missing,
-        f"absent: {', '.join(missing)}" if missing else f"{len(boots)} clients in {len(events)} events",
+        f"absent: {', '.join(missing)}"
+        if missing
+        else f"{len(boots)} clients in {len(events)} events"
+        + (f"; listened without a NACK: {', '.join(listened)}" if listened else ""),
     ))  # fmt: skip
     vms = train.vms
     first = min((v for v in vms if v.transfer is not None), key=lambda v: v.transfer[0], default=None)
@@ -310,13 +340,12 @@ def judge_full_boot(train: Any, boots: list[FullBootVm], events: list[dict[str, 
         train.status = Status.ERROR
     else:
         train.status = Status.PASS if all(c.ok is not False for c in checks) else Status.FAIL
-    train.outcome = (
-        "ok-but-corrupt"
-        if corrupt
-        else "booted"
-        if train.status is Status.PASS
-        else train.status.value.lower()
-    )
+    if corrupt:
+        train.outcome = "ok-but-corrupt"
+    elif train.status is Status.PASS:
+        train.outcome = "booted"
+    else:
+        train.outcome = "failed" if train.status is Status.FAIL else train.status.value.lower()
     train.reason = "; ".join(f"{c.name}: {c.detail}" for c in checks if c.ok is False)
 
 

@@ -24,26 +24,39 @@ SLAM_PORT = 10000
 class SlamServer:
     """A running pyslamd serving ``path``; ``events()`` is its evidence."""
 
-    def __init__(self, ns: Namespace, path: Path, directory: Path) -> None:
+    def __init__(self, ns: Namespace, path: Path, directory: Path, port: int = SLAM_PORT) -> None:
+        """``port``: NACK port and group port (a second file needs its own: docs/pyslamd.md)."""
         program = find_program("pyslamd")
         if program is None:
             raise LabUnavailable("'pyslamd' is not on PATH; pip install -e . (its console script)")
         self.ns = ns
         self.file = path.name
-        self.events_path = directory / "pyslamd.events.jsonl"
-        self._out = open(directory / "pyslamd.stdout", "ab")  # noqa: SIM115 - lives with the process
+        self.port = port
+        name = "pyslamd" if port == SLAM_PORT else f"pyslamd-{port}"
+        self.events_path = directory / f"{name}.events.jsonl"
+        self._out = open(directory / f"{name}.stdout", "ab")  # noqa: SIM115 - lives with the process
         argv = [program, str(path), "--bind-address", SERVER_IPV4, "--events", str(self.events_path)]
+        if port != SLAM_PORT:
+            argv += ["--port", str(port), "--mcast-port", str(port)]
         self.proc = ns.popen(argv, stdout=self._out, stderr=self._out)
         deadline = time.monotonic() + 10.0
         while not self._listening():
             if self.proc.poll() is not None:
                 raise LabError(f"pyslamd exited {self.proc.returncode} at start; see {self._out.name}")
             if time.monotonic() > deadline:
-                raise LabError(f"pyslamd did not listen on UDP {SLAM_PORT} within 10 s")
+                raise LabError(f"pyslamd did not listen on UDP {port} within 10 s")
             time.sleep(0.05)
 
     def _listening(self) -> bool:
-        return bool(self.ns.run(["ss", "-Hlun", f"sport = :{SLAM_PORT}"], check=False).stdout.strip())
+        return bool(self.ns.run(["ss", "-Hlun", f"sport = :{self.port}"], check=False).stdout.strip())
+
+    @property
+    def url(self) -> str:
+        """The ``x-slam://`` URL for this server.  Current iPXE rejects a group address in
+        the path (docs/pyslamd.md), so a second server is named by ports only."""
+        if self.port == SLAM_PORT:
+            return f"x-slam://{SERVER_IPV4}"
+        return f"x-slam://{SERVER_IPV4}:{self.port}/:{self.port}"
 
     def alive(self) -> bool:
         return self.proc.poll() is None

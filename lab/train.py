@@ -48,10 +48,11 @@ TRAIN_GAP_SECONDS = 0.5
 #: 1.10 x) and keeps tox -e lab within its budget (docs/matrix.md).  --lab-train-size for more.
 DEFAULT_TRAIN_SIZE = 6 * 1024 * 1024
 GROUP_RATIO_LIMIT = 1.2
-#: Protocols of the full-boot trains (two files, one group): the kernel and initrd need a
-#: TFTP server; x-slam's one-file pyslamd cannot serve them.
+#: Protocols of the full-boot trains.  mtftp by default: Debian's ROMs cannot hear RFC 2090
+#: groups and have no SLAM, so tftm and x-slam full boots are for ROM sets that can
+#: (x-slam runs one pyslamd per file, lab/fullboot_train.py).
 FULL_BOOT_PROTOCOLS = ("mtftp",)
-FULL_BOOT_CHOICES = ("mtftp", "tftm")
+FULL_BOOT_CHOICES = ("mtftp", "tftm", "x-slam")
 #: Stage timeouts of train VMs for 3 MiB; run_trains scales it with the largest payload.
 TRAIN_TIMEOUT_SCALE = 0.75
 _TIMEOUT_REFERENCE_SIZE = 3 * 1024 * 1024
@@ -179,7 +180,8 @@ def train_plans(
             old = LEGACY_TRAIN_NICS
             plans.append(TrainPlan("mtftp", servers[0], rom_set, size, nics=old, label="legacy"))
         for protocol in full_boot:
-            plans.append(TrainPlan(protocol, servers[0], rom_set, size, nics=nics, full_boot=True))
+            server = "pyslamd" if protocol == "x-slam" else servers[0]
+            plans.append(TrainPlan(protocol, server, rom_set, size, nics=nics, full_boot=True))
     return plans
 
 
@@ -506,7 +508,7 @@ def _verdict(vm: TrainVm) -> str:
 
 
 def stream_timeline(
-    pcap: Path | Sequence[Frame], client_ip: str, payload_name: str
+    pcap: Path | Sequence[Frame], client_ip: str, payload_name: str, listen_after: str = VERIFIER_NAME
 ) -> tuple[int, tuple[float, float] | None]:
     """From a VM's tap: group blocks it received but never asked for, and its transfer span.
 
@@ -518,7 +520,8 @@ def stream_timeline(
 
     SLAM: a client asks for the blocks its NACKs list (skip/send runs from block 0).  A
     client that joins a running stream may never NACK at all (it hears every block it
-    lacks), so its span starts with the first SLAM DATA after its verifier fetch ended.
+    lacks), so its span starts with the first SLAM DATA after the fetch of the file named
+    like ``listen_after`` (the verifier; the boot script for a full boot) ended.
 
     A client that never asked (stuck before its fetch) took nothing, whatever was flooded
     to its tap.
@@ -561,7 +564,7 @@ def stream_timeline(
             if opcode == 1 and payload_name.encode() in body:
                 start = frame.ts if start is None else start
                 asked.add(1)
-            elif opcode == 1 and VERIFIER_NAME.encode() in body:
+            elif opcode == 1 and listen_after.encode() in body:
                 verifier_asked = True
             elif opcode == 4 and start is not None:
                 asked.add((struct.unpack_from("!H", body, 2)[0] + 1) & 0xFFFF)
