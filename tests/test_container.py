@@ -171,27 +171,24 @@ ONLY_CELLS = [
 ]
 
 
+def _one_cell(handle: Engine, protocol: str, tmp_path: Path) -> tuple[int | None, dict[str, object]]:
+    """Run one e1000 cell of ``protocol`` in the container; its exit status and matrix.json."""
+    args = ["--lab-nics", "e1000", "--lab-sizes", "1", "--lab-jobs", "1", "--lab-protocols", protocol]
+    command = matrix_command([*args, *ONLY_CELLS])
+    status, out = container.run_in_container(handle, command, tmp_path, log=print)
+    reports = list(tmp_path.rglob("matrix.json"))
+    assert reports, f"no matrix.json in the mounted artifacts; exit {status}: {out[-1500:]}"
+    return status, json.loads(reports[0].read_text())
+
+
 @pytest.mark.container
 def test_unicast_matrix_cell_in_container(
     runner: tuple[Engine, container.BuildResult], tmp_path: Path
 ) -> None:
     handle, _ = runner
     _matrix_help(handle, tmp_path)
-    args = [
-        "--lab-nics",
-        "e1000",
-        "--lab-sizes",
-        "1",
-        "--lab-jobs",
-        "1",
-        "--lab-protocols",
-        "tftp",
-        *ONLY_CELLS,
-    ]
-    status, out = container.run_in_container(handle, matrix_command(args), tmp_path, log=print)
-    reports = list(tmp_path.rglob("matrix.json"))
-    assert reports, f"no matrix.json in the mounted artifacts; exit {status}: {out[-1500:]}"
-    assert '"PASS"' in reports[0].read_text(), json.loads(reports[0].read_text())
+    status, report = _one_cell(handle, "tftp", tmp_path)
+    assert '"PASS"' in json.dumps(report), report
     assert status == 0
 
 
@@ -201,21 +198,8 @@ def test_mtftp_matrix_cell_in_container(runner: tuple[Engine, container.BuildRes
     help_text = _matrix_help(handle, tmp_path)
     if "mtftp" not in help_text:
         pytest.skip("`lab matrix` here has no protocol selection with mtftp yet (issue 6, branch lab)")
-    args = [
-        "--lab-nics",
-        "e1000",
-        "--lab-sizes",
-        "1",
-        "--lab-jobs",
-        "1",
-        "--lab-protocols",
-        "mtftp",
-        *ONLY_CELLS,
-    ]
-    status, out = container.run_in_container(handle, matrix_command(args), tmp_path, log=print)
-    reports = list(tmp_path.rglob("matrix.json"))
-    assert reports, f"no matrix.json in the mounted artifacts; exit {status}: {out[-1500:]}"
-    assert "mtftp" in reports[0].read_text()
+    _, report = _one_cell(handle, "mtftp", tmp_path)
+    assert "mtftp" in json.dumps(report)
 
 
 def test_no_engine_and_not_root_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
