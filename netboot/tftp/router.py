@@ -5,6 +5,8 @@ request datagram.  The router decodes it once, answers malformed input with an
 ERROR, enforces the limits, and then hands the request to the first handler that
 claims it:
 
+* first handlers (``register_first(handler)``) see every request before the others,
+  e.g. MTFTP's refusal of iPXE's stale plain-TFTP fallback (:mod:`stale_fallback`);
 * option handlers (``register_option("multicast", handler)``) see requests that
   carry that option, in registration order; a handler returns True when it took
   the request, False to let it fall through (e.g. ``--no-multicast``, pool empty);
@@ -62,6 +64,11 @@ class RequestRouter:
     def __init__(self, default: Handler) -> None:
         self._default = default
         self._option_handlers: list[tuple[str, Handler]] = []
+        self._first_handlers: list[Handler] = []
+
+    def register_first(self, handler: Handler) -> None:
+        """Offer every request to ``handler`` before the option handlers."""
+        self._first_handlers.append(handler)
 
     def register_option(self, name: str, handler: Handler) -> None:
         """Route requests carrying option ``name`` to ``handler`` first."""
@@ -121,10 +128,17 @@ class RequestRouter:
             options=dict(packet.options),
         )
         try:
-            for name, handler in self._option_handlers:
-                if name in ctx.option_names and handler(ctx):
-                    return
-            self._default(ctx)
+            self.route(ctx)
         except Exception as exc:  # a handler bug must not take the server down
             log.exception("request from %s for %r failed", ctx.client_text, packet.filename)
             ctx.refuse(ErrorCode.NOT_DEFINED, f"internal server error: {type(exc).__name__}")
+
+    def route(self, ctx: RequestContext) -> None:
+        """Hand a decoded request to the first handler that takes it (also for forwarded ones)."""
+        for handler in self._first_handlers:
+            if handler(ctx):
+                return
+        for name, handler in self._option_handlers:
+            if name in ctx.option_names and handler(ctx):
+                return
+        self._default(ctx)
