@@ -57,36 +57,54 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
     forward_pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) if args.workers > 1 else None
 
     def setup(server: TftpServer, worker: int = 0, workers: int = 1) -> None:
-        pool = McastPool(args.mcast_addr, args.mcast_port)
-        if server.config.policy.multicast:
-            if workers > 1 and forward_pair is not None:
-                if worker == 0:
-                    service = MulticastService(server, pool, ttl)
-                    service.install()
-                    RequestForwarding(server, service, forward_pair[0]).receive()
-                else:
-                    RequestForwarding(server, None, forward_pair[1]).install_sender()
-            else:
-                MulticastService(server, pool, ttl).install()
+        forwarding = workers > 1 and forward_pair is not None
+        multicast = server.config.policy.multicast
+        if multicast and (worker == 0 or not forwarding):
+            MulticastService(server, McastPool(args.mcast_addr, args.mcast_port), ttl).install()
         if mtftp_sock is not None and worker == 0:
             MtftpService(server, entries, ttl).install(mtftp_sock)
             log.info("MTFTP on port %d for %s", args.mtftp_port, ", ".join(sorted(entries)) or "no file")
+        if not forwarding or forward_pair is None:
+            return
+        if worker == 0:
+            RequestForwarding(server, forward_pair[0]).receive()
+            return
+        sender = RequestForwarding(server, forward_pair[1])
+        if multicast:
+            sender.forward_option("multicast")
+        if mtftp_sock is not None:
+            # worker 0 must see plain reads of MTFTP files to refuse iPXE's stale fallback
+            sender.forward_plain_reads(frozenset(entries))
 
     return setup
 
 
 class RequestForwarding:
-    """Hands ``multicast`` requests from other workers to worker 0 (see :func:`multicast_setup`)."""
+    """Hands requests that need worker 0's state to worker 0 (see :func:`multicast_setup`).
+
+    Worker 0 routes a forwarded request through its own router, as if it had read it.
+    """
 
     _HEADER = struct.Struct("!4sH4s")  # client IP, client port, local IP
 
-    def __init__(self, server: TftpServer, service: MulticastService | None, sock: socket.socket) -> None:
+    def __init__(self, server: TftpServer, sock: socket.socket) -> None:
         self.server = server
-        self.service = service
         self.sock = sock
 
-    def install_sender(self) -> None:
-        self.server.router.register_option("multicast", self._forward)
+    def forward_option(self, name: str) -> None:
+        """Requests carrying option ``name`` (``multicast``: sessions live in worker 0)."""
+        self.server.router.register_option(name, self._forward)
+
+    def forward_plain_reads(self, filenames: frozenset[str]) -> None:
+        """RRQs without ``multicast`` for ``filenames`` (MTFTP files: see :mod:`stale_fallback`)."""
+
+        def forward(ctx: RequestContext) -> bool:
+            request = ctx.request
+            if request.filename not in filenames or "multicast" in ctx.option_names:
+                return False
+            return self._forward(ctx)
+
+        self.server.router.register_first(forward)
 
     def _forward(self, ctx: RequestContext) -> bool:
         if not ctx.request.is_read:
@@ -97,7 +115,7 @@ class RequestForwarding:
         try:
             self.sock.send(header + encode(ctx.request))
         except OSError as exc:
-            log.warning("cannot hand a multicast request to worker 0 (%s): serving it unicast", exc)
+            log.warning("cannot hand a request to worker 0 (%s): serving it here, by unicast", exc)
             return False
         return True
 
@@ -106,8 +124,6 @@ class RequestForwarding:
         self.server.loop.add_reader(self.sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        from netboot.tftp.unicast import serve_unicast
-
         while True:
             try:
                 message = self.sock.recv(4096)
@@ -132,8 +148,6 @@ class RequestForwarding:
                 frozenset(name.lower() for name, _ in request.options),
             )
             try:
-                assert self.service is not None
-                if not self.service.handle(ctx):
-                    serve_unicast(ctx)
+                self.server.router.route(ctx)
             except Exception:  # a bad request must not take worker 0 down
                 log.exception("forwarded request from %s failed", ctx.client_text)

@@ -26,10 +26,11 @@ from typing import Any
 
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.mcast_service import SessionRegistry
-from netboot.tftp.multicast import MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
+from netboot.tftp.multicast import DONE, MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.router import RequestContext, RequestRouter
 from netboot.tftp.server import TftpServer
+from netboot.tftp.stale_fallback import GroupStream, refusal_message, stale_fallback_reason
 from netboot.tftp.unicast import open_source
 
 log = logging.getLogger("pyatftpd")
@@ -81,6 +82,13 @@ def load_mtftp_config(path: str) -> dict[str, MtftpEntry]:
         raise MtftpConfigError(f"cannot read --mtftp file {path}: {exc.strerror}") from None
 
 
+def group_stream(core: MulticastSession) -> GroupStream:
+    """The part of a session that :func:`stale_fallback_reason` judges by."""
+    finished = frozenset(m.addr[0] for m in core.members.values() if m.state == DONE)
+    everyone = frozenset(m.addr[0] for m in core.members.values())
+    return GroupStream(core.last_group_send, finished, everyone - finished, running=not core.finished)
+
+
 def shares_group(entries: dict[str, MtftpEntry], entry: MtftpEntry) -> bool:
     """Another configured file uses ``entry``'s group:port (always so for iPXE's ``mtftp://``)."""
     where = (entry.group.group, entry.group.port)
@@ -104,9 +112,32 @@ class MtftpService:
         self.entries = entries
         self.registry = SessionRegistry(server, ttl, tuning)
         self.tuning = tuning
+        #: The last ended session of each (file, interface), for :meth:`refuse_stale_fallback`.
+        self.ended: dict[tuple[str, str, str], GroupStream] = {}
 
     def install(self, sock: socket.socket) -> None:
         self.server.add_listener(sock, RequestRouter(self.handle), name="mtftp")
+        self.server.router.register_first(self.refuse_stale_fallback)
+
+    def refuse_stale_fallback(self, ctx: RequestContext) -> bool:
+        """A plain RRQ on the TFTP port that is iPXE's stale MTFTP fallback gets an ERROR."""
+        request = ctx.request
+        if not request.is_read or "multicast" in ctx.option_names or request.filename not in self.entries:
+            return False
+        key = ("mtftp", request.filename, ctx.local_ip)
+        handle = self.registry.sessions.get(key)
+        stream = group_stream(handle.core) if handle is not None else self.ended.get(key)
+        reason = stale_fallback_reason(stream, ctx.client[0], ctx.now)
+        if reason is None or stream is None:
+            return False
+        quiet = round(ctx.now - stream.last_group_send, 3) if stream.last_group_send >= 0 else None
+        self.server.emit(
+            "mtftp_stale_fallback", client=ctx.client_text, file=request.filename,
+            quiet_seconds=quiet, session_running=handle is not None, reason=reason,
+        )
+        log.warning("refusing %s's plain RRQ for %r: %s", ctx.client_text, request.filename, reason)
+        ctx.refuse(ErrorCode.NOT_DEFINED, refusal_message(request.filename))
+        return True
 
     def handle(self, ctx: RequestContext) -> bool:
         request = ctx.request
@@ -138,13 +169,22 @@ class MtftpService:
 
             shared = shares_group(self.entries, entry)
 
+            created: list[MulticastSession] = []
+
             def factory(source: Any = source) -> MulticastSession:
-                return MulticastSession(
+                core = MulticastSession(
                     source.read, source.size, MTFTP_BLKSIZE, entry.group, ctx.now,
                     mtftp=True, tuning=self.tuning, shared_group=shared,
                 )
+                created.append(core)
+                return core
 
-            handle = self.registry.start(ctx, key, factory, entry.group, source.close)
+            def on_end(source: Any = source, key: tuple[str, str, str] = key) -> None:
+                source.close()
+                for core in created:
+                    self.ended[key] = group_stream(core)
+
+            handle = self.registry.start(ctx, key, factory, entry.group, on_end)
             if handle is None:
                 source.close()
                 return True
