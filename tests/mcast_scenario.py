@@ -7,7 +7,9 @@ so that the test process never touches a network.  Start patterns:
 * ``--late-at F``: the last client starts when client 0 holds fraction F of the file;
 * ``--kill-master-at F``: client 0 vanishes (no packet, no ERROR) at fraction F;
 * ``--duplicate-rrq``: every client sends each RRQ twice;
-* ``--deaf K`` / ``--loss P``: as ``netboot-fetch``.
+* ``--deaf K`` / ``--loss P``: as ``netboot-fetch``;
+* ``--unknown-listener IP``: the late client (``--late-at``) hears the group before its
+  RRQ leaves, so the server never learns of it; it sends from ``IP``.
 
 With ``--expect FILE`` each result also says how many blocks differ from the file
 and how many of those are all zeros (the MTFTP restart defect's signature).
@@ -50,6 +52,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             seed=args.seed * 1000 + index,
             duplicate_rrq=args.duplicate_rrq,
             zero_on_reopen=args.zero_on_reopen,
+            hears_group_first=bool(args.unknown_listener) and index == args.count - 1 and index > 0,
         )
         cores.append(core)
     first_started = asyncio.Event()
@@ -60,7 +63,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             await _when_progress(cores[0], args.late_at)
         else:
             await asyncio.sleep(index * args.stagger)
-        driver = ClientDriver(f"c{index:03d}", cores[index], hub)
+        bind = args.unknown_listener if cores[index].hears_group_first else "0.0.0.0"
+        driver = ClientDriver(f"c{index:03d}", cores[index], hub, bind=bind)
         drivers.append(driver)
         if index == 0:
             first_started.set()
@@ -130,6 +134,7 @@ def main() -> int:
     parser.add_argument("--deaf", type=int, default=0)
     parser.add_argument("--loss", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--unknown-listener", metavar="IP")
     parser.add_argument("--expect")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()

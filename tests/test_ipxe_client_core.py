@@ -218,3 +218,20 @@ def test_mtftp_listener_that_falls_back_completes_after_one_block_over_zeros() -
     assert image[:1432] == b"A" * 1432
     assert image[1432:2048] == bytes(616), "never received: zeros"
     assert image[2048:3072] == b"\x05" * 512 + b"\x06" * 512 and image[3072:] == b"\x07" * 128
+
+
+def test_mtftp_client_that_hears_the_group_first_never_sends_its_rrq() -> None:
+    """``hears_group_first``: the unknown listener of docs/multicast.md."""
+    core = IpxeTftpClient("192.0.2.1", "f", scheme="mtftp", hears_group_first=True)
+    core.start(0.0)
+    core.handle_timer(0.0)
+    assert core.datagrams_to_send(0.0) == [], "the RRQ waits for the retry timer"
+    mgroup = ("239.255.1.1", 3001)
+    core.receive_datagram(data(9, b"x" * 512), SESSION, 0.01, mgroup)
+    core.handle_timer(0.2)
+    assert core.datagrams_to_send(0.2) == [] and core.peer == SESSION
+    deadline = core.get_timer()
+    assert deadline is not None
+    core.handle_timer(deadline)  # the group went quiet: reopen, straight to plain TFTP
+    ((rrq, dest),) = core.datagrams_to_send(deadline)
+    assert dest == ("192.0.2.1", 69) and b"tsize" in rrq and core.fallbacks == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,19 @@ def test_ipxe_faithful_clients_against_reference_atftpd(veth_lab: tuple[Namespac
 MTFTP_CONF = "boot.img 239.255.1.1 3001\n"
 
 
+def _mtftp_server(veth_lab: tuple[Namespace, Path], kind: str, extra: list[str]) -> tuple[Path, str, Served]:
+    """A 2 MiB boot.img offered by MTFTP on iPXE's port and group; (root, sha256, server)."""
+    if kind == "atftpd" and not Path(ATFTPD).exists():
+        pytest.skip("Debian's atftpd is missing: apt-get install -y atftpd")
+    ns, work = veth_lab
+    root = work / "root"
+    data = make_file(root, "boot.img", 2 << 20)
+    conf = work / "mtftp.conf"
+    conf.write_text(MTFTP_CONF)
+    server = Served(ns, kind, root, ["--mtftp", str(conf), "--mtftp-port", "1759", *extra], work)
+    return root, hashlib.sha256(data).hexdigest(), server
+
+
 @pytest.mark.parametrize("kind", ["atftpd", "pyatftpd"])
 def test_mtftp_late_joiners_zero_filled_with_atftpd_exact_with_pyatftpd(
     veth_lab: tuple[Namespace, Path], kind: str
@@ -101,15 +115,8 @@ def test_mtftp_late_joiners_zero_filled_with_atftpd_exact_with_pyatftpd(
     completes after one block.  The race depends on timing, so atftpd gets up to three
     runs of 8 clients to show it (about 3 runs in 4 show it at once).
     """
-    if kind == "atftpd" and not Path(ATFTPD).exists():
-        pytest.skip("Debian's atftpd is missing: apt-get install -y atftpd")
     ns, work = veth_lab
-    root = work / "root"
-    data = make_file(root, "boot.img", 2 << 20)
-    conf = work / "mtftp.conf"
-    conf.write_text(MTFTP_CONF)
-    want = hashlib.sha256(data).hexdigest()
-    server = Served(ns, kind, root, ["--mtftp", str(conf), "--mtftp-port", "1759"], work)
+    root, want, server = _mtftp_server(veth_lab, kind, [])
     runs = []
     try:
         for _ in range(3 if kind == "atftpd" else 1):
@@ -162,3 +169,47 @@ def test_mtftp_pyatftpd_clients_together_and_late(veth_lab: tuple[Namespace, Pat
         assert client["reopens"] == 0, client
     ends = [e for e in events if e["event"] == "mcast_session_end"]
     assert ends[0]["group_bytes"] <= 1.05 * len(data), ends[0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "workers"), [("atftpd", 0), ("pyatftpd", 1), ("pyatftpd", 3)],
+    ids=["atftpd", "pyatftpd", "pyatftpd-3-workers"],
+)
+def test_mtftp_unknown_listener_is_refused_not_served_holes(
+    veth_lab: tuple[Namespace, Path], kind: str, workers: int
+) -> None:
+    """An iPXE client that hears the group before its RRQ leaves is unknown to the server.
+
+    It listens through the pass, falls back to plain TFTP when the group goes quiet and,
+    with iPXE's empty bitmap, would print ``ok`` after one block (docs/multicast.md, "the
+    unknown listener").  atftpd serves that request: ok over holes.  pyatftpd refuses it
+    (netboot/tftp/stale_fallback.py), whichever worker reads it, so the fetch fails
+    visibly, and serves the same file by plain TFTP once the window has passed.
+    """
+    ns, _work = veth_lab
+    root, want, server = _mtftp_server(veth_lab, kind, ["--workers", str(workers)] if workers else [])
+    try:
+        result = run_scenario(
+            ns, "mtftp://192.0.2.1/boot.img", "--count", "2", "--late-at", "0.3",
+            "--unknown-listener", "192.0.2.2", "--expect", str(root / "boot.img"), "--timeout", "60",
+        )
+        time.sleep(2.0)  # past the refusal window: a plain fetch is a genuine one
+        later = run_scenario(ns, "tftp://192.0.2.1/boot.img", "--count", "1")
+        events = server.read_events() if kind == "pyatftpd" else []
+    finally:
+        server.stop()
+    master, listener = result["clients"]
+    assert master["ok"] and master["sha256"] == want, master
+    assert listener["bytes_multicast"] > 0 and listener["fallbacks"] == 1, listener
+    assert later["clients"][0]["sha256"] == want, later
+    if kind == "atftpd":
+        assert listener["ok"] and listener["sha256"] != want, "atftpd serves the stale fallback"
+        assert listener["bad_blocks"] > 0 and listener["bad_nonzero_bytes"] == 0, listener
+        return
+    assert not listener["ok"], listener
+    assert "server ERROR 0: refused" in listener["error"], listener
+    (refusal,) = [e for e in events if e["event"] == "mtftp_stale_fallback"]
+    assert refusal["client"].startswith("192.0.2.2:"), refusal
+    assert 0.15 <= refusal["quiet_seconds"] <= 1.5, refusal
+    joins = [e for e in events if e["event"] == "mcast_join"]
+    assert all(not e["client"].startswith("192.0.2.2:") for e in joins), "the listener stayed unknown"

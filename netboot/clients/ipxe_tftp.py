@@ -34,6 +34,10 @@ Settings that reproduce field problems:
   OACK's tsize is then not larger, so ``tftp_presize`` leaves the bitmap empty, and an
   empty bitmap is "full" after the first DATA.  The image is whatever the buffer held:
   the blocks heard while listening, zeros elsewhere, and ``ok`` on the console.
+* ``hears_group_first``: a group packet is processed before the first RRQ leaves (iPXE
+  may run its network process before its retry process), so the client never sends
+  that RRQ and listens unknown to the server; the lab saw it in a full boot and a
+  lossy train (docs/multicast.md, "the unknown listener").
 
 The core never touches a socket or a clock.  It asks its runner, through events, to
 open the unicast socket (again: iPXE takes a new local port on every reopen) and to
@@ -151,6 +155,7 @@ class IpxeTftpClient:
         mtftp_group: Address = MTFTP_GROUP,
         duplicate_rrq: bool = False,
         reopen_falls_back: bool = True,
+        hears_group_first: bool = False,
     ) -> None:
         if scheme == "tftp":
             flags, default_port = Flags.RRQ_SIZES, TFTP_PORT
@@ -172,6 +177,7 @@ class IpxeTftpClient:
         self._mtftp_group = mtftp_group
         self.duplicate_rrq = duplicate_rrq  # test aid: every RRQ goes out twice, back to back
         self.reopen_falls_back = reopen_falls_back
+        self.hears_group_first = hears_group_first
         self._rng = random.Random(seed)
 
         self.blksize = TFTP_DEFAULT_BLKSIZE
@@ -211,7 +217,12 @@ class IpxeTftpClient:
         self._reopen()
         if self.flags & Flags.MTFTP_RECOVERY:
             self._reopen_mc(self._mtftp_group)
-        self.timer.start_nodelay(now)
+        if self.hears_group_first:
+            # iPXE's first step ran the network process before the retry process: a group
+            # packet that arrives now sets the TID filter, and the RRQ is never sent.
+            self.timer.start(now)
+        else:
+            self.timer.start_nodelay(now)
 
     def get_timer(self) -> float | None:
         return None if self.done else self.timer.deadline
