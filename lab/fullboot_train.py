@@ -30,6 +30,7 @@ from lab.session import WIRE_CONTEXT, Lab
 from lab.slam import SLAM_PORT, SlamServer
 from lab.status import Status, combine
 from lab.topology import BRIDGE, SERVER_IPV4
+from lab.train_diagnosis import refused_fallback
 from lab.vm import Vm
 from roms.catalog import nic
 from roms.romset import RomMismatch, RomMissing, RomSet
@@ -256,7 +257,9 @@ def run_fullboot_train(lab: Lab, rom_set: RomSet, plan: Any, directory: Path) ->
     vms: list[TrainVm] = []
     for boot in boots:
         vm = TrainVm(boot.nic, boot.ip, boot.directory, full_boot_evidence(boot), boot.started_at)
-        vm.diagnosis = "" if boot.status is Status.PASS else boot.detail
+        if boot.status is not Status.PASS:
+            refused = refused_fallback(events, boot.ip)
+            vm.diagnosis = f"{boot.detail}; {refused}" if refused else boot.detail
         pcap = capture.files.get(boot.tap) if capture else None
         if pcap is not None and pcap.exists():
             heard = stream_timeline(pcap, boot.ip, KERNEL_NAME, listen_after=".ipxe")

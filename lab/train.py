@@ -26,7 +26,7 @@ from lab.session import VERIFIER_NAME, WIRE_CONTEXT, BootRun, Lab
 from lab.slam import SLAM_PORT
 from lab.status import Status, combine
 from lab.topology import BRIDGE, SERVER_IPV4
-from lab.train_diagnosis import diagnose, tap_activity
+from lab.train_diagnosis import diagnose, refused_fallback, tap_activity
 from lab.wire import Frame, WireSummary, frames_of, read_frames, slam_header, slam_int
 from roms.catalog import nic
 from roms.romset import RomSet
@@ -323,6 +323,8 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
             frames = list(read_frames(pcap))  # read once for both readers
             vm.heard_before_asking, vm.transfer = stream_timeline(frames, ip, name)
             vm.diagnosis = diagnose(evidence, tap_activity(frames, ip), vm.transfer is not None)
+        if evidence.status is not Status.PASS:
+            vm.diagnosis = refused_fallback(server_events, ip) or vm.diagnosis
         vms.append(vm)
     train = TrainResult(plan, Status.MISS, "", directory, vms)
     if loss is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.evidence import BootEvidence
 from lab.status import Status
@@ -76,3 +77,22 @@ def diagnose(evidence: BootEvidence, activity: TapActivity, asked_for_payload: b
                 f"never asked to answer (stage {stage})"
             )
     return f"failed at stage {stage}"
+
+
+def refused_fallback(server_events: Sequence[dict[str, Any]], client_ip: str) -> str:
+    """The clause for a VM whose plain-TFTP fallback pyatftpd refused ("" if none).
+
+    That VM heard the group before its MTFTP RRQ left (the unknown listener of
+    docs/multicast.md): an iPXE client bug, not the NIC driver's, and the refusal is
+    what kept it from printing ``ok`` over an image with holes.
+    """
+    for event in server_events:
+        if event.get("event") == "mtftp_stale_fallback" and str(event.get("client", "")).startswith(
+            f"{client_ip}:"
+        ):
+            return (
+                "iPXE heard the group before its MTFTP request left, listened unknown to the server, "
+                f"fell back to plain TFTP {event.get('quiet_seconds')} s after the stream, and the "
+                "server refused that stale fallback (mtftp_stale_fallback) rather than serve holes"
+            )
+    return ""

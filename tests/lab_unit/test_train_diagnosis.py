@@ -4,7 +4,7 @@ import dpkt
 
 from lab.evidence import BootEvidence, StageRecord
 from lab.status import Status
-from lab.train_diagnosis import diagnose, tap_activity
+from lab.train_diagnosis import diagnose, refused_fallback, tap_activity
 
 VM = "192.0.2.102"
 
@@ -74,3 +74,14 @@ def test_a_vm_that_never_asked_says_where_it_stopped(tmp_path: Path) -> None:
 def test_a_vm_that_passed_needs_no_diagnosis(tmp_path: Path) -> None:
     activity = tap_activity(_tap(tmp_path, vm_sends_until=1.0, stream_until=20.0), VM)
     assert diagnose(BootEvidence(Status.PASS), activity, asked_for_payload=True) == ""
+
+
+def test_a_refused_stale_fallback_names_the_ipxe_listener_bug() -> None:
+    events = [
+        {"event": "mcast_join", "client": "192.0.2.101:2000"},
+        {"event": "mtftp_stale_fallback", "client": f"{VM}:1234", "quiet_seconds": 0.26},
+    ]
+    clause = refused_fallback(events, VM)
+    assert "listened unknown to the server" in clause and "0.26 s" in clause
+    assert refused_fallback(events, "192.0.2.101") == ""
+    assert refused_fallback(events, "192.0.2.10") == "", "an IP prefix is not the VM"
