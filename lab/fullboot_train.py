@@ -28,7 +28,7 @@ from lab.evidence import BootEvidence, StageRecord
 from lab.qemu import QemuSpec
 from lab.session import WIRE_CONTEXT, Lab
 from lab.slam import SLAM_PORT, SlamServer
-from lab.status import Status, combine
+from lab.status import Status
 from lab.topology import BRIDGE, SERVER_IPV4
 from lab.train_diagnosis import refused_fallback
 from lab.vm import Vm
@@ -232,14 +232,6 @@ def session_figures(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 for key in ("group_ratio", "group_bytes", "unicast_bytes", "clients", "done")
             }
     return ends
-
-
-def overall_status(vms: list[FullBootVm]) -> Status:
-    """FAIL when a driver or the server failed a VM; ERROR only when the lab alone broke."""
-    statuses = [v.status for v in vms]
-    if Status.FAIL in statuses:
-        return Status.FAIL
-    return combine(statuses) if statuses else Status.MISS
 
 
 def run_fullboot_train(lab: Lab, rom_set: RomSet, plan: Any, directory: Path) -> Any:

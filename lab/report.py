@@ -240,10 +240,16 @@ def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
 
 
 def full_boot_of(train: TrainResult, trains: Sequence[TrainResult]) -> TrainResult | None:
-    """The full-boot train of ``train``'s protocol, ROM set and server (itself for a full boot)."""
+    """The full-boot train of ``train``'s protocol, ROM set and server (itself for a full boot).
+
+    Only the plain train's row shows it: the lossy and labelled (legacy) trains boot
+    other VMs under other conditions, so a full boot says nothing about them.
+    """
     if train.plan.full_boot:
         return train
     plan = train.plan
+    if plan.loss_percent or plan.label:
+        return None
     return next(
         (
             t

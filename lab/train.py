@@ -581,8 +581,8 @@ def stream_timeline(
             start = next((ts for ts, _ in slam_received if ts > verifier_done), None)
         received = slam_received
         if start is not None:
-            heard = [ts for ts, _ in slam_received if ts >= start]
-            last = max([*heard, *([last] if last else [])], default=start)
+            heard_last = max((ts for ts, _ in slam_received if ts >= start), default=start)
+            last = heard_last if last is None else max(last, heard_last)
     if start is None:
         # It never asked for the payload (stuck before its fetch): frames flooded to its tap
         # are not blocks it took.

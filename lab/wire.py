@@ -216,15 +216,12 @@ class Frame:
     l3: bytes
 
 
-_Frame = Frame
-
-
 def frames_of(source: Path | Sequence[Frame]) -> Iterable[Frame]:
     """The frames of a pcap path, or the frames already read (one read serves several readers)."""
     return read_frames(source) if isinstance(source, Path) else source
 
 
-def read_frames(path: Path) -> Iterator[_Frame]:
+def read_frames(path: Path) -> Iterator[Frame]:
     """Ethernet frames of a pcap or pcapng file (VLAN tags removed)."""
     with open(path, "rb") as fh:
         try:
@@ -243,7 +240,7 @@ def read_frames(path: Path) -> Iterator[_Frame]:
             while ethertype == ETH_VLAN and len(buf) >= offset + 4:
                 ethertype = struct.unpack_from("!H", buf, offset + 2)[0]
                 offset += 4
-            yield _Frame(float(ts), _mac(buf[6:12]), ethertype, bytes(buf[offset:]))
+            yield Frame(float(ts), _mac(buf[6:12]), ethertype, bytes(buf[offset:]))
 
 
 class _Parser:
@@ -252,7 +249,7 @@ class _Parser:
         self.ctx = summary.context
         self.servers = set(self.ctx.server_ips)
 
-    def frame(self, f: _Frame) -> None:
+    def frame(self, f: Frame) -> None:
         s = self.s
         s.frames += 1
         s.first_ts = f.ts if s.first_ts is None else min(s.first_ts, f.ts)
@@ -291,7 +288,7 @@ class _Parser:
         else:
             s.unclassified += 1
 
-    def igmp(self, f: _Frame, src: str, body: bytes) -> None:
+    def igmp(self, f: Frame, src: str, body: bytes) -> None:
         if not body:
             self.s.unclassified += 1
             return
@@ -463,7 +460,7 @@ class _Parser:
         counts[kind] = counts.get(kind, 0) + 1
 
 
-def parse_frames(frames: Iterable[_Frame], context: WireContext, name: str = "") -> WireSummary:
+def parse_frames(frames: Iterable[Frame], context: WireContext, name: str = "") -> WireSummary:
     summary = WireSummary(pcap=name, context=context)
     parser = _Parser(summary)
     for frame in frames:

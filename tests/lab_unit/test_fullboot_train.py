@@ -139,8 +139,14 @@ def test_each_train_row_links_its_full_boot(tmp_path: Path) -> None:
     )
     full_plan = TrainPlan("mtftp", "pyatftpd", "debian", 1, full_boot=True)
     full = TrainResult(full_plan, Status.PASS, "booted", tmp_path / "f")
+    lossy_plan = TrainPlan("mtftp", "pyatftpd", "debian", 1, loss_percent=5)
+    lossy = TrainResult(lossy_plan, Status.PASS, "multicast", tmp_path / "l")
+    legacy_plan = TrainPlan("mtftp", "pyatftpd", "debian", 1, label="legacy")
+    legacy = TrainResult(legacy_plan, Status.PASS, "multicast", tmp_path / "g")
     trains = [plain, other, full]
     assert full_boot_of(plain, trains) is full and full_boot_of(other, trains) is None
+    assert full_boot_of(lossy, [*trains, lossy]) is None, "a lossy train boots other VMs: no full boot"
+    assert full_boot_of(legacy, [*trains, legacy]) is None
     text = matrix_markdown([], INFO, tmp_path, trains)
     assert "| mtftp/debian/pyatftpd/train4 | PASS | multicast | — | [PASS (booted)](f/) |" in text
     assert "| mtftp/debian/atftpd/train4 | FAIL | ok-but-corrupt | — | not run |" in text
