@@ -91,8 +91,10 @@ def refused_fallback(server_events: Sequence[dict[str, Any]], client_ip: str) ->
             f"{client_ip}:"
         ):
             return (
-                "iPXE heard the group before its MTFTP request left, listened unknown to the server, "
-                f"fell back to plain TFTP {event.get('quiet_seconds')} s after the stream, and the "
-                "server refused that stale fallback (mtftp_stale_fallback) rather than serve holes"
+                "its MTFTP request never reached the server (iPXE heard the group first, or the "
+                "request was lost), so it listened unknown to the server, fell back to plain TFTP "
+                f"{event.get('quiet_seconds')} s after the stream, and the server refused that stale "
+                "fallback (mtftp_stale_fallback, ERROR 0; iPXE: 'Operation not supported') rather "
+                "than serve it holes"
             )
     return ""
