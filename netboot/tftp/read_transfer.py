@@ -53,6 +53,8 @@ class ReadTransfer(TransferBase):
         self.succeeded = False
         self.bytes_sent = 0
         self.retransmits = 0
+        #: Blocks the C loop sent (netboot/tftp/native_lane.py); reported in ``done``.
+        self.native_blocks = 0
         self._source = source
         self._blksize = negotiation.blksize
         self._window = negotiation.windowsize
@@ -140,6 +142,32 @@ class ReadTransfer(TransferBase):
         self.bytes_sent += self._blksize
         return ring.frames[index]
 
+    def source_fileno(self) -> int | None:
+        """The file descriptor behind the source, if any (the native lane needs one)."""
+        fileno = getattr(self._source, "fileno", None)
+        return int(fileno()) if callable(fileno) else None
+
+    def native_window(self) -> tuple[int, int, int] | None:
+        """(blksize, newest block sent, last block the C loop may send), or None.
+
+        The C loop (lockstep.c) serves the same steady state as :meth:`reply_to_ack`;
+        afterwards :meth:`advance_native` brings the core up to date.
+        """
+        if self.finished or self._sent >= self._fast_last or self._acked < self._sent - 1:
+            return None
+        return self._blksize, self._sent, self._fast_last
+
+    def advance_native(self, count: int, now: float) -> None:
+        """The C loop sent blocks ``_sent+1 .. _sent+count``, each after the ACK of the one before."""
+        if count <= 0:
+            return
+        self._acked = self._sent + count - 1
+        self._sent += count
+        self.bytes_sent += count * self._blksize
+        self.native_blocks += count
+        self._retries = 0
+        self._deadline = now + self._timeout
+
     def handle_timer(self, now: float) -> None:
         deadline = self._deadline
         if deadline is None or now < deadline or self.finished:
@@ -207,6 +235,7 @@ class ReadTransfer(TransferBase):
             "seconds": round(now - self._started, 6),
             "blocks": self._sent,
             "retransmits": self.retransmits,
+            "lane": "native" if self.native_blocks else "python",
         }
         if reason:
             fields["reason"] = reason

@@ -77,6 +77,10 @@ class FileSource:
     def read_into(self, offset: int, buffers: Sequence[memoryview]) -> int:
         return os.preadv(self._fd, buffers, offset)
 
+    def fileno(self) -> int:
+        """The descriptor the native lane reads with ``pread`` (no shared offset)."""
+        return self._fd
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

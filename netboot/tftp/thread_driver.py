@@ -16,13 +16,17 @@ core's timer and a server stop are noticed without an extra ``poll`` per block.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import socket
 import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
+from netboot.tftp import native_lane
 from netboot.tftp.driver import Core, EventSink
 
 log = logging.getLogger("pyatftpd")
@@ -54,6 +58,7 @@ class ThreadDriver:
         self._peer = peer
         self._catcher: socket.socket | None = None
         self._on_stray = on_stray
+        self._native: native_lane.NativeLane | None = None
         if peer is not None:
             sock = self._connect_twin(sock, peer)
         self.sock = sock
@@ -121,6 +126,45 @@ class ThreadDriver:
     def close(self) -> None:
         """Ask the thread to stop (it notices within one tick)."""
         self._stopping = True
+        if self._native is not None:
+            self._native.stop_flag.value = 1
+
+    def _make_native(self, buffer: bytearray) -> native_lane.NativeLane | None:
+        """The C loop for this transfer, when the core, the source and the build allow it."""
+        window = getattr(self.core, "native_window", None)
+        fileno = getattr(self.core, "source_fileno", None)
+        if window is None or fileno is None or window() is None:
+            return None
+        file_fd = fileno()
+        lib = native_lane.library() if file_fd is not None else None
+        if lib is None or file_fd is None:
+            return None
+        return native_lane.NativeLane(lib, self.sock.fileno(), file_fd, buffer)
+
+    def _run_native(self, lane: native_lane.NativeLane, now: float) -> tuple[int | None, float]:
+        """Let the C loop serve; (length of the datagram it left in the buffer or None, now).
+
+        Raises what ``recv`` would: BlockingIOError on the SO_RCVTIMEO tick, OSError.
+        """
+        core: Any = self.core
+        window = core.native_window()
+        if window is None:
+            return None, now
+        count, length = lane.run(*window)
+        now = time.monotonic()
+        core.advance_native(count, now)
+        if length >= 0:
+            return length, now
+        if length in (-errno.EAGAIN, -errno.EWOULDBLOCK):
+            raise BlockingIOError(errno.EAGAIN, "tick")
+        if length == native_lane.STOPPED:
+            raise InterruptedError(errno.EINTR, "stopping")
+        if length == native_lane.SHORT_READ:
+            # The file shrank.  The ACK the loop could not answer is still in the buffer:
+            # the Python core answers it, as it would have without the loop.
+            self._native = None
+            return 4, now
+        raise OSError(-length, os.strerror(-length))
 
     def _run(self) -> None:
         core = self.core
@@ -136,6 +180,8 @@ class ThreadDriver:
         # to send as is.
         fast = getattr(core, "reply_to_ack", None) if connected else None
         buffer = bytearray(size)
+        if connected:
+            self._native = self._make_native(buffer)
         recv_into = sock.recv_into
         send = sock.send
         now = clock()
@@ -159,9 +205,12 @@ class ThreadDriver:
                     break
                 try:
                     if peer is not None:
-                        length = recv_into(buffer)
+                        left: int | None = None
+                        if self._native is not None:
+                            left, now = self._run_native(self._native, now)
+                        length = recv_into(buffer) if left is None else left
                         addr = peer
-                        if fast is not None:
+                        if fast is not None and left is None:
                             # The clock (and a stop request) is looked at every 32 blocks
                             # only: the deadline it feeds is seconds away, so a few
                             # milliseconds of staleness are harmless.

@@ -14,7 +14,7 @@ import pytest
 from netboot.tftp.netascii import to_netascii
 from tests.tftp.clients import CLIENTS, fetch, fetch_argv, require, sha256
 from tests.tftp.conftest import BIG_FILE, SMALL_FILES, TEXT
-from tests.tftp.peers import RunningServer, TftpError, raw_fetch, wait_for_events
+from tests.tftp.peers import RunningServer, TftpError, raw_fetch, start_server, wait_for_events
 
 
 def _blksize_for(client: str, name: str) -> int | None:
@@ -67,6 +67,30 @@ def test_40_mib_at_blksize_512_rolls_over_block_numbers(
     result = fetch(client, server.port, name, out, blksize=512 if client == "curl" else None, timeout=300)
     assert result.returncode == 0, result.stderr
     assert sha256(out) == sha256(server.root / name)
+    if server.name == "pyatftpd" and server.events is not None:
+        # the C loop (netboot/tftp/native_lane.py) served it, rollover included
+        found = wait_for_events(
+            server.events, lambda evs: any(e["event"] == "done" and e.get("file") == name for e in evs)
+        )
+        lanes = [e.get("lane") for e in found if e["event"] == "done" and e.get("file") == name]
+        assert lanes[-1] == "native", lanes
+
+
+def test_python_lane_serves_the_same_bytes(served_dir: Path, tmp_path: Path) -> None:
+    """PYATFTPD_NATIVE=0: the Python fast lane alone, byte for byte the same (rollover too)."""
+    require("curl")
+    name, _size = BIG_FILE
+    server = start_server("pyatftpd", served_dir, events=tmp_path / "events.jsonl",
+                          env={"PYATFTPD_NATIVE": "0"})
+    try:
+        out = tmp_path / "out"
+        result = fetch("curl", server.port, name, out, blksize=512, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert sha256(out) == sha256(served_dir / name)
+        found = wait_for_events(tmp_path / "events.jsonl", lambda evs: any(e["event"] == "done" for e in evs))
+    finally:
+        server.stop()
+    assert [e.get("lane") for e in found if e["event"] == "done"] == ["python"]
 
 
 @pytest.mark.parametrize("client", ["tftp-hpa", "atftp"])
