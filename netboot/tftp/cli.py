@@ -238,14 +238,13 @@ def _config(args: argparse.Namespace) -> ServerConfig:
 def run_server(
     config: ServerConfig,
     sock: socket.socket,
-    events_path: str | None,
+    events: EventLog,
     slots: Slots | None = None,
     session_prefix: str = "",
     balancer: Balancer | None = None,
     setup: Callable[[TftpServer], None] | None = None,
 ) -> int:
     """Run one server loop on ``sock`` until SIGTERM/SIGINT."""
-    events = EventLog(events_path, "pyatftpd")
     server = TftpServer(config, events, slots, balancer)
     server.set_session_prefix(session_prefix)
     server.add_listener(sock)
@@ -289,6 +288,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging(args)
     if args.pidfile:
         write_pidfile(args.pidfile)
+    # Everything loaded lazily must be loaded before the privileges go: as nobody the
+    # interpreter's own library may be unreadable (a Python under /root), and the native
+    # lane's build cache unwritable.
+    from netboot.tftp import native_lane
+    from netboot.tftp.workers import SharedSlots, WorkerLoad, run_workers
+
+    native_lane.library()
+    try:  # opened by the starting user, like --logfile: workers inherit it
+        events = EventLog(args.events, "pyatftpd")
+    except OSError as exc:
+        print(f"pyatftpd: cannot open --events {args.events}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if not args.daemon:
+        args.workers = 1
+    shared = SharedSlots(config.max_transfers) if args.workers > 1 else None
+    load = WorkerLoad(args.workers) if args.workers > 1 else None
     if os.getuid() == 0 or "--user" in sys.argv or "--group" in sys.argv:
         user, group = split_user(args.user, args.group)
         if os.getuid() == 0:
@@ -297,8 +312,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ignored:
         log.warning("accepted for compatibility, no effect yet: %s", ", ".join(ignored))
     address = sock.getsockname()
-    if not args.daemon:
-        args.workers = 1
     log.info(
         "%s serving %s on %s:%s (%d worker%s)",
         VERSION,
@@ -308,17 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         "" if args.workers == 1 else "s",
     )
-    if args.workers <= 1:  # also inetd mode: one process, which exits when idle
-        return run_server(config, sock, args.events, setup=lambda server: mcast(server, 0, 1))
-    from netboot.tftp.workers import SharedSlots, WorkerLoad, run_workers
-
-    shared = SharedSlots(config.max_transfers)
-    load = WorkerLoad(args.workers)
+    if shared is None or load is None:  # one worker; also inetd mode: exits when idle
+        return run_server(config, sock, events, setup=lambda server: mcast(server, 0, 1))
 
     def worker(index: int) -> int:
         load.index = index
         return run_server(
-            config, sock, args.events, shared, f"w{index}.", load,
+            config, sock, events, shared, f"w{index}.", load,
             setup=lambda server: mcast(server, index, args.workers),
         )
 

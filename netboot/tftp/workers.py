@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable
 from types import FrameType
 
@@ -65,6 +66,7 @@ class WorkerLoad:
 def run_workers(count: int, run_one: Callable[[int], int]) -> int:
     """Fork ``count`` workers running ``run_one(index)``; forward signals; restart crashes."""
     children: dict[int, int] = {}
+    born: dict[int, float] = {}
     stopping = False
 
     def spawn(index: int) -> None:
@@ -75,9 +77,12 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
             code = 1
             try:
                 code = run_one(index)
+            except BaseException:
+                log.exception("worker %d failed", index)
             finally:
                 os._exit(code)
         children[pid] = index
+        born[pid] = time.monotonic()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
@@ -103,8 +108,11 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
             continue
         index = children.pop(pid, -1)
         code = os.waitstatus_to_exitcode(wait_status)
+        lived = time.monotonic() - born.pop(pid, 0.0)
         if not stopping and index >= 0:
             log.error("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
+            if lived < 1.0:
+                time.sleep(1.0)  # it fails at start (see the log above): do not spin
             spawn(index)
         elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
             status = 1
