@@ -50,11 +50,13 @@ SCENARIOS = [
     Scenario("64 MiB, blksize 512, pinned", "f64m", 64 * MIB, 512, pinned=True),
 ]
 
-#: (column name, server program, extra arguments)
-SERVERS = [
-    ("atftpd", "atftpd", []),
-    (f"pyatftpd -w{DEFAULT_WORKERS}", "pyatftpd", []),  # the default
-    ("pyatftpd -w1", "pyatftpd", ["--workers", "1"]),
+#: (column name, server program, extra arguments, environment)
+SERVERS: list[tuple[str, str, list[str], dict[str, str]]] = [
+    ("atftpd", "atftpd", [], {}),
+    (f"pyatftpd -w{DEFAULT_WORKERS}", "pyatftpd", [], {}),  # the default
+    ("pyatftpd -w1", "pyatftpd", ["--workers", "1"], {}),
+    # the Python lane alone (netboot/tftp/native_lane.py): what the C loop adds
+    (f"pyatftpd -w{DEFAULT_WORKERS} no C", "pyatftpd", [], {"PYATFTPD_NATIVE": "0"}),
 ]
 
 
@@ -101,12 +103,13 @@ def servers(bench_dir: Path) -> Iterator[dict[tuple[str, bool], RunningServer]]:
     running: dict[tuple[str, bool], RunningServer] = {}
     try:
         for pinned in (False, True):
-            for column, program, extra in SERVERS:
+            for column, program, extra, env in SERVERS:
                 running[(column, pinned)] = start_server(
                     program,
                     bench_dir,
                     extra=["--logfile", "/dev/null", *extra],
                     taskset="0" if pinned else None,
+                    env=env,
                 )
         yield running
     finally:
@@ -119,16 +122,16 @@ def test_bench_loopback_curl(servers: dict[tuple[str, bool], RunningServer], tmp
     for scenario in SCENARIOS:
         for round_index in range(ROUNDS):
             order = SERVERS if round_index % 2 == 0 else list(reversed(SERVERS))
-            for column, _, _ in order:
+            for column, _, _, _ in order:
                 server = servers[(column, scenario.pinned)]
                 mbps, cpu = _run_once(server, scenario, tmp_path)
                 sample = results.setdefault((scenario.label, column), Sample())
                 sample.mbps.append(mbps)
                 sample.cpu.append(cpu)
-    columns = [column for column, _, _ in SERVERS]
-    header = f"{'scenario':32} " + " ".join(f"{c + ' MB/s':>17}" for c in columns)
-    header += " " + " ".join(f"{'ratio ' + c:>19}" for c in columns[1:])
-    header += " " + " ".join(f"{'CPU s ' + c:>19}" for c in columns)
+    columns = [column for column, _, _, _ in SERVERS]
+    header = f"{'scenario':32} " + " ".join(f"{c + ' MB/s':>22}" for c in columns)
+    header += " " + " ".join(f"{'ratio ' + c:>24}" for c in columns[1:])
+    header += " " + " ".join(f"{'CPU s ' + c:>24}" for c in columns)
     lines = [
         f"loopback TFTP with curl, median of {ROUNDS} rounds (MB = 10^6 bytes); CPU = server user+sys",
         header,
@@ -137,9 +140,9 @@ def test_bench_loopback_curl(servers: dict[tuple[str, bool], RunningServer], tmp
     for scenario in SCENARIOS:
         medians = {c: statistics.median(results[(scenario.label, c)].mbps) for c in columns}
         cpus = {c: statistics.median(results[(scenario.label, c)].cpu) for c in columns}
-        row = f"{scenario.label:32} " + " ".join(f"{medians[c]:17.1f}" for c in columns)
-        row += " " + " ".join(f"{medians[c] / medians['atftpd']:18.2f}x" for c in columns[1:])
-        row += " " + " ".join(f"{cpus[c]:19.2f}" for c in columns)
+        row = f"{scenario.label:32} " + " ".join(f"{medians[c]:22.1f}" for c in columns)
+        row += " " + " ".join(f"{medians[c] / medians['atftpd']:23.2f}x" for c in columns[1:])
+        row += " " + " ".join(f"{cpus[c]:24.2f}" for c in columns)
         lines.append(row)
     table = "\n".join(lines)
     print("\n" + table)
