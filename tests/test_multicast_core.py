@@ -350,3 +350,39 @@ def test_mtftp_service_marks_files_that_share_a_group() -> None:
 
     assert shares_group(entries, entries["kernel"]) and shares_group(entries, entries["initrd"])
     assert not shares_group(entries, entries["alone"])
+
+
+def test_mtftp_probe_lost_while_another_master_streams_is_sent_again() -> None:
+    """CI lossy train, 2026-11-28 09:28: a late listener's one probe was lost while another
+    client's repairs kept the group busy; it was released unfinished 1.1 s later and fell back.
+    An unanswered probe is repeated every ``retransmit`` whatever the group carries."""
+    core = session(mtftp=True, size=20 * 512, blksize=512)
+    core.add_request(A, [], 0.0)
+    core.receive_datagram(ack(1), A, 0.01)
+    core.receive_datagram(ack(2), A, 0.02)
+    core.add_request(B, [], 0.03)  # listeners from block 3 on: each lacks 1-2
+    core.add_request(C, [], 0.03)
+    now = 0.03
+    for block in range(3, 22):
+        now += 0.01
+        core.receive_datagram(ack(block), A, now)
+    out = parse(core.datagrams_to_send(now))
+    assert ("DATA", 1, B) in out and ("DATA", 1, C) in out, "A is done: both are probed"
+    probed_at = now
+    # C answers, B's probe was lost; C is served, its repairs keep the group busy
+    core.receive_datagram(ack(0), C, now + 0.01)
+    to_b = []
+    t = now + 0.01
+    while t < probed_at + 0.9:
+        t += 0.02
+        if core.master is not None and core.master.addr == C:
+            core.receive_datagram(ack(min(core.master.have + 1, 2)), C, t)
+        deadline = core.get_timer()
+        if deadline is not None and deadline <= t:
+            core.handle_timer(t)
+        to_b += [(round(t, 2), block) for kind, block, addr in parse(core.datagrams_to_send(t)) if addr == B]
+    assert to_b, "B was never asked again"
+    assert to_b[0][0] - probed_at <= 0.55, to_b
+    core.receive_datagram(ack(0), B, to_b[0][0] + 0.01)  # the repeat got through
+    names = [e.name for e in iter(core.next_event, None)]
+    assert "mcast_listener_released" not in names

@@ -570,6 +570,17 @@ class MulticastSession:
             elif (
                 self.mtftp
                 and member.state == WAITING
+                and member.promoted_at is not None
+                and not member.acking
+                and now - member.last_unicast >= tuning.retransmit
+            ):
+                # An unanswered probe again, even while another master keeps the group busy
+                # (then no keepalive repeats it): a lost probe must not get an unfinished
+                # listener released, which then falls back to plain TFTP (CI, 2026-11-28).
+                self._send_unicast(member, member.have + 1, now)
+            elif (
+                self.mtftp
+                and member.state == WAITING
                 and member.acking
                 and now - member.last_heard >= tuning.master_silence
             ):
