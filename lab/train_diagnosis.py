@@ -82,19 +82,19 @@ def diagnose(evidence: BootEvidence, activity: TapActivity, asked_for_payload: b
 def refused_fallback(server_events: Sequence[dict[str, Any]], client_ip: str) -> str:
     """The clause for a VM whose plain-TFTP fallback pyatftpd refused ("" if none).
 
-    That VM heard the group before its MTFTP RRQ left (the unknown listener of
-    docs/multicast.md): an iPXE client bug, not the NIC driver's, and the refusal is
-    what kept it from printing ``ok`` over an image with holes.
+    Such a VM had listened to the group and then fallen back with iPXE's emptied block
+    bitmap: either its MTFTP request never reached the server (the unknown listener of
+    docs/multicast.md, an iPXE race), or the server let it go quiet unfinished.  The
+    refusal is what kept it from printing ``ok`` over an image with holes; the event's
+    reason says which case it was.
     """
     for event in server_events:
         if event.get("event") == "mtftp_stale_fallback" and str(event.get("client", "")).startswith(
             f"{client_ip}:"
         ):
             return (
-                "its MTFTP request never reached the server (iPXE heard the group first, or the "
-                "request was lost), so it listened unknown to the server, fell back to plain TFTP "
-                f"{event.get('quiet_seconds')} s after the stream, and the server refused that stale "
-                "fallback (mtftp_stale_fallback, ERROR 0; iPXE: 'Operation not supported') rather "
-                "than serve it holes"
+                f"fell back to plain TFTP {event.get('quiet_seconds')} s after the MTFTP stream and the "
+                f"server refused it ({event.get('reason')}; mtftp_stale_fallback, ERROR 0, iPXE: "
+                "'Operation not supported') rather than serve it holes"
             )
     return ""

@@ -76,12 +76,13 @@ def test_a_vm_that_passed_needs_no_diagnosis(tmp_path: Path) -> None:
     assert diagnose(BootEvidence(Status.PASS), activity, asked_for_payload=True) == ""
 
 
-def test_a_refused_stale_fallback_names_the_ipxe_listener_bug() -> None:
+def test_a_refused_stale_fallback_is_named_with_its_reason() -> None:
     events = [
         {"event": "mcast_join", "client": "192.0.2.101:2000"},
-        {"event": "mtftp_stale_fallback", "client": f"{VM}:1234", "quiet_seconds": 0.26},
+        {"event": "mtftp_stale_fallback", "client": f"{VM}:1234", "quiet_seconds": 0.26,
+         "reason": "from a client the session never heard"},
     ]
     clause = refused_fallback(events, VM)
-    assert "listened unknown to the server" in clause and "0.26 s" in clause
+    assert "never heard" in clause and "0.26 s" in clause and "refused" in clause
     assert refused_fallback(events, "192.0.2.101") == ""
     assert refused_fallback(events, "192.0.2.10") == "", "an IP prefix is not the VM"
