@@ -107,7 +107,9 @@ class NativeLane:
         self._sock = sock_fd
         self._file = file_fd
         self._buffer = buffer
-        self._address = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
+        # Kept: while this view exports the bytearray, it cannot be resized under the loop.
+        self._view = (ctypes.c_char * len(buffer)).from_buffer(buffer)
+        self._address = ctypes.addressof(self._view)
         self._out = ctypes.c_long(0)
         self.stop_flag = ctypes.c_int(0)
 
