@@ -61,7 +61,7 @@ long pyatftpd_lockstep(int sock, int fd, long blksize, long long sent, long long
             break;
         }
         if (*stop) {
-            /* the ACK is consumed: give it back so the core still sees it */
+            /* the transfer is being closed: this ACK is not answered */
             *out_len = LOCKSTEP_STOPPED;
             break;
         }

@@ -131,12 +131,11 @@ class ThreadDriver:
 
     def _make_native(self, buffer: bytearray) -> native_lane.NativeLane | None:
         """The C loop for this transfer, when the core, the source and the build allow it."""
-        window = getattr(self.core, "native_window", None)
-        fileno = getattr(self.core, "source_fileno", None)
-        if window is None or fileno is None or window() is None:
+        core: Any = self.core
+        if not hasattr(core, "native_window") or core.native_window() is None:
             return None
-        file_fd = fileno()
-        lib = native_lane.library() if file_fd is not None else None
+        file_fd = core.source_fileno()
+        lib = native_lane.library()
         if lib is None or file_fd is None:
             return None
         return native_lane.NativeLane(lib, self.sock.fileno(), file_fd, buffer)
