@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pyatftpd",
         description="TFTP server (RFC 1350, 2347-2349, 7440) with atftpd's command line.",
+        epilog=(
+            "environment: PYATFTPD_NATIVE=0 serves lock-step reads with the Python lane only, "
+            "not the C loop built with cc on first use; PYATFTPD_CACHE=DIR is where that loop "
+            "is built (default ~/.cache/pyatftpd). docs/pyatftpd.md has the details."
+        ),
         allow_abbrev=True,
     )
     p.add_argument(
