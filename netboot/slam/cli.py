@@ -72,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"multiply the rate by this on each clean answer of the master until its first loss "
         f"(default {ServerConfig.slow_start}; 1 = grow only by 15%% per clean 0.1 s)",
     )
+    p.add_argument(
+        "--min-clients",
+        type=int,
+        default=1,
+        help="hold a wave's first stream until this many clients have asked (default 1: never "
+        "hold); nodes that power on seconds apart then share one pass (as udpcast's --min-clients)",
+    )
+    p.add_argument(
+        "--max-wait",
+        type=float,
+        default=ServerConfig.max_wait,
+        help=f"...but start this many seconds after the wave's first client at the latest "
+        f"(default {ServerConfig.max_wait:g}); waiting clients get a datagram every "
+        f"{ServerConfig.gather_keepalive:g} s, so iPXE's 15 s timeout never fires",
+    )
     p.add_argument("--events", help="append JSON-lines events to this file ('-' = stdout)")
     p.add_argument("--logfile", help="write the log here instead of stderr")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -105,8 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.ramp < 1.0:
         print("pyslamd: --ramp must be at least 1 (1 = no ramp)", file=sys.stderr)
         return 2
+    if args.min_clients < 1:
+        print("pyslamd: --min-clients must be at least 1", file=sys.stderr)
+        return 2
+    if args.max_wait < 0:
+        print("pyslamd: --max-wait must not be negative", file=sys.stderr)
+        return 2
     packets_per_second = max(1.0, args.rate / block_size)
-    config = ServerConfig(block_size=block_size, max_rate=packets_per_second, slow_start=args.ramp)
+    config = ServerConfig(
+        block_size=block_size,
+        max_rate=packets_per_second,
+        slow_start=args.ramp,
+        min_clients=args.min_clients,
+        max_wait=args.max_wait,
+    )
     if args.start_rate is not None:
         config.start_rate = max(1.0, args.start_rate / block_size)
     opts = SocketOptions(

@@ -83,6 +83,15 @@ class Pacer:
         if self.rate > self.start_rate:
             self._set(self.start_rate, None)
 
+    def begin(self, now: float) -> None:
+        """A held stream starts for real: start rate, ramp and a full bucket, whatever the
+        trickle before it looked like."""
+        self.restart()
+        if self.rate < self.start_rate:
+            self._set(self.start_rate, None)
+        self._tokens = float(self.burst)
+        self._refilled = now
+
     # ---------------------------------------------------------------- token bucket
 
     def refill(self, now: float) -> None:

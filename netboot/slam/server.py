@@ -8,8 +8,13 @@ transaction at any time, so this core keeps the group fed instead:
 * an iPXE NACK capped at 4 blocks ("the gap goes on") starts an in-order *stream*
   from its first gap to the end of the file, paced by a token bucket; a fresh
   client's ``20 21 00`` gets block 0 and a ping, and its answer ``(1, 4)`` starts it;
+* after a wave's first full pass, such a NACK streams only a *credit* of blocks
+  (16, doubling while the client's next NACK begins where the last stream stopped):
+  one that lost short bursts gets those, not the file again;
 * reported gaps behind the stream are *repaired* first; blocks sent after the ping
-  a NACK answers are still in flight and are not repeated;
+  a NACK answers are still in flight and are not repeated; while the master reports
+  gaps it is asked again right after their repairs, so an old gap is walked at the
+  round trip's pace;
 * a *master* client (the first NACKer still listed, as in mini-slamd) is pinged
   every ``ping_every`` blocks and at least every ``master_ping_interval`` so that it
   NACKs at once, which reports loss while the stream runs; when the stream has
@@ -20,6 +25,13 @@ transaction at any time, so this core keeps the group fed instead:
 * the pacing rate (``pacing.py``) backs off when the master's answers report fresh
   loss, long loss runs or queueing, or when it stops answering, and grows back on
   its answers otherwise, so a slow NIC is not flooded.
+
+With ``min_clients`` > 1 the first stream of a wave is *held* (udpcast's
+``--min-clients``/``--max-wait``): nodes that power on seconds apart would otherwise
+each need a pass of their own, and a fast pass starves the CPU of the ones still
+booting.  While held, one datagram every ``gather_keepalive`` seconds goes to the
+group: often enough that iPXE's 15 s slave timer never fires, rarely enough (more
+than its 1 s slave timeout) that every waiting client NACKs and so is counted.
 
 Clients that do not answer ``missed_pings_to_drop`` pings in a row are dropped
 (the master is replaced within a second); a lone NUL removes a client at once.
@@ -58,6 +70,17 @@ IPXE_MAX_BLOCKS_PER_NACK = 4
 
 #: Only blocks sent this recently count as loss at the current rate.
 LOSS_HORIZON = 0.5
+
+#: A client heard this long after the server went idle starts a new wave (a hold again):
+#: iPXE gives up 15 s after its last group datagram, so anyone of the last wave (say, one
+#: dropped as silent before it finished) is back sooner or not at all.
+NEW_WAVE_AFTER = 16.0
+
+#: After a wave's first full pass a capped NACK ("the gap goes on") is taken at its word
+#: only when the same client's previous one ended where it begins; the stream then sends
+#: this many blocks and doubles while the next probe confirms the gap still goes on.
+#: iPXE names only its first gap, so "goes on" may mean 4 blocks or the rest of the file.
+FIRST_CREDIT = 16
 
 
 @dataclass(frozen=True)
@@ -120,6 +143,12 @@ class ServerConfig:
     queue_delay_limit: float = 0.25
     loss_backoff_threshold: float = 0.15
     loss_growth_threshold: float = 0.08
+    #: Hold a wave's first stream until this many clients have NACKed (1: never hold)...
+    min_clients: int = 1
+    #: ...or until this long after the first of them did.
+    max_wait: float = 30.0
+    #: While held, one datagram this often (seconds): see the module docstring.
+    gather_keepalive: float = 2.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.block_size <= MAX_BLOCK_SIZE:
@@ -128,6 +157,14 @@ class ServerConfig:
             )
         if self.max_rate < self.min_rate:
             self.min_rate = self.max_rate
+        if self.min_clients < 1:
+            raise ValueError("min_clients must be at least 1")
+        if self.max_wait < 0:
+            raise ValueError("max_wait must not be negative")
+        if not 1.2 <= self.gather_keepalive <= 7.0:
+            # Below iPXE's 1 s slave timeout (plus slack) waiting clients never NACK and are
+            # never counted; above about 7 s one lost keepalive lets iPXE's 15 s timer fire.
+            raise ValueError("gather_keepalive must be within 1.2..7 s")
 
 
 @dataclass(frozen=True)
@@ -154,6 +191,9 @@ class Peer:
     missed_pings: int = 0
     next_probe: float = 0.0
     nacks: int = 0
+    #: Where this client's last capped NACK ended: a next one starting there confirms a
+    #: gap longer than iPXE can name in one NACK.
+    capped_end: int | None = None
 
 
 @dataclass
@@ -202,6 +242,12 @@ class SlamServer:
         self._idle_reported = True
         self._probe_wakeup: float | None = None
         self.master_changes = 0
+        #: Holding the stream for a wave of clients: armed now and whenever the server goes
+        #: idle; the deadline runs from the wave's first client.
+        self._gather_armed = self.config.min_clients > 1
+        self._gather_deadline: float | None = None
+        self._idle_since: float | None = None
+        self._next_keepalive = now
         self._set_content(content, now)
 
     # ------------------------------------------------------------------ content
@@ -217,6 +263,7 @@ class SlamServer:
         self._repair: deque[int] = deque()
         self._cursor = self.num_blocks
         self._stream_active = False
+        self._reset_credit()
         self._emit(
             "transaction",
             session=f"{content.transaction:08x}",
@@ -263,6 +310,12 @@ class SlamServer:
             peer = Peer(addr, joined=now, last_heard=now)
             self.peers[addr] = peer
             self._emit("client_joined", client=_fmt(addr))
+            returning = self._idle_since is not None and now - self._idle_since < NEW_WAVE_AFTER
+            if returning:
+                self._gather_armed = False  # the last wave's straggler, not a new wave
+            if self._gather_armed and self._gather_deadline is None:
+                self._gather_deadline = now + self.config.max_wait
+                self._emit("gather_start", min_clients=self.config.min_clients, max_wait=self.config.max_wait)
         # mini-slamd's push_client: the latest NACKer goes to the head of the list.
         self.peers.move_to_end(addr, last=False)
         if self.master is None:
@@ -299,18 +352,22 @@ class SlamServer:
         first_gap = ranges[0][0]
         # A late answer to a ping sent just before the stream ended names blocks still on
         # their way: restarting the stream there would send the file's tail twice.
-        if not self._stream_active and gap_goes_on and not self._in_flight(first_gap, peer, solicited, now):
+        confirmed_run = peer.capped_end == first_gap or first_gap == self._stream_stop
+        peer.capped_end = first_gap + IPXE_MAX_BLOCKS_PER_NACK if gap_goes_on else None
+        may_stream = gap_goes_on and (not self._full_pass_done or confirmed_run)
+        if may_stream and not self._stream_active and not self._in_flight(first_gap, peer, solicited, now):
             self._start_stream(first_gap, now)
-        new_losses = 0
+        new_losses = queued = 0
         for first, count in ranges:
             for block in range(first, first + count):
-                if self._stream_active and block >= self._cursor:
-                    break
+                if self._stream_active and self._cursor <= block < self._stream_stop:
+                    continue  # the stream is about to send it
                 if self._in_flight(block, peer, solicited, now):
                     continue
                 if not self._queued[block]:
                     self._queued[block] = 1
                     self._repair.append(block)
+                    queued += 1
                     fresh = now - self._last_sent_time[block] < LOSS_HORIZON
                     if solicited and self._last_sent_seq[block] > 0 and fresh:
                         new_losses += 1  # lost at the current rate, not an old gap found late
@@ -325,9 +382,11 @@ class SlamServer:
                         self._emit_rate_changes()
         if solicited and addr == self.master:
             # iPXE names at most 4 blocks per NACK: keep asking the master right after its
-            # repairs until it reports no new loss, so that the loss count is complete.
+            # repairs until it reports nothing to repair, so that the loss count is complete
+            # and an old gap (a burst lost while the rate was found) is walked at the round
+            # trip's pace, not 4 blocks per 64 streamed.
             self.pacer.note_answer(new_losses, confirmed=newly_confirmed)
-            self._chase = new_losses > 0
+            self._chase = queued > 0
         self._maybe_jump_ahead()
 
     def _in_flight(self, block: int, peer: Peer, solicited: bool, now: float) -> bool:
@@ -338,9 +397,26 @@ class SlamServer:
 
     # ------------------------------------------------------------------ streaming and pacing
 
+    def _reset_credit(self) -> None:
+        """A new wave (or file): its first stream runs to the end, for everyone listening."""
+        self._full_pass_done = False
+        self._stream_stop = self.num_blocks
+        self._credit = FIRST_CREDIT // 2
+
     def _start_stream(self, first: int, now: float) -> None:
+        """After a full pass, a stream is a *repair* of one client's confirmed gap: it
+        stops after its credit, and the next probe says whether that gap goes on (then
+        the credit doubles) or has ended among blocks the client holds.  Streaming to the
+        end instead sent the file again for a client that lost a dozen short bursts
+        (a TCG rtl8139 behind a fast master: 2.1 x the file on the group)."""
         if first >= self.num_blocks:
             return
+        if not self._full_pass_done:
+            stop = self.num_blocks
+        else:
+            self._credit = self._credit * 2 if first == self._stream_stop else FIRST_CREDIT
+            stop = min(self.num_blocks, first + self._credit)
+        self._stream_stop = stop
         self._cursor = first
         self._stream_active = True
         self.stats.passes += 1
@@ -354,13 +430,37 @@ class SlamServer:
         lowest = min(peer.first_gap for peer in self.peers.values())
         if lowest > self._cursor:
             self._cursor = lowest
-            if self._cursor >= self.num_blocks:
+            if self._cursor >= self._stream_stop:
                 self._end_stream()
 
     def _end_stream(self) -> None:
         self._stream_active = False
+        self._full_pass_done = self._full_pass_done or self._cursor >= self.num_blocks
         self._cursor = self.num_blocks
         self._emit("pass_end", blocks_sent=self.stats.data_sent)
+
+    @property
+    def gathering(self) -> bool:
+        """The stream is held for more clients of this wave."""
+        return self._gather_armed and self._gather_deadline is not None
+
+    def _check_gather(self, now: float) -> None:
+        if not self.gathering:
+            return
+        assert self._gather_deadline is not None
+        enough = len(self.peers) >= self.config.min_clients
+        if enough or now >= self._gather_deadline:
+            waited = self.config.max_wait - (self._gather_deadline - now)
+            self._gather_armed = False
+            self._gather_deadline = None
+            self.pacer.begin(now)
+            self._emit_rate_changes()
+            self._emit(
+                "gather_end",
+                clients=len(self.peers),
+                reason="min_clients" if enough else "max_wait",
+                seconds=round(waited, 3),
+            )
 
     def _adapt_rate(self, now: float) -> None:
         master = self.peers.get(self.master) if self.master else None
@@ -399,7 +499,7 @@ class SlamServer:
         if self._stream_active:
             block = self._cursor
             self._cursor += 1
-            if self._cursor >= self.num_blocks:
+            if self._cursor >= self._stream_stop:
                 self._end_stream()
             return block
         return None
@@ -471,15 +571,20 @@ class SlamServer:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         self._check_pings(now)
+        self._check_gather(now)
         self._adapt_rate(now)
         out: list[tuple[bytes, Address]] = []
         self.pacer.refill(now)
         master = self.peers.get(self.master) if self.master else None
-        while self.pacer.may_send() and self._has_data_work() and self._window_open():
+        held = self.gathering
+        while self._may_send_data(now, held) and self._has_data_work() and self._window_open():
+            if held:
+                self._next_keepalive = now + self.config.gather_keepalive
             block = self._next_block()
             if block is None:
                 break
-            self.pacer.spend()
+            if not held:
+                self.pacer.spend()
             self._seq += 1
             self._last_sent_seq[block] = self._seq
             self._last_sent_time[block] = now
@@ -496,6 +601,7 @@ class SlamServer:
             if master is not None and master.ping_sent is None and (due or chasing):
                 self._chase = False
                 self._ping(master, now)
+            if self._unicast:
                 out.extend(self._unicast)
                 self._unicast.clear()
         blocked = self._has_data_work() and not self._window_open()
@@ -505,15 +611,27 @@ class SlamServer:
             self._probe_quiet_clients(now)
             if not self.peers and not self._idle_reported:
                 self._idle_reported = True
+                self._gather_armed = self.config.min_clients > 1  # the next wave waits again
+                self._gather_deadline = None
+                self._idle_since = now
+                self._reset_credit()
                 self._emit("idle", **self.stats.as_dict())
         out.extend(self._unicast)
         self._unicast.clear()
         return out
 
+    def _may_send_data(self, now: float, held: bool) -> bool:
+        if held:
+            return now >= self._next_keepalive
+        return self.pacer.may_send()
+
     def get_timer(self) -> float | None:
         deadlines: list[float] = []
+        if self.gathering:
+            assert self._gather_deadline is not None
+            deadlines.append(self._gather_deadline)
         if self._has_data_work() and self._window_open():
-            deadlines.append(self.pacer.next_token_at())
+            deadlines.append(self._next_keepalive if self.gathering else self.pacer.next_token_at())
         elif self._probe_wakeup is not None:
             deadlines.append(self._probe_wakeup)
         deadlines.extend(p.ping_sent + self._ping_timeout(p) for p in self.peers.values() if p.ping_sent)
@@ -521,6 +639,7 @@ class SlamServer:
 
     def handle_timer(self, now: float) -> None:
         self._check_pings(now)
+        self._check_gather(now)
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None

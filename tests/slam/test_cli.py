@@ -47,3 +47,14 @@ def test_pyslamd_defaults_and_ramp_options(capsys: pytest.CaptureFixture[str]) -
     assert (args.rate, args.start_rate, args.ramp) == (12_500_000, 6_250_000, 1.0)
     assert main(["/nonexistent", "--ramp", "0.5"]) == 2
     assert "--ramp" in capsys.readouterr().err
+
+
+def test_pyslamd_hold_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from netboot.slam.cli import build_parser
+
+    args = build_parser().parse_args(["file"])
+    assert (args.min_clients, args.max_wait) == (1, 30.0)
+    assert main(["/nonexistent", "--min-clients", "0"]) == 2
+    assert "--min-clients" in capsys.readouterr().err
+    assert main(["/nonexistent", "--max-wait", "-1"]) == 2
+    assert "--max-wait" in capsys.readouterr().err

@@ -195,3 +195,16 @@ def test_interface_option_custom_ports_and_group_port_uri(session: SlamSession, 
     _assert_all_got(session.results(clients), data, 3)
     [listening] = session.events("listening")
     assert listening["port"] == 10001 and listening["group"] == "239.255.1.1:10002"
+
+
+def test_min_clients_holds_the_stream_for_stragglers(session: SlamSession, tmp_path: Path) -> None:
+    """Three clients 3 s apart with --min-clients 3: one pass for all, through pyslamd's CLI."""
+    path, data = _file(tmp_path, MIB)
+    session.start_server(path, "--min-clients", "3", "--max-wait", "20")
+    clients = session.start_clients(3, "--stagger", "3")
+    _assert_all_got(session.results(clients), data, 3)
+    [end] = session.events("gather_end")
+    assert end["reason"] == "min_clients" and end["clients"] == 3
+    assert end["seconds"] >= 5.0  # held from the first NACK until the third client's
+    stats = session.events("idle")[-1]
+    assert stats["data_bytes"] <= 1.05 * len(data)

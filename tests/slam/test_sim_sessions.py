@@ -178,8 +178,9 @@ def test_default_pacing_keeps_a_slow_nic_safe(capacity: float, ring: int, max_se
 
 
 def test_adaptation_matters_for_a_slow_nic() -> None:
-    """Without adaptation (min rate = ceiling) the 800/s NIC gets the file about 7 times
-    at the old 8600/s ceiling; adapted at the new default, under 1.5 times."""
+    """Without adaptation (min rate = ceiling) the 800/s NIC gets the file about 2.9 times
+    at the old 8600/s ceiling (7 times before repair streams stopped at confirmed gaps);
+    adapted at the new default, under 1.5 times."""
     data = os.urandom(2000 * DEFAULT_BLOCK_SIZE)
     sent = {}
     fixed = ServerConfig(max_rate=8600.0, min_rate=8600.0)
@@ -188,7 +189,7 @@ def test_adaptation_matters_for_a_slow_nic() -> None:
         server = sim.run(limit=120)
         _all_ok(sim, data)
         sent[label] = server.stats.data_bytes / len(data)
-    assert sent["adaptive"] < 1.5 and sent["fixed"] > 4 * sent["adaptive"], sent
+    assert sent["adaptive"] < 1.5 and sent["fixed"] > 2 * sent["adaptive"], sent
 
 
 def test_slow_nic_that_is_not_the_master_finishes_with_bounded_bytes() -> None:
@@ -243,3 +244,15 @@ def test_stream_waits_for_a_master_too_busy_to_answer() -> None:
     server.receive_datagram(encode_nack_range(sent, 4), master, now)  # answers the last ping
     later = server.datagrams_to_send(now + 0.01)
     assert any(addr == server.group for _, addr in later)
+
+
+def test_slow_listeners_are_repaired_not_sent_the_file_again() -> None:
+    """Four NICs that take 700 datagrams/s lose blocks all through the first pass.  After
+    it, a NACK that says "the gap goes on" streams only while the next answer confirms it
+    (FIRST_CREDIT, doubling); streaming each such gap to the end of the file sent it
+    1.58 times, this sends it about 1.26 times."""
+    data = os.urandom(2000 * DEFAULT_BLOCK_SIZE + 99)
+    sim = Sim(Content(1, data), [SimClient(start=0.2 * i, capacity=700.0) for i in range(4)])
+    server = sim.run(limit=120)
+    _all_ok(sim, data)
+    assert server.stats.data_bytes <= 1.4 * len(data)
