@@ -90,8 +90,8 @@ def run_fullboot_vms(
             lab.slam.stop()
             lab.slam = None
         slam = [
-            SlamServer(lab.ns, lab.root / KERNEL_NAME, directory, SLAM_PORT),
-            SlamServer(lab.ns, lab.root / INITRD_NAME, directory, SLAM_PORT + 1),
+            SlamServer(lab.ns, lab.root / KERNEL_NAME, directory, SLAM_PORT, len(nics)),
+            SlamServer(lab.ns, lab.root / INITRD_NAME, directory, SLAM_PORT + 1, len(nics)),
         ]
         script = fullboot_script(slam[0].url, slam[1].url)
     else:

@@ -113,20 +113,28 @@ class Lab:
         self.tftp = TftpServer(self.ns, kind, self.root, self.directory / "services", mtftp_file)
         return self.tftp
 
-    def prepare(self, protocol: str, payload_name: str) -> None:
+    def prepare(self, protocol: str, payload_name: str, slam_min_clients: int | None = None) -> None:
         """Make the servers serve ``payload_name`` by ``protocol``.
 
         iPXE's ``mtftp://`` always listens on 239.255.1.1:3001, so the MTFTP config names
         one file and the TFTP server restarts when a boot wants another; ``x-slam://``
-        names no file, so pyslamd restarts for another payload.
+        names no file, so pyslamd restarts for another payload (or another
+        ``slam_min_clients``: lab/slam.py; None keeps the running server's hold for its
+        file, so that a train's boots do not undo what the train set up).
         """
         kind = self.tftp.kind if self.tftp is not None else self.config.server
         if protocol == "mtftp" and (self.tftp is None or self.tftp.mtftp_file != payload_name):
             self.start_tftp(kind, payload_name)
-        if protocol == "x-slam" and (self.slam is None or self.slam.file != payload_name):
+        if slam_min_clients is None:
+            running = self.slam if self.slam is not None and self.slam.file == payload_name else None
+            slam_min_clients = running.min_clients if running is not None else 1
+        wanted = (payload_name, slam_min_clients)
+        if protocol == "x-slam" and (self.slam is None or (self.slam.file, self.slam.min_clients) != wanted):
             if self.slam is not None:
                 self.slam.stop()
-            self.slam = SlamServer(self.ns, self.root / payload_name, self.directory / "services")
+            self.slam = SlamServer(
+                self.ns, self.root / payload_name, self.directory / "services", min_clients=slam_min_clients
+            )
 
     def close(self) -> None:
         for service in (self.slam, self.tftp, self.dhcp):

@@ -20,24 +20,36 @@ from netboot.events import read_events
 
 SLAM_PORT = 10000
 
+#: How long a held pyslamd waits for a train's last VM after its first asked.  TCG VMs
+#: that start 0.5 s apart ask up to about 10 s apart here (vmxnet3 boots slowest), and
+#: a VM that never comes costs the train only this wait: the others are served then.
+TRAIN_MAX_WAIT = 45.0
+
 
 class SlamServer:
     """A running pyslamd serving ``path``; ``events()`` is its evidence."""
 
-    def __init__(self, ns: Namespace, path: Path, directory: Path, port: int = SLAM_PORT) -> None:
-        """``port``: NACK port and group port (a second file needs its own: docs/pyslamd.md)."""
+    def __init__(
+        self, ns: Namespace, path: Path, directory: Path, port: int = SLAM_PORT, min_clients: int = 1
+    ) -> None:
+        """``port``: NACK port and group port (a second file needs its own: docs/pyslamd.md).
+        ``min_clients`` > 1 holds the first stream for that many VMs (a train: they boot
+        seconds apart, and a pass of a few seconds would be over before the last asks)."""
         program = find_program("pyslamd")
         if program is None:
             raise LabUnavailable("'pyslamd' is not on PATH; pip install -e . (its console script)")
         self.ns = ns
         self.file = path.name
         self.port = port
+        self.min_clients = min_clients
         name = "pyslamd" if port == SLAM_PORT else f"pyslamd-{port}"
         self.events_path = directory / f"{name}.events.jsonl"
         self._out = open(directory / f"{name}.stdout", "ab")  # noqa: SIM115 - lives with the process
         argv = [program, str(path), "--bind-address", SERVER_IPV4, "--events", str(self.events_path)]
         if port != SLAM_PORT:
             argv += ["--port", str(port), "--mcast-port", str(port)]
+        if min_clients > 1:
+            argv += ["--min-clients", str(min_clients), "--max-wait", f"{TRAIN_MAX_WAIT:g}"]
         self.proc = ns.popen(argv, stdout=self._out, stderr=self._out)
         deadline = time.monotonic() + 10.0
         while not self._listening():

@@ -238,7 +238,7 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
     if lab.tftp is None or lab.tftp.kind != kind:
         lab.start_tftp(kind)
     name, _ = lab.payload(plan.size, plan.seed)
-    lab.prepare(plan.protocol, name)
+    lab.prepare(plan.protocol, name, slam_min_clients=len(plan.nics))
     events_mark = len(lab.tftp.events()) if lab.tftp else 0
     slots = [lab.reserve() for _ in plan.nics]
     taps = [s.tap for s in slots]
