@@ -135,3 +135,31 @@ def test_restart_goes_back_to_the_start_rate_and_ramps_again() -> None:
     assert p.rate == 2000 and p.in_slow_start
     p.note_answer(0, confirmed=64)
     assert p.rate == 4000
+
+
+def test_after_a_cut_the_rate_creeps_up_near_where_it_was_cut() -> None:
+    """Back to 90 % of the cut rate at 15 % a window, then 2 %: an overflowing NIC is not
+    driven over its limit again every half second."""
+    p = Pacer(max_rate=10000, min_rate=100, burst=16, now=0.0, start_rate=1000)
+    now = 1.0
+    p.cut(now, 0.5)  # overflow at 1000
+    assert p.rate == 500
+    rates = []
+    for _ in range(12):
+        now = _window(p, now, sent=200, losses=0)
+        rates.append(p.rate)
+    assert rates[0] == 500 * 1.15
+    assert rates[4] == 900  # 15 % steps, capped at 90 % of the rate that overflowed...
+    assert rates[5] == 900 * 1.02  # ...then 2 % steps
+    assert rates[-1] < 1.05 * 1000
+
+
+def test_cuts_in_one_episode_remember_the_rate_it_began_at() -> None:
+    p = Pacer(max_rate=10000, min_rate=100, burst=16, now=0.0, start_rate=1000)
+    p.cut(1.0, 0.5)
+    p.cut(1.1, 0.5)  # late signals of the same overflow
+    assert p.rate == 250
+    now = 1.2
+    for _ in range(12):
+        now = _window(p, now, sent=200, losses=0)
+    assert p.rate > 850  # grew fast back towards 900, not towards 450

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from netboot.slam.packets import DEFAULT_BLOCK_SIZE
-from netboot.slam.server import Content, ServerConfig
+from netboot.slam.server import Content, ServerConfig, SlamServer
 from tests.slam.sim import Sim, SimClient
 
 SIZE = 300 * DEFAULT_BLOCK_SIZE + 17
@@ -256,3 +256,53 @@ def test_slow_listeners_are_repaired_not_sent_the_file_again() -> None:
     server = sim.run(limit=120)
     _all_ok(sim, data)
     assert server.stats.data_bytes <= 1.4 * len(data)
+
+
+MASTER, LISTENER = ("192.0.2.10", 1000), ("192.0.2.11", 1000)
+
+
+def _stream(server: SlamServer, now: float, until_sent: int = 0, until: float = 0.0) -> float:
+    """Run the core's stream; the master answers every ping with "nothing missing", the
+    listener never answers."""
+    from netboot.slam.ints import encode_int
+
+    while (until_sent and server.stats.data_sent < until_sent) or (until and now < until):
+        now = max(now, server.get_timer() or now) + 1e-4
+        server.handle_timer(now)
+        for data, addr in server.datagrams_to_send(now):
+            if addr == MASTER and len(data) < 20:
+                server.receive_datagram(encode_int(server._cursor) + encode_int(0) + b"\0", MASTER, now)
+        if not server._stream_active:
+            break
+    return now
+
+
+def _stream_with_listener(config: ServerConfig) -> tuple[SlamServer, float]:
+    """A core streaming to MASTER with LISTENER known, 600 datagrams in."""
+    from netboot.slam.ints import encode_int
+
+    server = SlamServer(Content(1, os.urandom(3000 * DEFAULT_BLOCK_SIZE)), ("239.255.1.1", 10000), config)
+    for client in (MASTER, LISTENER):
+        server.receive_datagram(encode_int(0) + encode_int(1) + b"\0", client, 0.0)
+    server.datagrams_to_send(0.0)
+    server.receive_datagram(encode_int(1) + encode_int(4) + b"\0", MASTER, 0.001)  # starts the stream
+    return server, _stream(server, 0.001, until_sent=600)
+
+
+def test_a_listener_of_the_pace_set_that_loses_a_run_slows_the_stream() -> None:
+    from netboot.slam.ints import encode_int
+
+    server, now = _stream_with_listener(ServerConfig(slow_start=1.0))
+    peer = server.peers[LISTENER]
+    assert peer.ping_sent is not None, "B should have been asked with the master"
+    rate = server.rate
+    first = next(block for block in range(50, 600) if 0 < server._last_sent_seq[block] <= peer.ping_seq - 8)
+    server.receive_datagram(encode_int(first) + encode_int(4) + b"\0", LISTENER, now)
+    assert server.rate == rate * 0.5
+
+
+def test_a_listener_that_misses_pings_during_the_stream_is_not_dropped() -> None:
+    server, now = _stream_with_listener(ServerConfig(slow_start=1.0, max_rate=300.0))
+    now = _stream(server, now, until=now + 3.0)
+    assert server._stream_active and server.peers[LISTENER].missed_pings >= 3
+    assert LISTENER in server.peers
