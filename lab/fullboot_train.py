@@ -28,6 +28,7 @@ from lab.evidence import BootEvidence, StageRecord
 from lab.qemu import QemuSpec
 from lab.session import WIRE_CONTEXT, Lab
 from lab.slam import SLAM_PORT, SlamServer
+from lab.stages import PROTOCOL_FEATURE
 from lab.status import Status
 from lab.topology import BRIDGE, SERVER_IPV4
 from lab.train_diagnosis import refused_fallback
@@ -116,7 +117,7 @@ def run_fullboot_vms(
                 vms.append(vm)
                 machines.append(_start(lab, rom_set, name, slot, vm))
             threads = [
-                threading.Thread(target=_watch, args=(m, v, payload, timeout))
+                threading.Thread(target=_watch, args=(m, v, payload, timeout, protocol))
                 for m, v in zip(machines, vms, strict=True)
                 if m is not None
             ]
@@ -162,7 +163,20 @@ def _start(lab: Lab, rom_set: RomSet, name: str, slot: Any, vm: FullBootVm) -> V
         return None
 
 
-def _watch(machine: Vm, vm: FullBootVm, payload: FullBoot, timeout: float) -> None:
+_FEATURES = re.compile(r"Features: (?P<features>[^\n]*)\n")
+
+
+def lacks_feature(console: str, protocol: str) -> str | None:
+    """The ``Features:`` word the ROM's banner lacks for ``protocol`` (None: it has it, or
+    no banner was printed): such a VM is UNSUPPORTED, as in the single-VM cells."""
+    banner = _FEATURES.search(console)
+    word = PROTOCOL_FEATURE.get(protocol)
+    if banner is None or word is None or word in banner.group("features").split():
+        return None
+    return word
+
+
+def _watch(machine: Vm, vm: FullBootVm, payload: FullBoot, timeout: float, protocol: str) -> None:
     """Wait for the marker or a failure on ``machine``'s console and record the verdict."""
     success = re.escape(payload.marker) + r" sha256=[0-9a-f]{64}"
     try:
@@ -174,6 +188,11 @@ def _watch(machine: Vm, vm: FullBootVm, payload: FullBoot, timeout: float) -> No
     vm.seconds = time.monotonic() - machine.started
     text = machine.console.text
     vm.fetched_ok = "LAB fetched" in text
+    missing = lacks_feature(text, protocol)
+    if missing is not None:
+        vm.status, vm.outcome = Status.UNSUPPORTED, "unsupported"
+        vm.detail = f"the ROM's Features: line has no {missing}"
+        return
     if match is not None and not match.failed:
         seen = parse_marker(text)
         if seen is not None and seen[0] == payload.carried_sha256:
@@ -276,6 +295,10 @@ def run_fullboot_train(lab: Lab, rom_set: RomSet, plan: Any, directory: Path) ->
 def judge_full_boot(train: Any, boots: list[FullBootVm], events: list[dict[str, Any]], total: int) -> None:
     from lab.train import TrainCheck
 
+    if boots and all(b.status is Status.UNSUPPORTED for b in boots):
+        train.status, train.outcome = Status.UNSUPPORTED, "unsupported"
+        train.reason = "every ROM's Features: line lacks the protocol"
+        return
     checks = train.checks
     checks.append(TrainCheck(
         "every VM booted Debian's kernel to the marker (the initramfs hashes the file it carries)",

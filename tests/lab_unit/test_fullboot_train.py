@@ -42,9 +42,9 @@ class _Machine:
         self.started = 0.0
 
 
-def _verdict(text: str) -> FullBootVm:
+def _verdict(text: str, protocol: str = "mtftp") -> FullBootVm:
     vm = FullBootVm("e1000", "192.0.2.11", "tap0", Path("."), 0.0)
-    _watch(_Machine(text), vm, _Payload(), timeout=1.0)  # type: ignore[arg-type]
+    _watch(_Machine(text), vm, _Payload(), timeout=1.0, protocol=protocol)  # type: ignore[arg-type]
     return vm
 
 
@@ -152,3 +152,22 @@ def test_each_train_row_links_its_full_boot(tmp_path: Path) -> None:
     assert "| mtftp/debian/atftpd/train4 | FAIL | ok-but-corrupt | — | not run |" in text
     data = matrix_json([], INFO, trains)
     assert [t["full_boot_train"] for t in data["trains"]] == [full.plan.column, None, full.plan.column]
+
+
+DEBIAN_BANNER = (
+    "iPXE 1.0.0+git-20190125.36a4c85-5.1 -- Open Source Network Boot Firmware -- http://ipxe.org\n"
+    "Features: DNS HTTP iSCSI NFS TFTP AoE ELF MBOOT PXE bzImage Menu PXEXT\n"
+)
+
+
+def test_a_full_boot_by_a_protocol_the_rom_lacks_is_unsupported_not_failed() -> None:
+    failing = (
+        DEBIAN_BANNER + "LAB fetch-start\nx-slam://192.0.2.1... Operation not supported\nLAB fetch-failed\n"
+    )
+    vm = _verdict(failing, protocol="x-slam")
+    assert (vm.status, vm.outcome) == (Status.UNSUPPORTED, "unsupported")
+    assert "no SLAM" in vm.detail
+    assert _verdict(failing, protocol="mtftp").status is Status.FAIL  # TFTP is there: a real failure
+    train = _train([vm, _verdict(failing, protocol="x-slam")], [0, 0])
+    judge_full_boot(train, [vm, vm], [], 100)
+    assert (train.status, train.outcome) == (Status.UNSUPPORTED, "unsupported")
