@@ -242,14 +242,23 @@ def full_boot_evidence(vm: FullBootVm) -> BootEvidence:
 
 
 def session_figures(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per file: the server's own figures from ``mcast_session_end`` (the last one wins)."""
+    """Per file: the server's own figures, from pyatftpd's ``mcast_session_end`` or (x-slam)
+    pyslamd's ``idle`` over its ``transaction`` size; the last one wins."""
     ends: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, int] = {}
     for event in events:
+        name = str(event.get("file", "")).rsplit("/", 1)[-1]  # pyslamd logs the path
         if event.get("event") == "mcast_session_end":
-            ends[str(event.get("file"))] = {
+            ends[name] = {
                 key: event.get(key)
                 for key in ("group_ratio", "group_bytes", "unicast_bytes", "clients", "done")
             }
+        elif event.get("event") == "transaction":
+            sizes[name] = int(event.get("bytes", 0))
+        elif event.get("event") == "idle" and sizes.get(name):
+            sent = int(event.get("data_bytes", 0))
+            ends[name] = {"group_ratio": round(sent / sizes[name], 4), "group_bytes": sent,
+                          "passes": event.get("passes"), "repairs": event.get("repairs")}
     return ends
 
 

@@ -212,6 +212,9 @@ def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
             sessions = ", ".join(
                 f"{name}: group {fig.get('group_ratio')} x, {fig.get('unicast_bytes')} B unicast, "
                 f"{fig.get('done')}/{fig.get('clients')} done"
+                if "passes" not in fig
+                else f"{name}: group {fig.get('group_ratio')} x, {fig.get('passes')} pass(es), "
+                f"{fig.get('repairs')} repairs"
                 for name, fig in t.full_boot.get("sessions", {}).items()
             )
             kernel = t.full_boot.get("kernel_package")

@@ -28,7 +28,7 @@ from lab.errors import LabError, LabUnavailable
 from lab.evidence import BootEvidence, PayloadCheck, StageRecord
 from lab.netns import Namespace, namespace_support_problem
 from lab.qemu import QemuSpec
-from lab.slam import SlamServer
+from lab.slam import LAB_SLAM_PORTS, SlamServer
 from lab.stages import PROTOCOL_FEATURE, run_ladder
 from lab.status import Status
 from lab.tftp import TftpServer
@@ -39,7 +39,7 @@ from roms.catalog import NicModel
 from roms.romset import RomMismatch, RomMissing, RomSet
 
 VERIFIER_NAME = "verifier.elf"
-WIRE_CONTEXT = WireContext()
+WIRE_CONTEXT = WireContext(slam_ports=LAB_SLAM_PORTS)
 
 
 def vm_support_problem() -> str | None:

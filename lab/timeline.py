@@ -69,7 +69,8 @@ EVENT_KINDS: dict[str, str] = {
 #: Per-block events of the unicast core: (mark kind) when the pcap is missing.
 BLOCK_EVENTS: dict[str, str] = {"data": UNICAST_DATA, "retransmit": UNICAST_DATA, "ack": ACK}
 
-DEFAULT_SLAM_PORTS = (10000,)
+#: The lab's SLAM ports (lab/slam.py LAB_SLAM_PORTS: kernel and initrd in a full boot).
+DEFAULT_SLAM_PORTS = (10000, 10001)
 
 
 @dataclass(frozen=True)

@@ -201,3 +201,19 @@ def test_capture_survives_its_interface_going_away(netns: Namespace, tmp_path: P
     summary = result.summaries["lab1"]
     assert summary.clients[netgen.CLIENT_A[0]].acks == 8
     assert (tmp_path / "lab1.wire.json").exists() and (tmp_path / "lab1.wire.txt").exists()
+
+
+def test_the_lab_context_counts_the_full_boots_initrd_group_as_slam() -> None:
+    """The full boot serves its initrd on SLAM port 10001; without it in the context its
+    group bytes counted as "other", and a full boot reported 0.920 x for 1.080 x."""
+    from lab.session import WIRE_CONTEXT
+    from lab.wire import Frame, parse_frames
+
+    data = netgen.SLAM_HEADER + b"\x20" + b"S" * 1451
+    packet = netgen.udp(netgen.SERVER_IP, 10001, "239.255.1.1", 10001, data)
+    frame = Frame(0.0, netgen.SERVER_MAC, 0x0800, packet)
+
+    lab = parse_frames([frame], WIRE_CONTEXT).groups["239.255.1.1:10001"]
+    assert (lab.protocol, lab.data_bytes) == ("slam", 1451)
+    plain = parse_frames([frame], WireContext()).groups["239.255.1.1:10001"]
+    assert (plain.protocol, plain.data_bytes) == ("other", 0)

@@ -132,6 +132,14 @@ def test_session_figures_keep_the_last_end_per_file() -> None:
     assert figures["vmlinuz"]["group_ratio"] == 1.0 and set(figures) == {"vmlinuz", "initrd.gz"}
 
 
+def test_session_figures_of_pyslamd_come_from_its_idle_counters() -> None:
+    events = [
+        {"event": "transaction", "file": "/srv/vmlinuz", "bytes": 1000},
+        {"event": "idle", "file": "/srv/vmlinuz", "data_bytes": 1064, "passes": 1, "repairs": 30},
+    ]
+    assert session_figures(events)["vmlinuz"]["group_ratio"] == 1.064
+
+
 def test_each_train_row_links_its_full_boot(tmp_path: Path) -> None:
     plain = TrainResult(TrainPlan("mtftp", "pyatftpd", "debian", 1), Status.PASS, "multicast", tmp_path / "t")
     other = TrainResult(
