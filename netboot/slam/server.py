@@ -162,6 +162,8 @@ class ServerConfig:
             self.min_rate = self.max_rate
         if self.min_clients < 1:
             raise ValueError("min_clients must be at least 1")
+        if self.pace_set < 1:
+            raise ValueError("pace_set must be at least 1 (the master)")
         if self.max_wait < 0:
             raise ValueError("max_wait must not be negative")
         if not 1.2 <= self.gather_keepalive <= 7.0:

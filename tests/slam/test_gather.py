@@ -83,9 +83,11 @@ def test_a_keepalive_that_would_hide_or_lose_clients_is_refused(keepalive: float
         ServerConfig(min_clients=4, gather_keepalive=keepalive)
 
 
-def test_min_clients_below_one_is_refused() -> None:
+def test_min_clients_and_pace_set_below_one_are_refused() -> None:
     with pytest.raises(ValueError, match="min_clients"):
         ServerConfig(min_clients=0)
+    with pytest.raises(ValueError, match="pace_set"):
+        ServerConfig(pace_set=0)
 
 
 def test_a_straggler_soon_after_the_wave_is_not_held_again() -> None:
