@@ -345,12 +345,23 @@ def judge_full_boot(train: Any, boots: list[FullBootVm], events: list[dict[str, 
     vms = train.vms
     first = min((v for v in vms if v.transfer is not None), key=lambda v: v.transfer[0], default=None)
     late = [v for v in vms if v is not first and v.transfer is not None]
-    checks.append(TrainCheck(
-        "late VMs took kernel blocks from the running stream",
-        bool(late) and all(v.heard_before_asking > 0 for v in late),
-        ", ".join(f"{v.nic}: {v.heard_before_asking} group blocks it never asked for" for v in late)
-        or "no late VM",
-    ))  # fmt: skip
+    fallbacks = [e for e in events if e.get("event") == "multicast_not_received"]
+    fell_back = {str(e.get("client", "")).rsplit(":", 1)[0] for e in fallbacks}
+    all_fell_back = bool(boots) and all(b.ip in fell_back for b in boots)
+    if all_fell_back:  # ROMs that cannot hear the group: the train must complete anyway, and say so
+        checks.append(TrainCheck(
+            "late VMs took kernel blocks from the running stream",
+            None,
+            "not applicable: the server saw every VM not receive the group (multicast_not_received) "
+            "and served it by unicast",
+        ))  # fmt: skip
+    else:
+        checks.append(TrainCheck(
+            "late VMs took kernel blocks from the running stream",
+            bool(late) and all(v.heard_before_asking > 0 for v in late),
+            ", ".join(f"{v.nic}: {v.heard_before_asking} group blocks it never asked for" for v in late)
+            or "no late VM",
+        ))  # fmt: skip
     if train.group_ratio is None:
         checks.append(
             TrainCheck(f"group bytes <= {GROUP_RATIO_LIMIT} x kernel + initrd", False, "no bridge capture")
@@ -370,7 +381,7 @@ def judge_full_boot(train: Any, boots: list[FullBootVm], events: list[dict[str, 
     if corrupt:
         train.outcome = "ok-but-corrupt"
     elif train.status is Status.PASS:
-        train.outcome = "booted"
+        train.outcome = "unicast-fallback" if all_fell_back else "booted"
     else:
         train.outcome = "failed" if train.status is Status.FAIL else train.status.value.lower()
     train.reason = "; ".join(f"{c.name}: {c.detail}" for c in checks if c.ok is False)

@@ -179,3 +179,19 @@ def test_a_full_boot_by_a_protocol_the_rom_lacks_is_unsupported_not_failed() -> 
     train = _train([vm, _verdict(failing, protocol="x-slam")], [0, 0])
     judge_full_boot(train, [vm, vm], [], 100)
     assert (train.status, train.outcome) == (Status.UNSUPPORTED, "unsupported")
+
+
+def test_a_full_boot_that_all_fell_back_to_unicast_passes_and_says_so() -> None:
+    """Debian's ROMs cannot hear an RFC 2090 group: pyatftpd serves each VM by unicast after
+    ``multicast_not_received``; nobody shares a stream, and the train says why."""
+    boots = [_verdict(FETCHED + f"FULLBOOT OK sha256={HASH} kernel=x\n") for _ in range(2)]
+    boots[1].ip = "192.0.2.12"
+    train = _train(boots, [0, 0])
+    fallback = [{"event": "multicast_not_received", "client": f"{b.ip}:2000"} for b in boots]
+    judge_full_boot(train, boots, _events([b.ip for b in boots]) + fallback, 100)
+    assert (train.status, train.outcome) == (Status.PASS, "unicast-fallback")
+    late = next(c for c in train.checks if c.name.startswith("late VMs"))
+    assert late.ok is None and "multicast_not_received" in late.detail
+    train = _train(boots, [0, 0])
+    judge_full_boot(train, boots, _events([b.ip for b in boots]) + fallback[:1], 100)
+    assert train.status is Status.FAIL  # one VM on the group took nothing from the stream
