@@ -28,7 +28,7 @@ from lab.evidence import BootEvidence, StageRecord
 from lab.qemu import QemuSpec
 from lab.session import WIRE_CONTEXT, Lab
 from lab.slam import SLAM_PORT, SlamServer
-from lab.stages import PROTOCOL_FEATURE
+from lab.stages import BOOT_LADDER, PROTOCOL_FEATURE
 from lab.status import Status
 from lab.topology import BRIDGE, SERVER_IPV4
 from lab.train_diagnosis import refused_fallback
@@ -163,13 +163,14 @@ def _start(lab: Lab, rom_set: RomSet, name: str, slot: Any, vm: FullBootVm) -> V
         return None
 
 
-_FEATURES = re.compile(r"Features: (?P<features>[^\n]*)\n")
+#: The ROM banner, as the single-VM boots' "rom" stage reads it.
+_BANNER = re.compile(next(stage.success for stage in BOOT_LADDER if stage.name == "rom"))
 
 
 def lacks_feature(console: str, protocol: str) -> str | None:
     """The ``Features:`` word the ROM's banner lacks for ``protocol`` (None: it has it, or
     no banner was printed): such a VM is UNSUPPORTED, as in the single-VM cells."""
-    banner = _FEATURES.search(console)
+    banner = _BANNER.search(console)
     word = PROTOCOL_FEATURE.get(protocol)
     if banner is None or word is None or word in banner.group("features").split():
         return None
@@ -302,11 +303,9 @@ def run_fullboot_train(lab: Lab, rom_set: RomSet, plan: Any, directory: Path) ->
 
 
 def judge_full_boot(train: Any, boots: list[FullBootVm], events: list[dict[str, Any]], total: int) -> None:
-    from lab.train import TrainCheck
+    from lab.train import TrainCheck, mark_unsupported
 
-    if boots and all(b.status is Status.UNSUPPORTED for b in boots):
-        train.status, train.outcome = Status.UNSUPPORTED, "unsupported"
-        train.reason = "every ROM's Features: line lacks the protocol"
+    if boots and mark_unsupported(train, [b.status for b in boots]):
         return
     checks = train.checks
     checks.append(TrainCheck(
@@ -349,19 +348,17 @@ def judge_full_boot(train: Any, boots: list[FullBootVm], events: list[dict[str, 
     fell_back = {str(e.get("client", "")).rsplit(":", 1)[0] for e in fallbacks}
     all_fell_back = bool(boots) and all(b.ip in fell_back for b in boots)
     if all_fell_back:  # ROMs that cannot hear the group: the train must complete anyway, and say so
-        checks.append(TrainCheck(
-            "late VMs took kernel blocks from the running stream",
-            None,
+        shared: bool | None = None
+        detail = (
             "not applicable: the server saw every VM not receive the group (multicast_not_received) "
-            "and served it by unicast",
-        ))  # fmt: skip
+            "and served it by unicast"
+        )
     else:
-        checks.append(TrainCheck(
-            "late VMs took kernel blocks from the running stream",
-            bool(late) and all(v.heard_before_asking > 0 for v in late),
-            ", ".join(f"{v.nic}: {v.heard_before_asking} group blocks it never asked for" for v in late)
-            or "no late VM",
-        ))  # fmt: skip
+        shared = bool(late) and all(v.heard_before_asking > 0 for v in late)
+        detail = ", ".join(
+            f"{v.nic}: {v.heard_before_asking} group blocks it never asked for" for v in late
+        ) or "no late VM"
+    checks.append(TrainCheck("late VMs took kernel blocks from the running stream", shared, detail))
     if train.group_ratio is None:
         checks.append(
             TrainCheck(f"group bytes <= {GROUP_RATIO_LIMIT} x kernel + initrd", False, "no bridge capture")

@@ -125,15 +125,18 @@ class Lab:
         kind = self.tftp.kind if self.tftp is not None else self.config.server
         if protocol == "mtftp" and (self.tftp is None or self.tftp.mtftp_file != payload_name):
             self.start_tftp(kind, payload_name)
-        if slam_min_clients is None:
-            running = self.slam if self.slam is not None and self.slam.file == payload_name else None
-            slam_min_clients = running.min_clients if running is not None else 1
-        wanted = (payload_name, slam_min_clients)
-        if protocol == "x-slam" and (self.slam is None or (self.slam.file, self.slam.min_clients) != wanted):
+        if protocol != "x-slam":
+            return
+        running = self.slam if self.slam is not None and self.slam.file == payload_name else None
+        if slam_min_clients is not None:
+            wanted = slam_min_clients
+        else:
+            wanted = running.min_clients if running is not None else 1
+        if running is None or running.min_clients != wanted:
             if self.slam is not None:
                 self.slam.stop()
             self.slam = SlamServer(
-                self.ns, self.root / payload_name, self.directory / "services", min_clients=slam_min_clients
+                self.ns, self.root / payload_name, self.directory / "services", min_clients=wanted
             )
 
     def close(self) -> None:

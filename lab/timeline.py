@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.slam import LAB_SLAM_PORTS
+
 GROUP_DATA = "group_data"
 UNICAST_DATA = "unicast_data"
 ACK = "ack"
@@ -69,8 +71,8 @@ EVENT_KINDS: dict[str, str] = {
 #: Per-block events of the unicast core: (mark kind) when the pcap is missing.
 BLOCK_EVENTS: dict[str, str] = {"data": UNICAST_DATA, "retransmit": UNICAST_DATA, "ack": ACK}
 
-#: The lab's SLAM ports (lab/slam.py LAB_SLAM_PORTS: kernel and initrd in a full boot).
-DEFAULT_SLAM_PORTS = (10000, 10001)
+#: The lab's SLAM ports (kernel and initrd in a full boot).
+DEFAULT_SLAM_PORTS = LAB_SLAM_PORTS
 
 
 @dataclass(frozen=True)

@@ -343,6 +343,15 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
     return train
 
 
+def mark_unsupported(train: TrainResult, statuses: Sequence[Status]) -> bool:
+    """Every VM's ROM lacks the protocol: the train is UNSUPPORTED and judged no further."""
+    if not all(s is Status.UNSUPPORTED for s in statuses):
+        return False
+    train.status, train.outcome = Status.UNSUPPORTED, "unsupported"
+    train.reason = "every ROM's Features: line lacks the protocol"
+    return True
+
+
 def judge(train: TrainResult, server_events: list[dict[str, Any]], bridge: WireSummary | None) -> None:
     """The train's checks, status and outcome from its VMs' evidence, the events and the bridge capture."""
     plan, vms = train.plan, train.vms
@@ -351,9 +360,7 @@ def judge(train: TrainResult, server_events: list[dict[str, Any]], bridge: WireS
     if bridge is not None:
         train.group_bytes = bridge.group_bytes()
         train.group_ratio = bridge.group_ratio(plan.size)
-    if all(s is Status.UNSUPPORTED for s in statuses):
-        train.status, train.outcome = Status.UNSUPPORTED, "unsupported"
-        train.reason = "every ROM's Features: line lacks the protocol"
+    if mark_unsupported(train, statuses):
         return
     checks = train.checks
     checks.append(

@@ -99,8 +99,7 @@ class Pacer:
         """A held stream starts for real: start rate, ramp and a full bucket, whatever the
         trickle before it looked like."""
         self.restart()
-        if self.rate < self.start_rate:
-            self._set(self.start_rate, None)
+        self._set(self.start_rate, None)  # restart() only lowers it
         self._tokens = float(self.burst)
         self._refilled = now
 
