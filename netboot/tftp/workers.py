@@ -9,6 +9,7 @@ through a counter in shared memory.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -63,26 +64,61 @@ class WorkerLoad:
         return bool(counts[self.index] <= min(counts))
 
 
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make the kernel send SIGTERM to this worker when the supervisor dies.
+
+    Why: a supervisor killed with SIGKILL cannot forward anything, and orphaned
+    workers would keep serving the port (and holding files) with nobody to stop
+    them.  The ``getppid`` check closes the window in which the parent died
+    before the request was made.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the forwarded signals still work
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def run_workers(count: int, run_one: Callable[[int], int]) -> int:
-    """Fork ``count`` workers running ``run_one(index)``; forward signals; restart crashes."""
+    """Fork ``count`` workers running ``run_one(index)``; forward signals; restart crashes.
+
+    The forwarding handlers are installed before the first fork, and the
+    forwarded signals are blocked around each fork: a SIGTERM arriving while the
+    workers start is then either forwarded to every worker or delivered after
+    the new one is in ``children``, never lost (which left workers running after
+    their supervisor had exited).
+    """
     children: dict[int, int] = {}
     born: dict[int, float] = {}
     stopping = False
+    supervisor = os.getpid()
 
     def spawn(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            code = 1
-            try:
-                code = run_one(index)
-            except BaseException:
-                log.exception("worker %d failed", index)
-            finally:
-                os._exit(code)
-        children[pid] = index
-        born[pid] = time.monotonic()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                for signum in _FORWARDED:
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+                code = 1
+                try:
+                    _die_with_parent(supervisor)
+                    code = run_one(index)
+                except BaseException:
+                    log.exception("worker %d failed", index)
+                finally:
+                    os._exit(code)
+            children[pid] = index
+            born[pid] = time.monotonic()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
@@ -93,11 +129,12 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
             except ProcessLookupError:
                 pass
 
+    for signum in _FORWARDED:
+        signal.signal(signum, forward)
     for index in range(count):
+        if stopping:
+            break
         spawn(index)
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGHUP, forward)
     status = 0
     while children:
         try:
@@ -113,7 +150,8 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
             log.error("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
             if lived < 1.0:
                 time.sleep(1.0)  # it fails at start (see the log above): do not spin
-            spawn(index)
+            if not stopping:
+                spawn(index)
         elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
             status = 1
     return status

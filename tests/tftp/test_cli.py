@@ -156,45 +156,111 @@ def test_options_without_effect_are_logged_in_one_line(tmp_path: Path) -> None:
     assert "--mcast-switch-client" in lines[0] and "--mtftp-port" in lines[0] and "--prevent-sas" in lines[0]
 
 
-def test_daemon_detaches_and_writes_the_pidfile(tmp_path: Path) -> None:
-    (tmp_path / "f").write_bytes(b"daemonized\n")
-    pidfile = tmp_path / "pid"
-    port = free_udp_port()
-    started = time.monotonic()
-    result = _pyatftpd(
+def _live_processes_naming(marker: str) -> list[int]:
+    """Pids (not zombies) whose command line contains ``marker``: the supervisor and its workers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_all_gone(marker: str, seconds: float = 10) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := _live_processes_naming(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def _daemon_args(tmp_path: Path, port: int) -> list[str]:
+    return [
         "--daemon",
         "--port",
         str(port),
         "--bind-address",
         "127.0.0.1",
         "--pidfile",
-        str(pidfile),
+        str(tmp_path / "pid"),
         "--logfile",
         str(tmp_path / "log"),
         "--user",
         "root.root",
+        "--workers",
+        "4",
         str(tmp_path),
-    )
-    assert result.returncode == 0 and time.monotonic() - started < 20
+    ]
+
+
+def _wait_pidfile(pidfile: Path) -> int:
     deadline = time.monotonic() + 10
     while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pidfile.read_text())
+        time.sleep(0.01)
+    return int(pidfile.read_text())
+
+
+def test_daemon_detaches_and_writes_the_pidfile(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"daemonized\n")
+    port = free_udp_port()
+    started = time.monotonic()
+    result = _pyatftpd(*_daemon_args(tmp_path, port))
+    assert result.returncode == 0 and time.monotonic() - started < 20
+    pid = _wait_pidfile(tmp_path / "pid")
     try:
         # A new session (detached from ours) in which it is not the leader (cannot regain a terminal).
         assert os.getsid(pid) != os.getsid(0) and os.getsid(pid) != pid
         assert raw_fetch(("127.0.0.1", port), "f")[0] == b"daemonized\n"
     finally:
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the daemon did not stop on SIGTERM")
+    assert _wait_all_gone(str(tmp_path)) == [], "the daemon or one of its workers outlived SIGTERM"
+
+
+def test_sigterm_while_the_workers_start_stops_every_worker(tmp_path: Path) -> None:
+    """A SIGTERM that arrives before the supervisor has forked all workers still stops them all.
+
+    (It used to kill the supervisor outright and leave the forked workers serving with no parent.)
+    """
+    for attempt in range(5):
+        here = tmp_path / str(attempt)
+        here.mkdir()
+        assert _pyatftpd(*_daemon_args(here, free_udp_port())).returncode == 0
+        supervisor = _wait_pidfile(here / "pid")
+        deadline = time.monotonic() + 10
+        while len(_live_processes_naming(str(here))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)  # the first worker is forked: the supervisor is inside its fork loop
+        os.kill(supervisor, signal.SIGTERM)
+        assert _wait_all_gone(str(here)) == [], f"attempt {attempt}: processes left after an early SIGTERM"
+
+
+def test_workers_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the supervisor cannot be forwarded; the kernel's parent-death signal ends the workers."""
+    (tmp_path / "f").write_bytes(b"orphan?\n")
+    port = free_udp_port()
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "netboot.tftp.cli", "--no-fork", *_daemon_args(tmp_path, port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(RunningServer("pyatftpd", port, tmp_path, supervisor))
+        assert raw_fetch(("127.0.0.1", port), "f")[0] == b"orphan?\n"
+        deadline = time.monotonic() + 10
+        while len(_live_processes_naming(str(tmp_path))) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_live_processes_naming(str(tmp_path))) == 5  # the supervisor and 4 workers
+        supervisor.kill()
+        supervisor.wait(timeout=10)
+        assert _wait_all_gone(str(tmp_path)) == [], "workers outlived a killed supervisor"
+    finally:
+        supervisor.kill()
+        for pid in _live_processes_naming(str(tmp_path)):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_inetd_mode_serves_the_socket_on_stdin_and_exits_when_idle(tmp_path: Path) -> None:
