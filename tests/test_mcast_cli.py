@@ -24,6 +24,8 @@ def args_for(*argv: str) -> argparse.Namespace:
         (["--mcast-port", "0"], "outside 1..65535"),
         (["--mcast-port", "2000-1000"], "below its start"),
         (["--mcast-ttl", "300"], "outside 0..255"),
+        (["--mcast-min-clients", "0"], "--mcast-min-clients must be at least 1"),
+        (["--mcast-max-wait", "-1"], "--mcast-max-wait must not be negative"),
     ],
 )
 def test_bad_multicast_options_stop_the_server_with_the_reason(argv: list[str], fragment: str) -> None:
@@ -36,6 +38,7 @@ def test_atftpd_defaults_are_accepted() -> None:
     assert (args.mcast_addr, args.mcast_port, args.mcast_ttl, args.mtftp_port) == (
         "239.255.0.0-255", "1758", 1, 75,
     )
+    assert (args.mcast_min_clients, args.mcast_max_wait) == (1, 30.0)  # no hold unless asked
     assert callable(multicast_setup(args))
 
 

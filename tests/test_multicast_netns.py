@@ -173,3 +173,22 @@ def test_netboot_fetch_cli_prints_sha256_bytes_by_path_and_seconds(veth_lab: tup
     assert client["sha256"] == want
     assert client["bytes_unicast"] == len(data) and client["bytes_multicast"] == 0, "deaf: all by unicast"
     assert missing.returncode == 1 and "FAILED" in missing.stdout and "ERROR 1" in missing.stdout
+
+
+def test_held_session_shares_one_pass_between_clients_seconds_apart(veth_lab: tuple[Namespace, Path]) -> None:
+    """``--mcast-min-clients 3``: three real-socket clients 2 s apart (each done in well under 2 s
+    alone) share one pass; the hold ends when the third asks."""
+    ns, work = veth_lab
+    root = work / "root"
+    data = make_file(root, "boot.img", SIZE)
+    server = Served(ns, "pyatftpd", root, ["--mcast-min-clients", "3", "--mcast-max-wait", "20"], work)
+    try:
+        result = run_scenario(ns, "tftm://192.0.2.1/boot.img", "--count", "3", "--stagger", "2")
+        events = wait_for_event(server, "mcast_session_end")
+    finally:
+        server.stop()
+    assert all(c["sha256"] == hashlib.sha256(data).hexdigest() for c in result["clients"])
+    (end,) = [e for e in events if e["event"] == "gather_end"]
+    assert end["reason"] == "min_clients" and end["clients"] == 3 and 3.5 <= end["seconds"] <= 6
+    assert sum(1 for e in events if e["event"] == "mcast_session_start") == 1
+    assert session_totals(events)["group_bytes"] <= 1.05 * SIZE

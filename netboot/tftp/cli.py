@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from netboot.events import EventLog
 from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
 from netboot.tftp.mcast_cli import multicast_setup
+from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.options import OptionPolicy
 from netboot.tftp.server import Balancer, ServerConfig, Slots, TftpServer, make_listening_socket
 
@@ -136,6 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_WORKERS,
         metavar="N",
         help="pre-forked worker processes sharing the port (default: 2 per CPU; 1 = one process)",
+    )
+    p.add_argument(
+        "--mcast-min-clients",
+        type=int,
+        default=1,
+        metavar="N",
+        help="RFC 2090: hold a session's first stream until N clients asked for the file "
+        "(default 1: never hold); nodes that boot seconds apart then share one pass "
+        "(as udpcast's and pyslamd's --min-clients)",
+    )
+    p.add_argument(
+        "--mcast-max-wait",
+        type=float,
+        default=Hold.max_wait,
+        metavar="S",
+        help=f"...but start S seconds after the first request at the latest (default {Hold.max_wait:g}); "
+        "waiting clients get an OACK every second, so iPXE never times out",
     )
     p.add_argument("directory", nargs="?", default="/srv/tftp")
     return p

@@ -13,6 +13,7 @@ import socket
 import struct
 from collections.abc import Callable
 
+from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_pool import McastPool, PoolSyntaxError, parse_ttl
 from netboot.tftp.mcast_service import MulticastService
 from netboot.tftp.mtftp import MtftpConfigError, MtftpEntry, MtftpService, load_mtftp_config
@@ -36,7 +37,8 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
     try:
         McastPool(args.mcast_addr, args.mcast_port)
         ttl = parse_ttl(args.mcast_ttl)
-    except PoolSyntaxError as exc:
+        hold = Hold(args.mcast_min_clients, args.mcast_max_wait)
+    except (PoolSyntaxError, ValueError) as exc:
         raise SystemExit(f"pyatftpd: {exc}") from None
     entries: dict[str, MtftpEntry] = {}
     mtftp_sock: socket.socket | None = None
@@ -60,7 +62,7 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
         forwarding = workers > 1 and forward_pair is not None
         multicast = server.config.policy.multicast
         if multicast and (worker == 0 or not forwarding):
-            MulticastService(server, McastPool(args.mcast_addr, args.mcast_port), ttl).install()
+            MulticastService(server, McastPool(args.mcast_addr, args.mcast_port), ttl, hold=hold).install()
         if mtftp_sock is not None and worker == 0:
             MtftpService(server, entries, ttl).install(mtftp_sock)
             log.info("MTFTP on port %d for %s", args.mtftp_port, ", ".join(sorted(entries)) or "no file")

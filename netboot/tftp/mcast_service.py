@@ -17,6 +17,7 @@ from typing import Any
 
 from netboot.tftp.driver import CoreDriver
 from netboot.tftp.events import CoreEvent
+from netboot.tftp.mcast_hold import Hold, WaveClock
 from netboot.tftp.mcast_pool import GroupPort, McastPool
 from netboot.tftp.multicast import MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
 from netboot.tftp.packets import ErrorCode
@@ -121,12 +122,18 @@ class MulticastService:
     """Serves RRQs carrying ``multicast`` (RFC 2090); registered on the server's router."""
 
     def __init__(
-        self, server: TftpServer, pool: McastPool, ttl: int = 1, tuning: Tuning | None = None
+        self,
+        server: TftpServer,
+        pool: McastPool,
+        ttl: int = 1,
+        tuning: Tuning | None = None,
+        hold: Hold | None = None,
     ) -> None:
         self.server = server
         self.pool = pool
         self.registry = SessionRegistry(server, ttl, tuning)
         self.tuning = tuning
+        self.waves = WaveClock(hold or Hold())
 
     def install(self) -> None:
         self.server.router.register_option("multicast", self.handle)
@@ -182,10 +189,17 @@ class MulticastService:
                 self.pool.release(group)
                 self.server.slots.release()
                 source.close()
+                self.waves.session_ended(key, self.server.loop.time())
 
             def factory(group: GroupPort = group, source: Any = source) -> MulticastSession:
                 return MulticastSession(
-                    source.read, source.size, negotiation.blksize, group, ctx.now, tuning=self.tuning
+                    source.read,
+                    source.size,
+                    negotiation.blksize,
+                    group,
+                    ctx.now,
+                    tuning=self.tuning,
+                    hold=self.waves.hold_for(key, ctx.now),
                 )
 
             handle = self.registry.start(ctx, key, factory, group, on_end)

@@ -36,6 +36,8 @@ Why this design (protocols.md sections 1-3 and 6; docs/multicast.md has the long
   and falls back to plain TFTP over a stale size (where atftpd's zero-filled images come
   from).  When the master finishes, the next client is promoted at once by unicast DATA
   (it then ACKs its first gap), before listeners' 0.25 s timers expire.
+* ``hold`` (RFC 2090 only, mcast_hold.py): no master is elected until enough clients
+  asked or the wait is over; until then every client is a waiting non-master.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netboot.tftp.events import CoreEvent
+from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.packets import ErrorCode, Opcode, encode_error
 
@@ -126,6 +129,7 @@ class MulticastSession:
         mtftp: bool = False,
         tuning: Tuning | None = None,
         shared_group: bool = False,
+        hold: Hold | None = None,
     ) -> None:
         self.read = read
         self.size = size
@@ -165,6 +169,12 @@ class MulticastSession:
         self._events: deque[CoreEvent] = deque()
         self._emit("mcast_session_start", group=group.group, port=group.port, blksize=blksize,
                    blocks=self.blocks, bytes=size, mode="mtftp" if mtftp else "rfc2090")
+        #: While set, no master is elected (see :meth:`_check_hold`).
+        self.hold: Hold | None = hold if hold is not None and hold.active and not mtftp else None
+        self.hold_until: float | None = None
+        if self.hold is not None:
+            self.hold_until = now + self.hold.max_wait
+            self._emit("gather_start", min_clients=self.hold.min_clients, max_wait=self.hold.max_wait)
 
     # --- aioquic-shaped interface --------------------------------------------------------
 
@@ -187,6 +197,8 @@ class MulticastSession:
         if self.group_closed:
             for _member, due in self._tail_deadlines():
                 deadline = min(deadline, due)
+        if self.hold_until is not None:
+            deadline = min(deadline, self.hold_until)
         return deadline
 
     def _tail_deadlines(self) -> list[tuple[Member, float]]:
@@ -223,6 +235,8 @@ class MulticastSession:
                 if due <= now:
                     block = member.pending if member.state == UNICAST else member.have + 1
                     self._send_unicast(member, block, now)
+        if self.hold_until is not None and now >= self.hold_until:
+            self._check_hold(now)
         if now >= self._next_tick:
             self._next_tick = now + self.tuning.tick
             self._housekeeping(now)
@@ -266,11 +280,36 @@ class MulticastSession:
         member = Member(addr, self._order, now, list(acknowledged), last_heard=now, last_unicast=now)
         self.members[addr] = member
         late = self.group_packets > 0
-        if self.master is None and (self.probing_until is None or self.mtftp) and not self.group_closed:
+        held = self.hold_until is not None
+        if (
+            self.master is None
+            and not held
+            and (self.probing_until is None or self.mtftp)
+            and not self.group_closed
+        ):
             self._make_master(member, now, reason="first" if not late else "idle")
         self._emit("mcast_join", client=member.text, master=member is self.master, late=late,
-                   stream_block=self.pending)
+                   stream_block=self.pending, **({"held": True} if held else {}))
         self._answer_request(member, now, answer_now=not may_listen)
+        if held:
+            self._check_hold(now)
+
+    def _check_hold(self, now: float) -> None:
+        """End the hold when enough clients asked or the wait is over; then elect the master.
+
+        Why clients are counted by address: a repeated RRQ is the same client; one that
+        gave up and reopened on a new port counts again, which can only end the hold early.
+        """
+        if self.hold is None or self.hold_until is None:
+            return
+        enough = len(self.members) >= self.hold.min_clients
+        if not enough and now < self.hold_until:
+            return
+        waited = self.hold.max_wait - (self.hold_until - now)
+        self.hold_until = None
+        self._emit("gather_end", clients=len(self.members), reason="min_clients" if enough else "max_wait",
+                   seconds=round(waited, 3))
+        self._elect(now)
 
     def _answer_request(self, member: Member, now: float, answer_now: bool = False) -> None:
         if self.mtftp:
@@ -463,7 +502,7 @@ class MulticastSession:
 
     def _elect(self, now: float) -> None:
         """Pick the next master once the current one is finished, skipped or deaf."""
-        if self.master is not None or self.probing_until is not None:
+        if self.master is not None or self.probing_until is not None or self.hold_until is not None:
             return
         if self.group_closed:
             self._unicast_tail(now)

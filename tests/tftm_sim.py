@@ -1,0 +1,150 @@
+"""A virtual-time network for the RFC 2090 session core and iPXE ``tftm://`` client cores.
+
+Why: the real-socket scenarios (test_multicast_netns.py, mcast_scenario.py) prove the
+transports; this runs the same cores deterministically, so timer behaviour (iPXE's
+15.75 s give-up while a session is held) is checked in virtual seconds.  The
+listening port's part of :class:`MulticastService` is reduced to what a session sees:
+one file, the OACK options iPXE asks for, a new session (and wave) when the last ended.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from netboot.clients.ipxe_tftp import Finished, IpxeTftpClient, OpenSocket
+from netboot.tftp.mcast_hold import Hold, WaveClock
+from netboot.tftp.mcast_pool import GroupPort
+from netboot.tftp.multicast import MulticastSession
+
+Address = tuple[str, int]
+SERVER_IP = "192.0.2.1"
+LISTEN: Address = (SERVER_IP, 69)
+SESSION: Address = (SERVER_IP, 40000)
+GROUP = GroupPort("239.255.0.0", 1758)
+GROUP_ADDRESS: Address = (GROUP.group, GROUP.port)
+BLKSIZE = 1432
+
+
+@dataclass
+class SimClient:
+    start: float
+    core: IpxeTftpClient | None = None
+    address: Address = ("0.0.0.0", 0)
+    sockets: int = 0
+
+
+@dataclass
+class TftmSim:
+    payload: bytes
+    clients: list[SimClient]
+    hold: Hold = field(default_factory=Hold)
+    #: One way; iPXE under TCG answers a block in about a millisecond.
+    latency: float = 0.0005
+    sessions: list[MulticastSession] = field(default_factory=list)
+    log: list[tuple[float, str, dict[str, object]]] = field(default_factory=list)
+
+    @property
+    def group_bytes(self) -> int:
+        return sum(session.group_bytes for session in self.sessions)
+
+    def names(self) -> list[str]:
+        return [name for _, name, _ in self.log]
+
+    def run(self, limit: float = 120.0) -> None:
+        waves = WaveClock(self.hold)
+        queue: list[tuple[float, int, str, int, bytes, Address]] = []
+        seq = 0
+        now = 0.0
+        by_address: dict[Address, int] = {}
+        session: MulticastSession | None = None
+
+        def read(offset: int, length: int) -> bytes:
+            return self.payload[offset : offset + length]
+
+        def send(kind: str, index: int, data: bytes, source: Address) -> None:
+            nonlocal seq
+            seq += 1
+            heapq.heappush(queue, (now + self.latency, seq, kind, index, data, source))
+
+        def client_io(index: int) -> None:
+            client = self.clients[index]
+            core = client.core
+            assert core is not None
+            while (event := core.next_event()) is not None:
+                if isinstance(event, OpenSocket):
+                    client.sockets += 1
+                    client.address = (f"192.0.2.{10 + index}", 2000 + client.sockets)
+                    by_address[client.address] = index
+                elif isinstance(event, Finished):
+                    self.log.append((now, "client_finished", {"client": index, "ok": event.ok}))
+            for data, destination in core.datagrams_to_send(now):
+                send("listen" if destination == LISTEN else "session", index, data, client.address)
+
+        def session_io() -> None:
+            if session is None:
+                return
+            for data, destination in session.datagrams_to_send(now):
+                if destination == GROUP_ADDRESS:
+                    for index, client in enumerate(self.clients):
+                        if client.core is not None and not client.core.done:
+                            send("group", index, data, SESSION)
+                elif destination in by_address:
+                    send("unicast", by_address[destination], data, SESSION)
+            while (event := session.next_event()) is not None:
+                self.log.append((now, event.name, event.fields))
+                if event.name == "mcast_session_end":
+                    waves.session_ended("file", now)  # the service does so when it closes the session
+
+        def request(index: int, data: bytes, source: Address) -> None:
+            nonlocal session
+            assert b"multicast\0" in data, "a tftm client asked without the multicast option"
+            if session is not None and session.finished:
+                session = None
+            if session is None:
+                session = MulticastSession(
+                    read, len(self.payload), BLKSIZE, GROUP, now, hold=waves.hold_for("file", now)
+                )
+                self.sessions.append(session)
+            options = [("blksize", str(BLKSIZE)), ("tsize", str(len(self.payload)))]
+            session.add_request(source, options, now)
+
+        while now < limit:
+            candidates = [queue[0][0]] if queue else []
+            if session is not None and (timer := session.get_timer()) is not None:
+                candidates.append(timer)
+            for client in self.clients:
+                if client.core is None:
+                    candidates.append(client.start)
+                elif not client.core.done and (timer := client.core.get_timer()) is not None:
+                    candidates.append(timer)
+            if not candidates or all(c.core is not None and c.core.done for c in self.clients):
+                break
+            now = max(now, min(candidates))
+            for index, client in enumerate(self.clients):
+                if client.core is None and client.start <= now:
+                    client.core = IpxeTftpClient(SERVER_IP, "/payload", scheme="tftm", blksize=BLKSIZE)
+                    client.core.start(now)
+                    client_io(index)
+            while queue and queue[0][0] <= now:
+                _, _, kind, index, data, source = heapq.heappop(queue)
+                core = self.clients[index].core
+                assert core is not None
+                if kind == "listen":
+                    request(index, data, source)
+                elif kind == "session":
+                    if session is not None:
+                        session.receive_datagram(data, source, now)
+                elif kind == "group":
+                    core.receive_datagram(data, source, now, group=GROUP_ADDRESS)
+                else:
+                    core.receive_datagram(data, source, now)
+                client_io(index)
+            if session is not None:
+                session.handle_timer(now)
+            session_io()
+            for index, client in enumerate(self.clients):
+                if client.core is not None and not client.core.done:
+                    client.core.handle_timer(now)
+                    client_io(index)
+        self.end = now
