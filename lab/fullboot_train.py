@@ -81,7 +81,8 @@ def run_fullboot_vms(
     """Boot ``nics`` ``gap`` s apart into the full boot; return payload, verdicts, capture, events."""
     payload = fullboot_files(lab)
     server = lab.tftp.kind if lab.tftp is not None else "pyatftpd"
-    lab.start_tftp(server, (KERNEL_NAME, INITRD_NAME))
+    # A tftm full boot's sessions (pyatftpd) wait for every VM, as pyslamd does below.
+    lab.start_tftp(server, (KERNEL_NAME, INITRD_NAME), len(nics) if protocol == "tftm" else 1)
     assert lab.tftp is not None
     events_mark = len(lab.tftp.events())
     slam: list[SlamServer] = []

@@ -106,30 +106,38 @@ class Lab:
         self.dhcp = Dnsmasq(self.ns, lab_slots, services)
         self.start_tftp(self.config.server)
 
-    def start_tftp(self, kind: str, mtftp_file: str | tuple[str, ...] | None = None) -> TftpServer:
+    def start_tftp(
+        self, kind: str, mtftp_file: str | tuple[str, ...] | None = None, mcast_min_clients: int = 1
+    ) -> TftpServer:
         """(Re)start the TFTP server; a lab switches servers between boots, never during one."""
         if self.tftp is not None:
             self.tftp.stop()
-        self.tftp = TftpServer(self.ns, kind, self.root, self.directory / "services", mtftp_file)
+        services = self.directory / "services"
+        self.tftp = TftpServer(self.ns, kind, self.root, services, mtftp_file, mcast_min_clients)
         return self.tftp
 
-    def prepare(self, protocol: str, payload_name: str, slam_min_clients: int | None = None) -> None:
+    def prepare(self, protocol: str, payload_name: str, train_vms: int | None = None) -> None:
         """Make the servers serve ``payload_name`` by ``protocol``.
 
         iPXE's ``mtftp://`` always listens on 239.255.1.1:3001, so the MTFTP config names
         one file and the TFTP server restarts when a boot wants another; ``x-slam://``
-        names no file, so pyslamd restarts for another payload (or another
-        ``slam_min_clients``: lab/slam.py; None keeps the running server's hold for its
-        file, so that a train's boots do not undo what the train set up).
+        names no file, so pyslamd restarts for another payload.  ``train_vms``: the
+        multicast server holds its first stream for that many VMs (pyslamd's
+        ``--min-clients``, pyatftpd's ``--mcast-min-clients`` for ``tftm://``); None
+        keeps the running server's hold, so that a train's boots do not undo what the
+        train set up.
         """
         kind = self.tftp.kind if self.tftp is not None else self.config.server
         if protocol == "mtftp" and (self.tftp is None or self.tftp.mtftp_file != payload_name):
             self.start_tftp(kind, payload_name)
+        if protocol == "tftm" and train_vms is not None and kind == "pyatftpd":
+            if self.tftp is None or self.tftp.spec.mcast_min_clients != train_vms:
+                self.start_tftp(kind, self.tftp.mtftp_file if self.tftp else None, train_vms)
         if protocol != "x-slam":
             return
         running = self.slam if self.slam is not None and self.slam.file == payload_name else None
-        if slam_min_clients is not None:
-            wanted = slam_min_clients
+        if train_vms is not None:
+            wanted = train_vms
         else:
             wanted = running.min_clients if running is not None else 1
         if running is None or running.min_clients != wanted:

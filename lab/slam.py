@@ -14,7 +14,7 @@ from typing import Any
 
 from lab.errors import LabError, LabUnavailable
 from lab.netns import Namespace, kill_group
-from lab.tftp import find_program
+from lab.tftp import TRAIN_MAX_WAIT, find_program
 from lab.topology import SERVER_IPV4
 from netboot.events import read_events
 
@@ -23,11 +23,6 @@ SLAM_PORT = 10000
 #: wire parser must know them all, or the initrd's group bytes count as "other" (a full
 #: boot once reported 0.920 x, its initrd missing from the figure).
 LAB_SLAM_PORTS = (SLAM_PORT, SLAM_PORT + 1)
-
-#: How long a held pyslamd waits for a train's last VM after its first asked.  TCG VMs
-#: that start 0.5 s apart ask up to about 10 s apart here (vmxnet3 boots slowest), and
-#: a VM that never comes costs the train only this wait: the others are served then.
-TRAIN_MAX_WAIT = 45.0
 
 
 class SlamServer:

@@ -35,7 +35,15 @@ class TftpSpec:
     address: str = SERVER_IPV4
     #: PXE MTFTP config (lines ``FILE GROUP PORT``); both servers take atftpd's ``--mtftp``.
     mtftp_conf: Path | None = None
+    #: pyatftpd only (atftpd has no such option): hold RFC 2090 sessions for this many VMs.
+    mcast_min_clients: int = 1
 
+
+#: How long a held server (pyslamd, or pyatftpd's RFC 2090 sessions) waits for a train's
+#: last VM after its first asked.  TCG VMs that start 0.5 s apart ask up to about 10 s
+#: apart here (vmxnet3 boots slowest), and a VM that never comes costs the train only
+#: this wait: the others are served then.
+TRAIN_MAX_WAIT = 45.0
 
 #: iPXE's ``mtftp://`` asks port 1759 and listens on 239.255.1.1:3001 (protocols.md 3.7).
 MTFTP_PORT = 1759
@@ -58,6 +66,9 @@ def tftp_argv(spec: TftpSpec) -> list[str]:
         common += ["--mtftp", str(spec.mtftp_conf), "--mtftp-port", str(MTFTP_PORT)]
     if spec.kind == "pyatftpd":
         files = ["--logfile", str(spec.logfile), "--events", str(spec.events)]
+        if spec.mcast_min_clients > 1:
+            files += ["--mcast-min-clients", str(spec.mcast_min_clients)]
+            files += ["--mcast-max-wait", f"{TRAIN_MAX_WAIT:g}"]
         return [find_program("pyatftpd") or "pyatftpd", *common, *files, str(spec.root)]
     if spec.kind == "atftpd":
         # atftpd's own --logfile stays empty inside the namespace; '-' plus a redirect works.
@@ -90,8 +101,10 @@ class TftpServer:
 
     def __init__(
         self, ns: Namespace, kind: str, root: Path, directory: Path,
-        mtftp_file: str | tuple[str, ...] | None = None,
+        mtftp_file: str | tuple[str, ...] | None = None, mcast_min_clients: int = 1,
     ) -> None:  # fmt: skip
+        """``mcast_min_clients`` > 1 (pyatftpd): RFC 2090 sessions wait for that many VMs
+        (a train's VMs ask seconds apart; each late one would need a pass of its own)."""
         problem = server_problem(kind)
         if problem:
             raise LabUnavailable(problem)
@@ -106,8 +119,9 @@ class TftpServer:
             conf = directory / f"{kind}.mtftp.conf"
             conf.write_text("".join(f"{name} {MTFTP_GROUP[0]} {MTFTP_GROUP[1]}\n" for name in names))
         self.spec = TftpSpec(
-            kind, root, directory / f"{kind}.log", directory / f"{kind}.events.jsonl", mtftp_conf=conf
-        )
+            kind, root, directory / f"{kind}.log", directory / f"{kind}.events.jsonl", mtftp_conf=conf,
+            mcast_min_clients=mcast_min_clients,
+        )  # fmt: skip
         self._out = open(directory / f"{kind}.stdout", "ab")  # noqa: SIM115 - lives with the process
         self.proc = ns.popen(tftp_argv(self.spec), stdout=self._out, stderr=self._out)
         self._wait_listening()

@@ -33,3 +33,12 @@ def test_atftpd_log_lines_become_request_events() -> None:
     assert events_from_atftpd_log(log) == [
         {"server": "atftpd", "event": "request", "file": "payload-1-1.bin", "client": "192.0.2.100:2070"}
     ]
+
+
+def test_a_train_holds_pyatftpd_sessions_and_atftpd_has_no_such_option() -> None:
+    spec = TftpSpec("pyatftpd", Path("/root"), Path("/a/log"), Path("/a/events.jsonl"), mcast_min_clients=4)
+    argv = tftp_argv(spec)
+    assert argv[argv.index("--mcast-min-clients") + 1] == "4" and "--mcast-max-wait" in argv
+    assert "--mcast-min-clients" not in tftp_argv(_spec("pyatftpd"))
+    atftpd = TftpSpec("atftpd", Path("/root"), Path("/a/log"), Path("/a/events.jsonl"), mcast_min_clients=4)
+    assert "--mcast-min-clients" not in tftp_argv(atftpd)

@@ -86,3 +86,15 @@ def test_a_refused_stale_fallback_is_named_with_its_reason() -> None:
     assert "never heard" in clause and "0.26 s" in clause and "refused" in clause
     assert refused_fallback(events, "192.0.2.101") == ""
     assert refused_fallback(events, "192.0.2.10") == "", "an IP prefix is not the VM"
+
+
+def test_joins_of_a_held_session_after_its_first_count_as_late() -> None:
+    from lab.train import late_join_check
+
+    held = [{"event": "mcast_join", "session": "s1", "held": True, "late": False} for _ in range(4)]
+    check = late_join_check(held)
+    assert check.ok and "3 joined a held session" in check.detail
+    alone = late_join_check(held[:1])
+    assert not alone.ok, "one VM alone in its held session joined nobody's session"
+    assert late_join_check([{"event": "mcast_join", "session": "s1", "late": True}]).ok
+    assert not late_join_check([{"event": "mcast_join", "session": "s1", "late": False}]).ok
