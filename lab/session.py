@@ -123,16 +123,17 @@ class Lab:
         one file and the TFTP server restarts when a boot wants another; ``x-slam://``
         names no file, so pyslamd restarts for another payload.  ``train_vms``: the
         multicast server holds its first stream for that many VMs (pyslamd's
-        ``--min-clients``, pyatftpd's ``--mcast-min-clients`` for ``tftm://``); None
-        keeps the running server's hold, so that a train's boots do not undo what the
-        train set up.
+        ``--min-clients``, pyatftpd's ``--mcast-min-clients`` for ``tftm://``) and is
+        started afresh: a held server tells a new wave from a straggler of the last by
+        the time since the file's last session, and the previous train's VMs must not be
+        taken for this train's.  None keeps the running server and its hold, so that a
+        train's boots do not undo what the train set up.
         """
         kind = self.tftp.kind if self.tftp is not None else self.config.server
         if protocol == "mtftp" and (self.tftp is None or self.tftp.mtftp_file != payload_name):
             self.start_tftp(kind, payload_name)
         if protocol == "tftm" and train_vms is not None and kind == "pyatftpd":
-            if self.tftp is None or self.tftp.spec.mcast_min_clients != train_vms:
-                self.start_tftp(kind, self.tftp.mtftp_file if self.tftp else None, train_vms)
+            self.start_tftp(kind, self.tftp.mtftp_file if self.tftp else None, train_vms)
         if protocol != "x-slam":
             return
         running = self.slam if self.slam is not None and self.slam.file == payload_name else None
@@ -140,7 +141,7 @@ class Lab:
             wanted = train_vms
         else:
             wanted = running.min_clients if running is not None else 1
-        if running is None or running.min_clients != wanted:
+        if running is None or running.min_clients != wanted or train_vms is not None:
             if self.slam is not None:
                 self.slam.stop()
             self.slam = SlamServer(

@@ -44,13 +44,26 @@ def test_a_hold_longer_than_ipxes_give_up_loses_no_client() -> None:
     assert sim.group_bytes / len(PAYLOAD) <= 1.05
 
 
-def test_a_straggler_is_served_at_once_and_a_later_wave_is_held_again() -> None:
-    straggler, next_wave = 8.0, 8.0 + NEW_WAVE_AFTER + 20.0
-    sim = run([0.0, 0.5, straggler, next_wave], Hold(min_clients=2, max_wait=10.0))
-    assert sim.names().count("gather_start") == 2  # the first wave and the next, not the straggler
+def test_a_straggler_is_served_at_once_and_a_new_node_or_a_later_wave_is_held() -> None:
+    """A node of the last session asking again soon (it reopened, it rebooted) is a straggler;
+    a node the last session never served, or one back after ``NEW_WAVE_AFTER``, starts a wave."""
+    first = "192.0.2.10"
+    straggler, new_node, next_wave = 8.0, 15.0, 15.0 + 12.0 + NEW_WAVE_AFTER + 5.0
+    clients = [
+        SimClient(0.0, ip=first),
+        SimClient(0.5),
+        SimClient(straggler, ip=first),
+        SimClient(new_node),  # a new rack's first node, while the last session ended < 16 s ago
+        SimClient(next_wave, ip=first),
+    ]
+    sim = TftmSim(PAYLOAD, clients, hold=Hold(min_clients=2, max_wait=10.0))
+    sim.run()
+    assert all(c.core is not None and c.core.ok and c.core.image() == PAYLOAD for c in sim.clients)
     finished = [c.core.finished_at for c in sim.clients if c.core is not None]
-    assert finished[2] is not None and finished[2] - straggler < 3.0
-    assert finished[3] is not None and finished[3] - next_wave >= 10.0
+    assert finished[2] is not None and finished[2] - straggler < 3.0, "the straggler waited"
+    assert finished[3] is not None and finished[3] - new_node >= 10.0, "the new node was not held"
+    assert finished[4] is not None and finished[4] - next_wave >= 10.0, "the next wave was not held"
+    assert sim.names().count("gather_start") == 3
 
 
 def test_held_clients_wait_as_non_masters_then_the_first_becomes_master() -> None:

@@ -29,6 +29,8 @@ BLKSIZE = 1432
 @dataclass
 class SimClient:
     start: float
+    #: Default 192.0.2.<10 + index>; give another client's to play that node asking again.
+    ip: str | None = None
     core: IpxeTftpClient | None = None
     address: Address = ("0.0.0.0", 0)
     sockets: int = 0
@@ -74,7 +76,8 @@ class TftmSim:
             while (event := core.next_event()) is not None:
                 if isinstance(event, OpenSocket):
                     client.sockets += 1
-                    client.address = (f"192.0.2.{10 + index}", 2000 + client.sockets)
+                    port = 2000 + 100 * index + client.sockets  # unique even for a shared ip
+                    client.address = (client.ip or f"192.0.2.{10 + index}", port)
                     by_address[client.address] = index
                 elif isinstance(event, Finished):
                     self.log.append((now, "client_finished", {"client": index, "ok": event.ok}))
@@ -93,8 +96,8 @@ class TftmSim:
                     send("unicast", by_address[destination], data, SESSION)
             while (event := session.next_event()) is not None:
                 self.log.append((now, event.name, event.fields))
-                if event.name == "mcast_session_end":
-                    waves.session_ended("file", now)  # the service does so when it closes the session
+                if event.name == "mcast_session_end":  # the service tells when it closes the session
+                    waves.session_ended("file", now, frozenset(addr[0] for addr in session.members))
 
         def request(index: int, data: bytes, source: Address) -> None:
             nonlocal session
@@ -103,7 +106,7 @@ class TftmSim:
                 session = None
             if session is None:
                 session = MulticastSession(
-                    read, len(self.payload), BLKSIZE, GROUP, now, hold=waves.hold_for("file", now)
+                    read, len(self.payload), BLKSIZE, GROUP, now, hold=waves.hold_for("file", source[0], now)
                 )
                 self.sessions.append(session)
             options = [("blksize", str(BLKSIZE)), ("tsize", str(len(self.payload)))]

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: A request this long after the file's last session ended opens a new wave (held
-#: again); one sooner is a straggler of the last wave (a client that failed or
-#: reopened) and is served at once.  iPXE gives up 15.75 s after its last packet, so
-#: a client of the last wave is back within that time or not at all (pyslamd's rule).
+#: A request from a client of the file's last session, within this long of its end, is
+#: a straggler of that wave (it failed or reopened) and is served at once; any other
+#: request opens a new wave (held again).  iPXE gives up 15.75 s after its last packet,
+#: so a client of the last wave is back within that time or not at all (pyslamd's rule;
+#: pyatftpd also knows the last session's clients, so a new rack is held at once).
 NEW_WAVE_AFTER = 16.0
 
 
@@ -42,20 +43,20 @@ class Hold:
 
 
 class WaveClock:
-    """When each file's last session ended, to tell a new wave from a straggler."""
+    """When each file's last session ended and whom it served: a new wave or a straggler?"""
 
     def __init__(self, hold: Hold) -> None:
         self.hold = hold
-        self._ended: dict[object, float] = {}
+        self._ended: dict[object, tuple[float, frozenset[str]]] = {}
 
-    def hold_for(self, key: object, now: float) -> Hold | None:
-        """The hold for a new session of ``key`` at ``now`` (None: serve at once)."""
+    def hold_for(self, key: object, client_ip: str, now: float) -> Hold | None:
+        """The hold for a new session of ``key`` opened by ``client_ip`` (None: serve at once)."""
         if not self.hold.active:
             return None
-        ended = self._ended.get(key)
-        if ended is not None and now - ended < NEW_WAVE_AFTER:
+        ended, clients = self._ended.get(key, (float("-inf"), frozenset()))
+        if client_ip in clients and now - ended < NEW_WAVE_AFTER:
             return None
         return self.hold
 
-    def session_ended(self, key: object, now: float) -> None:
-        self._ended[key] = now
+    def session_ended(self, key: object, now: float, client_ips: frozenset[str]) -> None:
+        self._ended[key] = (now, client_ips)

@@ -189,7 +189,8 @@ class MulticastService:
                 self.pool.release(group)
                 self.server.slots.release()
                 source.close()
-                self.waves.session_ended(key, self.server.loop.time())
+                clients = frozenset(addr[0] for addr in handle.core.members) if handle else frozenset()
+                self.waves.session_ended(key, self.server.loop.time(), clients)
 
             def factory(group: GroupPort = group, source: Any = source) -> MulticastSession:
                 return MulticastSession(
@@ -199,7 +200,7 @@ class MulticastService:
                     group,
                     ctx.now,
                     tuning=self.tuning,
-                    hold=self.waves.hold_for(key, ctx.now),
+                    hold=self.waves.hold_for(key, ctx.client[0], ctx.now),
                 )
 
             handle = self.registry.start(ctx, key, factory, group, on_end)
