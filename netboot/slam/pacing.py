@@ -39,6 +39,8 @@ MIN_RAMP_SAMPLE = 32
 #: such overshoot, 10-30 % of the file in all, every block of it repaired on the group).
 NEAR_LAST_CUT = 0.9
 PROBE_GROWTH = 1.02
+#: A listener of the pace set that reports fresh loss slows the stream by this much.
+LISTENER_CUT = 0.85
 #: Cuts closer together than this (seconds) are one episode.
 CUT_CASCADE = 0.3
 
@@ -87,6 +89,8 @@ class Pacer:
         self._answers = 0
         self._congested = False
         self.changes: list[RateChange] = []
+        #: Set by the server before each step: False while a listener lags (no growth then).
+        self.growth_allowed = True
 
     def restart(self) -> None:
         """A new receiver sets the pace (a new master): back to the start rate and ramp."""
@@ -140,10 +144,21 @@ class Pacer:
             self.in_slow_start = False
             return
         vouched = confirmed is not None and confirmed >= MIN_RAMP_SAMPLE
-        if self.in_slow_start and vouched and not self._congested:
+        if self.in_slow_start and vouched and not self._congested and self.growth_allowed:
             self._set(min(self.max_rate, self.rate * self.slow_start), 0.0)
             if self.rate >= self.max_rate:
                 self.in_slow_start = False
+
+    def note_listener_answer(self, fresh_losses: int, now: float) -> None:
+        """A listener of the pace set answered a ping; ``fresh_losses`` as for the master.
+
+        Why: the stream must go at the pace of its slowest receiver (NORM's "current
+        limiting receiver"), not of the first NACKer.  A listener's fresh loss ends the
+        ramp and counts in the window's loss share, so the window rules back off for it
+        as they do for the master; its answers never speed the stream up."""
+        if fresh_losses:
+            self._lost += fresh_losses
+            self.cut(now, LISTENER_CUT)
 
     def note_congestion(self) -> None:
         self._congested = True
@@ -176,7 +191,7 @@ class Pacer:
         loss = lost / sent
         if congested or loss > self.backoff_above:
             self.cut(now, 0.7, loss)
-        elif loss < self.grow_below and answers:  # grow only on the master's word
+        elif loss < self.grow_below and answers and self.growth_allowed:  # the master's word, the set's leave
             self._set(min(self.max_rate, self._grown()), loss)
 
     def _grown(self) -> float:

@@ -261,23 +261,26 @@ def test_slow_listeners_are_repaired_not_sent_the_file_again() -> None:
 MASTER, LISTENER = ("192.0.2.10", 1000), ("192.0.2.11", 1000)
 
 
-def _stream(server: SlamServer, now: float, until_sent: int = 0, until: float = 0.0) -> float:
+def _stream(
+    server: SlamServer, now: float, until_sent: int = 0, until: float = 0.0, listener_answers: bool = False
+) -> float:
     """Run the core's stream; the master answers every ping with "nothing missing", the
-    listener never answers."""
+    listener never answers (or, with ``listener_answers``, answers as the master does)."""
     from netboot.slam.ints import encode_int
 
+    answering = (MASTER, LISTENER) if listener_answers else (MASTER,)
     while (until_sent and server.stats.data_sent < until_sent) or (until and now < until):
         now = max(now, server.get_timer() or now) + 1e-4
         server.handle_timer(now)
         for data, addr in server.datagrams_to_send(now):
-            if addr == MASTER and len(data) < 20:
-                server.receive_datagram(encode_int(server._cursor) + encode_int(0) + b"\0", MASTER, now)
+            if addr in answering and len(data) < 20:
+                server.receive_datagram(encode_int(server._cursor) + encode_int(0) + b"\0", addr, now)
         if not server._stream_active:
             break
     return now
 
 
-def _stream_with_listener(config: ServerConfig) -> tuple[SlamServer, float]:
+def _stream_with_listener(config: ServerConfig, listener_answers: bool = False) -> tuple[SlamServer, float]:
     """A core streaming to MASTER with LISTENER known, 600 datagrams in."""
     from netboot.slam.ints import encode_int
 
@@ -286,7 +289,7 @@ def _stream_with_listener(config: ServerConfig) -> tuple[SlamServer, float]:
         server.receive_datagram(encode_int(0) + encode_int(1) + b"\0", client, 0.0)
     server.datagrams_to_send(0.0)
     server.receive_datagram(encode_int(1) + encode_int(4) + b"\0", MASTER, 0.001)  # starts the stream
-    return server, _stream(server, 0.001, until_sent=600)
+    return server, _stream(server, 0.001, until_sent=600, listener_answers=listener_answers)
 
 
 def test_a_listener_of_the_pace_set_that_loses_a_run_slows_the_stream() -> None:
@@ -306,3 +309,35 @@ def test_a_listener_that_misses_pings_during_the_stream_is_not_dropped() -> None
     now = _stream(server, now, until=now + 3.0)
     assert server._stream_active and server.peers[LISTENER].missed_pings >= 3
     assert LISTENER in server.peers
+
+
+def _first_pass_peak_rate(clients: list[SimClient]) -> tuple[Sim, float]:
+    data = os.urandom(4400 * DEFAULT_BLOCK_SIZE)
+    sim = Sim(Content(1, data), clients, ServerConfig(min_clients=len(clients), max_wait=30.0))
+    sim.run(limit=120)
+    _all_ok(sim, data)
+    start = next(t for t, name, _ in sim.log if name == "gather_end")
+    end = next(t for t, name, _ in sim.log if name == "pass_end")
+    rates = [float(str(f["rate"])) for t, name, f in sim.log if name == "rate" and start <= t <= end]
+    return sim, max(rates, default=ServerConfig().start_rate or 0.0)
+
+
+def test_a_fast_master_does_not_ramp_past_listeners_that_cannot_keep_up() -> None:
+    """The lab's x-slam train: an e1000 master's clean answers ramped the first pass to
+    86 000 datagrams/s while the slower NICs of the wave overflowed, losing our pings with
+    the data; the repairs put 2.0 x the file on the group.  Growth now waits until the
+    whole pace set has kept up, and a listener's missed pings slow the stream."""
+    fast_master_slow_listeners = [
+        SimClient(start=0.0),
+        SimClient(start=1.0, capacity=900.0),
+        SimClient(start=2.0, capacity=1200.0),
+        SimClient(start=4.0, capacity=700.0),
+    ]
+    sim, peak = _first_pass_peak_rate(fast_master_slow_listeners)
+    assert peak <= (ServerConfig().start_rate or 0.0)
+    assert sim.server.stats.data_bytes <= 1.9 * len(sim.content.data)
+
+
+def test_a_wave_that_keeps_up_still_ramps_to_the_ceiling() -> None:
+    _, peak = _first_pass_peak_rate([SimClient(start=0.0), SimClient(start=0.5)])
+    assert peak >= ServerConfig().max_rate
