@@ -63,6 +63,8 @@ class BootEvidence:
     seconds: float = 0.0
     #: How the payload travelled (lab.delivery.Delivery.to_json()), for multicast scenarios.
     delivery: dict[str, Any] = field(default_factory=dict)
+    #: The VM's tap when the VM stopped (lab.topology.tap_counters): frames QEMU never read.
+    tap: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed_stage(self) -> str | None:
@@ -96,6 +98,7 @@ class BootEvidence:
             ],
             "rom": self.rom,
             "files": self.files,
+            "tap": self.tap,
             "exit_status": self.exit_status,
             "seconds": round(self.seconds, 3),
             "delivery": self.delivery,

@@ -229,15 +229,16 @@ def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
             mark = {True: "ok", False: "FAILED", None: "n/a"}[c.ok]
             lines.append(f"- {mark}: {c.name}: {c.detail}")
         lines.append("")
-        lines += ["| VM | NIC | started | status | outcome | never-asked group blocks | unicast rexmits |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["| VM | NIC | started | status | outcome | never-asked group blocks | unicast rexmits "
+                  "| frames QEMU never read (tap drops) |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for i, v in enumerate(t.vms):
             fig = v.evidence.delivery.get("figures", {})
             link = os.path.relpath(v.directory, out_dir)
             lines.append(
                 f"| [{i}]({link}/) | {v.nic} | +{v.started_at:.1f} s | {v.evidence.status.value} | "
                 f"{v.evidence.delivery.get('outcome', '—')} | {v.heard_before_asking} | "
-                f"{fig.get('unicast_retransmits', '—')} |"
+                f"{fig.get('unicast_retransmits', '—')} | {v.evidence.tap.get('tx_dropped', '—')} |"
             )
     return lines
 

@@ -32,7 +32,7 @@ from lab.slam import LAB_SLAM_PORTS, SlamServer
 from lab.stages import PROTOCOL_FEATURE, run_ladder
 from lab.status import Status
 from lab.tftp import TftpServer
-from lab.topology import BRIDGE, SERVER_IPV4, Topology, add_tap, build_network, remove_tap
+from lab.topology import BRIDGE, SERVER_IPV4, Topology, add_tap, build_network, remove_tap, tap_counters
 from lab.vm import Vm
 from lab.wire import WireContext
 from roms.catalog import NicModel
@@ -280,6 +280,7 @@ class BootRun:
             finally:
                 self.vm.stop()
                 self._stop_capture()
+                self.evidence.tap = tap_counters(self.lab.ns, self.slot.tap)
                 self.lab._release(self.slot)
             self.evidence.seconds = time.monotonic() - t0
             self._collect(self.slot)

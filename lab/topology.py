@@ -7,6 +7,7 @@ router solicitations and a boot takes seconds instead (lab-findings.md).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -63,6 +64,23 @@ def add_tap(ns: Namespace, name: str) -> None:
     ns.run(["ip", "tuntap", "add", name, "mode", "tap"])
     ns.run(["ip", "link", "set", name, "master", BRIDGE])
     ns.run(["ip", "link", "set", name, "up"])
+
+
+def tap_counters(ns: Namespace, name: str) -> dict[str, int]:
+    """The host side of a VM's tap: frames handed to QEMU (``tx_packets``) and frames the
+    kernel dropped because QEMU had not read them (``tx_dropped``: the tap's queue was full).
+
+    Why: a frame on the tap's capture may still never reach the guest.  These counters
+    tell "the emulated NIC did not take it" (QEMU stopped reading: its ring was full, the
+    guest did not drain it) from "it never came"; empty if ``ip`` cannot say.
+    """
+    result = ns.run(["ip", "-s", "-j", "link", "show", "dev", name], check=False)
+    try:
+        (link,) = json.loads(result.stdout or "[]")
+        tx = link["stats64"]["tx"]
+        return {"tx_packets": int(tx["packets"]), "tx_dropped": int(tx["dropped"])}
+    except (ValueError, KeyError, TypeError):
+        return {}
 
 
 def remove_tap(ns: Namespace, name: str) -> None:

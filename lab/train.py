@@ -148,6 +148,7 @@ class TrainResult:
                     "transfer": v.transfer,
                     "status": v.evidence.status.value,
                     "delivery": v.evidence.delivery,
+                    "tap": v.evidence.tap,
                     "reason": v.evidence.reason,
                     "diagnosis": v.diagnosis,
                 }
