@@ -16,7 +16,7 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from lab.session import WIRE_CONTEXT, Lab
 from lab.slam import SLAM_PORT, SlamServer
 from lab.stages import BOOT_LADDER, PROTOCOL_FEATURE
 from lab.status import Status
-from lab.topology import BRIDGE, SERVER_IPV4
+from lab.topology import BRIDGE, SERVER_IPV4, tap_counters
 from lab.train_diagnosis import refused_fallback
 from lab.vm import Vm
 from roms.catalog import nic
@@ -64,6 +64,7 @@ class FullBootVm:
     detail: str = ""
     seconds: float = 0.0
     fetched_ok: bool = False  # iPXE printed "LAB fetched": it called both files ok
+    tap_counters: dict[str, int] = field(default_factory=dict)  # lab.topology.tap_counters
 
 
 def fullboot_files(lab: Lab) -> FullBoot:
@@ -130,6 +131,8 @@ def run_fullboot_vms(
         for machine in machines:
             if machine is not None:
                 machine.stop()
+        for vm in vms:
+            vm.tap_counters = tap_counters(lab.ns, vm.tap)
         for slot in slots:
             lab.release(slot)
         slam_events = [event for server_ in slam for event in server_.events()]
@@ -240,6 +243,7 @@ def full_boot_evidence(vm: FullBootVm) -> BootEvidence:
     evidence = BootEvidence(status=vm.status, reason=vm.detail, seconds=vm.seconds)
     evidence.stages.append(StageRecord("full boot", vm.status, vm.seconds, vm.seconds, message=vm.detail))
     evidence.delivery = {"outcome": vm.outcome}
+    evidence.tap = vm.tap_counters
     return evidence
 
 

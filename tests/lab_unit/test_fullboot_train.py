@@ -195,3 +195,11 @@ def test_a_full_boot_that_all_fell_back_to_unicast_passes_and_says_so() -> None:
     train = _train(boots, [0, 0])
     judge_full_boot(train, boots, _events([b.ip for b in boots]) + fallback[:1], 100)
     assert train.status is Status.FAIL  # one VM on the group took nothing from the stream
+
+
+def test_a_full_boot_vm_carries_its_tap_counters_into_its_evidence(tmp_path: Path) -> None:
+    vm = FullBootVm("rtl8139", "192.0.2.101", "tap1", tmp_path, 0.5, Status.PASS, "booted")
+    vm.tap_counters = {"tx_packets": 9000, "tx_dropped": 3}
+    evidence = full_boot_evidence(vm)
+    assert evidence.tap == {"tx_packets": 9000, "tx_dropped": 3}
+    assert evidence.to_json()["tap"]["tx_dropped"] == 3
