@@ -80,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-r",
         "--retry-timeout",
         type=int,
-        default=5,
+        default=None,
         metavar="S",
-        help="seconds before a retransmission (a client's timeout option overrides it)",
+        help="seconds before a retransmission, always (as atftpd); default: 1 s, doubling up to 5 s "
+        "(a client's timeout option overrides either)",
     )
     p.add_argument(
         "-m",
@@ -247,7 +248,8 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         root=os.path.abspath(args.directory),
         policy=policy,
-        retry_timeout=float(max(1, args.retry_timeout)),
+        retry_timeout=5.0 if args.retry_timeout is None else float(max(1, args.retry_timeout)),
+        first_retry=1.0 if args.retry_timeout is None else None,
         max_transfers=max(1, args.maxthread),
         allow_upload=args.allow_upload,
         trace=args.trace,

@@ -50,6 +50,9 @@ class ServerConfig:
     root: str = "/srv/tftp"
     policy: OptionPolicy = field(default_factory=OptionPolicy)
     retry_timeout: float = 5.0
+    #: Unicast reads: the first retransmission after progress, doubling up to
+    #: ``retry_timeout`` (read_transfer.py); None: always ``retry_timeout`` (atftpd).
+    first_retry: float | None = 1.0
     max_retries: int = 5
     max_transfers: int = 100
     allow_upload: bool = False

@@ -119,6 +119,7 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> bool:
         max_retries=config.max_retries,
         trace=config.trace,
         check_port=config.check_port,
+        first_retry=config.first_retry,
     )
     log.info(
         "serving %r to %s (blksize %d, windowsize %d, %d bytes)",

@@ -96,6 +96,30 @@ def test_retransmits_on_timeout_only_then_gives_up_with_an_event() -> None:
     assert names.count("retransmit") == 3 and names[-1] == "done"
 
 
+def test_default_retransmission_backs_off_from_one_second_and_restarts_on_progress() -> None:
+    """A lost DATA costs 1 s, not atftpd's 5 s; a silent client still gets 1, 2, 4, 5, 5 s."""
+    core = make_read(b"q" * 2000, timeout=5.0, first_retry=1.0)
+    first = core.datagrams_to_send(0.0)
+    due = []
+    for _ in range(4):
+        deadline = core.get_timer()
+        assert deadline is not None
+        due.append(deadline)
+        core.handle_timer(deadline)
+        assert core.datagrams_to_send(deadline) == first
+    assert due == [1.0, 3.0, 7.0, 12.0]
+    core.receive_datagram(ack(1), PEER, 12.5)
+    core.datagrams_to_send(12.5)
+    assert core.get_timer() == 13.5  # progress: back to the first interval
+
+
+def test_a_client_timeout_option_wins_over_the_backoff() -> None:
+    core = make_read(b"q" * 2000, (("timeout", "3"),), timeout=5.0, first_retry=1.0)
+    assert core.get_timer() == 3.0
+    core.handle_timer(3.0)
+    assert core.get_timer() == 6.0
+
+
 def test_client_timeout_option_sets_the_retransmission_interval() -> None:
     core = make_read(b"q" * 2000, (("timeout", "1"),), timeout=5.0)
     assert core.get_timer() == 1.0
