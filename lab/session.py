@@ -136,17 +136,14 @@ class Lab:
             self.start_tftp(kind, self.tftp.mtftp_file if self.tftp else None, train_vms)
         if protocol != "x-slam":
             return
-        running = self.slam if self.slam is not None and self.slam.file == payload_name else None
-        if train_vms is not None:
-            wanted = train_vms
-        else:
-            wanted = running.min_clients if running is not None else 1
-        if running is None or running.min_clients != wanted or train_vms is not None:
-            if self.slam is not None:
-                self.slam.stop()
-            self.slam = SlamServer(
-                self.ns, self.root / payload_name, self.directory / "services", min_clients=wanted
-            )
+        running = self.slam is not None and self.slam.file == payload_name
+        if running and train_vms is None:
+            return
+        if self.slam is not None:
+            self.slam.stop()
+        self.slam = SlamServer(
+            self.ns, self.root / payload_name, self.directory / "services", min_clients=train_vms or 1
+        )
 
     def close(self) -> None:
         for service in (self.slam, self.tftp, self.dhcp):
