@@ -1,3 +1,2 @@
-"""Registers the lab's pytest plugin (fixtures, markers, --lab-* options) for every test run."""
-
-pytest_plugins = ["lab.pytest_plugin"]
+"""The lab's fixtures and ``--lab-*`` options come from the installed package's ``lab``
+pytest11 entry point (lab/pytest_plugin.py); nothing else is needed here."""

@@ -20,23 +20,23 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.container import add_container_commands
-from lab.qemu import ACCELS
-from lab.report import RunInfo, write_reports
-from lab.runner import BootOutcome, CellResult, default_jobs, run_plan
-from lab.scenario import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS, protocol_plan
-from lab.session import vm_support_problem
-from lab.status import Status
-from lab.tftp import SERVERS
-from lab.train import (
+from lab.container.image import add_container_commands
+from lab.infra.host import vm_support_problem
+from lab.infra.qemu import ACCELS
+from lab.model.plan import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS, protocol_plan
+from lab.model.results import BootOutcome, CellResult, RunInfo, TrainResult
+from lab.model.status import Status
+from lab.model.train_plan import (
     DEFAULT_TRAIN_SIZE,
     FULL_BOOT_CHOICES,
     FULL_BOOT_PROTOCOLS,
     TRAIN_NICS,
-    TrainResult,
-    run_trains,
     train_plans,
 )
+from lab.report import write_reports
+from lab.run.matrix import default_jobs, run_plan
+from lab.run.services import TFTP_SERVERS as SERVERS
+from lab.run.train import run_trains
 from roms.catalog import CATALOG, DESIGN_NICS, nic
 from roms.romset import RomSetError, rom_sets
 

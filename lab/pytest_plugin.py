@@ -1,6 +1,7 @@
 """The lab's pytest plugin: options, markers and fixtures shared by all tests.
 
-Registered from the root ``conftest.py``.  Fixtures (see docs/lab.md):
+Registered as the ``lab`` pytest11 entry point of the installed package, so any test tree
+gets these fixtures and the ``--lab-*`` options.  Fixtures (see docs/lab.md):
 
 * ``netns``: a fresh sealed namespace for one test (no VMs).
 * ``lab`` (session, one per xdist worker): namespace + br0 + dnsmasq + TFTP server.
@@ -23,14 +24,18 @@ from typing import Any
 
 import pytest
 
-from lab.dhcp import Dnsmasq
-from lab.evidence import BootEvidence
-from lab.netns import Namespace, NamespaceUnavailable, namespace_support_problem
-from lab.qemu import ACCELS
-from lab.session import BootRun, Lab, LabConfig, vm_support_problem
-from lab.status import Status
-from lab.tftp import SERVERS, TftpServer, server_problem
-from lab.topology import Topology
+from lab.infra.dnsmasq import Dnsmasq
+from lab.infra.host import vm_support_problem
+from lab.infra.namespace import Namespace, NamespaceUnavailable, namespace_support_problem
+from lab.infra.qemu import ACCELS
+from lab.infra.tftp_service import SERVERS, TftpService, server_problem
+from lab.model.jsonable import to_json
+from lab.model.network import Topology
+from lab.model.results import BootEvidence
+from lab.model.status import Status
+from lab.run.boot import BootRun, launch
+from lab.run.lab import Lab, LabConfig
+from lab.run.services import Services, TftpWant
 from roms.catalog import DESIGN_NICS, nic
 from roms.romset import RomSet, rom_sets
 
@@ -136,15 +141,13 @@ def dhcp(lab: Lab) -> Dnsmasq:
     return lab.dhcp
 
 
-def _use_server(lab: Lab, kind: str) -> TftpServer:
-    if lab.tftp is None or lab.tftp.kind != kind:
-        lab.config.server = kind
-        return lab.start_tftp(kind)
-    return lab.tftp
+def _use_server(lab: Lab, kind: str) -> TftpService:
+    lab.config.server = kind
+    return lab.ensure(Services(TftpWant(kind)))
 
 
 @pytest.fixture(params=SERVERS)
-def tftp_server(request: pytest.FixtureRequest, lab: Lab) -> TftpServer:
+def tftp_server(request: pytest.FixtureRequest, lab: Lab) -> TftpService:
     """The TFTP server VMs boot from: pyatftpd (ours) or atftpd (Debian's, the reference)."""
     kind = str(request.param)
     problem = server_problem(kind)
@@ -189,7 +192,7 @@ def vm(
     ) -> BootRun:
         chosen = rom_set if isinstance(rom_set, RomSet) else {s.name: s for s in lab_rom_sets}[rom_set]
         folder = artifacts / f"vm{len(runs)}-{nic_name}-{size}B"
-        run = lab.launch(nic(nic_name), chosen, size, seed, folder, check_rom=check_rom, protocol=protocol)
+        run = launch(lab, nic(nic_name), chosen, size, seed, folder, check_rom=check_rom, protocol=protocol)
         runs.append(run)
         return run
 
@@ -213,8 +216,8 @@ class Confirm:
             self.item.user_properties.append((f"{prefix}seconds:{stage.name}", f"{stage.seconds:.3f}"))
         self.item.user_properties.append((f"{prefix}status", evidence.status.value))
         for name, path in evidence.files.items():
-            self.item.user_properties.append((f"{prefix}evidence:{name}", path))
-        self.records.append({"label": label, **evidence.to_json()})
+            self.item.user_properties.append((f"{prefix}evidence:{name}", str(path)))
+        self.records.append({"label": label, **to_json(evidence, self.folder)})
         (self.folder / "evidence.json").write_text(json.dumps(self.records, indent=2) + "\n")
         return evidence
 

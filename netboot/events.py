@@ -22,9 +22,11 @@ The event names are listed in ``docs/events.md``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
 
@@ -61,16 +63,77 @@ class EventLog:
         self._out = None
 
 
-def read_events(path: str) -> list[dict[str, Any]]:
-    """Parse an events file; a half-written last line (server still running) is skipped."""
+class ServerEvent(Mapping[str, Any]):
+    """One line of an events file: typed where every reader needs it, a mapping for the rest.
+
+    Why a class: the lab reads these files in many places, and each used to parse the
+    client's ``"ip:port"`` by hand.  ``event``, ``ts``, ``server``, ``client`` and
+    ``client_ip`` are parsed once here; event-specific fields stay reachable as
+    ``event["block"]`` or ``event.get("block")``, and ``dict(event)`` is the original line.
+    """
+
+    __slots__ = ("_fields", "ts", "server", "event", "client", "client_ip")
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        self._fields = dict(fields)
+        ts = self._fields.get("ts", 0.0)
+        self.ts = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else 0.0
+        self.server = str(self._fields.get("server", ""))
+        self.event = str(self._fields.get("event", ""))
+        self.client = parse_address(self._fields.get("client"))
+        self.client_ip = self.client[0] if self.client is not None else None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"ServerEvent({self._fields!r})"
+
+    def to_line(self) -> str:
+        """The event as one JSON line (for an excerpt file of one boot's events)."""
+        return json.dumps(self._fields, separators=(",", ":"), default=str)
+
+
+def parse_address(value: object) -> tuple[str, int] | None:
+    """``"ip:port"`` (IPv6 as ``"[addr]:port"`` or ``"addr:port"``) as (ip, port), else None."""
+    if not isinstance(value, str) or ":" not in value:
+        return None
+    host, _, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return (host, int(port)) if host and port.isdigit() else None
+
+
+def read_events(path: str | os.PathLike[str]) -> list[ServerEvent]:
+    """Parse an events file; a broken or half-written line (server still running) is skipped."""
     events = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             line = line.strip()
             if not line:
                 continue
             try:
-                events.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(record, dict) and "event" in record:
+                events.append(ServerEvent(record))
     return events
+
+
+def as_server_events(events: Iterable[Mapping[str, Any]]) -> list[ServerEvent]:
+    """Events from any source (a file, atftpd's log, a test) in the one typed model."""
+    return [e if isinstance(e, ServerEvent) else ServerEvent(e) for e in events]
+
+
+def events_text(events: Iterable[Mapping[str, Any]]) -> str:
+    """Events as JSON lines, the format of ``--events``."""
+    return "".join(
+        (e.to_line() if isinstance(e, ServerEvent) else json.dumps(dict(e), default=str)) + "\n"
+        for e in events
+    )

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.netns import Namespace, kill_group, make_veth_segment
+from lab.infra.namespace import Namespace, kill_group
+from lab.infra.network import make_veth_segment
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_IP = "192.0.2.1"

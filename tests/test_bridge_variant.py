@@ -14,22 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from lab.bridge_variant import TopologyMismatch, confirm_variant, read_bridge_state, set_variant
-from lab.capture import Capture
-from lab.netns import Namespace, make_bridge
-from lab.wire import parse_pcap
+from lab.infra.capture import Capture
+from lab.infra.namespace import Namespace
+from lab.infra.network import TopologyMismatch, confirm_topology, make_bridge, read_bridge_state, set_topology
+from lab.model.network import Topology
+from lab.wire.counts import parse_pcap
 
 REPO = Path(__file__).resolve().parent.parent
 NOBODY, HOST_ONLY, PORT_MEMBER = "239.255.3.1", "239.255.3.2", "239.255.3.3"
 SENT = 20
 PORT_PEER_IP = "192.0.2.50"
 
-#: variant -> frames per group seen on the port: with snooping and an active querier only
+#: topology -> frames per group seen on the port: with snooping and an active querier only
 #: the group that a report came in for reaches the port; otherwise the bridge floods.
 EXPECTED = {
-    "flooding": {NOBODY: SENT, HOST_ONLY: SENT, PORT_MEMBER: SENT},
-    "snooping": {NOBODY: SENT, HOST_ONLY: SENT, PORT_MEMBER: SENT},
-    "snooping-querier": {NOBODY: 0, HOST_ONLY: 0, PORT_MEMBER: SENT},
+    "flood": {NOBODY: SENT, HOST_ONLY: SENT, PORT_MEMBER: SENT},
+    "snoop": {NOBODY: SENT, HOST_ONLY: SENT, PORT_MEMBER: SENT},
+    "snoop+querier": {NOBODY: 0, HOST_ONLY: 0, PORT_MEMBER: SENT},
 }
 
 
@@ -52,8 +53,8 @@ def test_port_without_reports_is_cut_off_only_with_snooping_and_querier(
     netns: Namespace, tmp_path: Path, variant: str
 ) -> None:
     bridge_with_one_port(netns)
-    state = set_variant(netns, variant)  # type: ignore[arg-type]
-    assert state.variant == variant
+    state = set_topology(netns, Topology.parse(variant))
+    assert state.topology.column == variant
     if state.mcast_querier:
         time.sleep(2.0)  # past the 1 s querier delay, with margin for a loaded machine
     with Capture(netns, "vp1", tmp_path) as cap:
@@ -76,9 +77,9 @@ def test_port_without_reports_is_cut_off_only_with_snooping_and_querier(
 @pytest.mark.netns
 def test_variant_is_read_back_from_the_kernel(netns: Namespace) -> None:
     make_bridge(netns, snooping=True, querier=True)
-    assert read_bridge_state(netns).variant == "snooping-querier"
-    with pytest.raises(TopologyMismatch, match="snooping-querier, not flooding"):
-        confirm_variant(netns, "flooding")
-    assert set_variant(netns, "flooding").to_json()["variant"] == "flooding"
-    with pytest.raises(ValueError, match="unknown bridge variant"):
-        set_variant(netns, "mesh")  # type: ignore[arg-type]
+    assert read_bridge_state(netns).topology.column == "snoop+querier"
+    with pytest.raises(TopologyMismatch, match="snoop\\+querier, not flood"):
+        confirm_topology(netns, Topology())
+    assert set_topology(netns, Topology()).topology.column == "flood"
+    with pytest.raises(ValueError, match="unknown topology"):
+        Topology.parse("mesh")

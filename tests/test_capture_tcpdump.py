@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.capture import Capture
-from lab.netns import Namespace, make_veth_segment
-from lab.wire import parse_pcap
+from lab.infra.capture import Capture
+from lab.infra.namespace import Namespace
+from lab.infra.network import make_veth_segment
+from lab.wire.counts import parse_pcap
 
 REPO = Path(__file__).resolve().parent.parent
 HOLDER = "import sys; sys.stdin.read()"

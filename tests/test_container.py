@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from lab import container
 from lab.container import (
     ARTIFACTS_IN_CONTAINER,
     DEFAULT_BASE,
@@ -27,6 +26,7 @@ from lab.container import (
     matrix_command,
     run_options,
 )
+from lab.container import image as container
 
 
 def test_run_options_are_the_least_the_lab_needs() -> None:
@@ -119,7 +119,7 @@ def test_tftp_and_mtftp_boot_inside_the_container(
     """A unicast and a PXE MTFTP boot, bytes verified in the guest, with only the tun device added."""
     handle, _ = runner
     workdir = f"{ARTIFACTS_IN_CONTAINER}/smoke"
-    command = ["-m", "lab.container_smoke", "--protocols", "tftp,mtftp", "--workdir", workdir]
+    command = ["-m", "lab.container.smoke", "--protocols", "tftp,mtftp", "--workdir", workdir]
     status, out = container.run_in_container(handle, command, tmp_path, entrypoint=["python"], log=print)
     assert "SMOKE namespace ok" in out, out
     assert re.search(r"SMOKE boot tftp \S+ PASS", out), out
@@ -141,7 +141,7 @@ def test_debian_kernel_boots_over_mtftp_inside_the_container(
     except FullBootError as exc:
         pytest.skip(f"full boot payload unavailable on the host: {exc}")
     handle, _ = runner
-    command = ["-m", "lab.container_smoke", "--protocols", "", "--fullboot", "mtftp", "--timeout", "400",
+    command = ["-m", "lab.container.smoke", "--protocols", "", "--fullboot", "mtftp", "--timeout", "400",
                "--workdir", f"{ARTIFACTS_IN_CONTAINER}/full"]  # fmt: skip
     status, out = container.run_in_container(handle, command, tmp_path, entrypoint=["python"], log=print,
                                              cache=default_cache_root())  # fmt: skip

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.capture import Capture
-from lab.loss import (
+from lab.infra.capture import Capture
+from lab.infra.loss import (
     LossUnavailable,
     add_loss,
     add_rate_limit,
@@ -18,8 +18,9 @@ from lab.loss import (
     remove_loss,
     remove_rate_limit,
 )
-from lab.netns import Namespace, make_veth_segment
-from lab.wire import parse_pcap
+from lab.infra.namespace import Namespace
+from lab.infra.network import make_veth_segment
+from lab.wire.counts import parse_pcap
 
 REPO = Path(__file__).resolve().parent.parent
 COUNT = 400

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.netns import Namespace
+from lab.infra.namespace import Namespace
 from tests.mcast_lab import Served, make_file, run_scenario, segment, session_totals, wait_for_event
 
 pytestmark = pytest.mark.netns

@@ -10,7 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from lab.netns import Namespace, kill_group, make_bridge, make_veth_segment
+from lab.infra.namespace import Namespace, kill_group
+from lab.infra.network import make_bridge, make_veth_segment
 
 
 def _host_links() -> set[str]:
@@ -53,7 +54,8 @@ def test_kill_9_of_the_owner_leaves_no_process_or_interface(tmp_path: Path) -> N
             f"""
             import sys, time
             sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-            from lab.netns import Namespace, make_bridge
+            from lab.infra.namespace import Namespace
+            from lab.infra.network import make_bridge
             ns = Namespace(); ns.start(); make_bridge(ns)
             ns.run(["ip", "tuntap", "add", "tap7", "mode", "tap"])
             ns.run(["ip", "link", "set", "tap7", "master", "br0"])

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from lab import provision
+from lab.infra import provision
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dpkg-query") is None, reason="not a Debian system (no dpkg-query)"
@@ -36,5 +36,5 @@ def test_nothing_missing_is_silent_success(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_every_project_package_is_installed_here() -> None:
-    """tox runs `python -m lab.provision` first, so by now nothing may be missing."""
+    """tox runs `python -m lab.infra.provision` first, so by now nothing may be missing."""
     assert provision.missing_packages(list(provision.PACKAGES)) == []

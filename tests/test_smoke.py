@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from images.fullboot import FullBootError, build_fullboot
-from lab.container_smoke import smoke
-from lab.netns import namespace_support_problem
+from lab.container.smoke import smoke
+from lab.infra.namespace import namespace_support_problem
 
 pytestmark = pytest.mark.vm
 

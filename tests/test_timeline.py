@@ -11,8 +11,8 @@ from typing import Any
 import dpkt  # type: ignore[import-untyped]
 import pytest
 
-from lab import timeline as tl
-from lab.timeline import (
+from lab.report import timeline as tl
+from lab.report.timeline import (
     ACK,
     DONE,
     FALLBACK,

@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from lab.capture import Capture, CaptureError
-from lab.netns import Namespace, make_veth_segment, namespace_support_problem
-from lab.wire import WireContext, parse_pcap, slam_header, slam_int, write_evidence
+from lab.infra.capture import Capture, CaptureError
+from lab.infra.namespace import Namespace, namespace_support_problem
+from lab.infra.network import make_veth_segment
+from lab.model.jsonable import to_json
+from lab.run.evidence import count_capture
+from lab.wire.counts import WireContext, parse_pcap, slam_header, write_evidence
+from netboot.slam.ints import decode_int as slam_int
 from tests import netgen
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,7 +106,7 @@ def test_both_ends_of_the_veth_count_the_same(scenario_pcaps: dict[str, Path]) -
     """What left lab0 is what reached lab1: the counts do not depend on the capture side."""
 
     def counts(path: Path) -> dict[str, object]:
-        data = parse_pcap(path).to_json()
+        data = to_json(parse_pcap(path))
         for section in ("clients", "groups"):
             for row in data[section].values():
                 row.pop("first_ts")
@@ -117,7 +121,7 @@ def test_evidence_files_are_written_beside_the_pcap(scenario_pcaps: dict[str, Pa
     pcap = tmp_path / "br0.pcap"
     pcap.write_bytes(scenario_pcaps["lab1"].read_bytes())
     summary = write_evidence(pcap)
-    assert json.loads((tmp_path / "br0.wire.json").read_text()) == json.loads(json.dumps(summary.to_json()))
+    assert json.loads((tmp_path / "br0.wire.json").read_text()) == json.loads(json.dumps(to_json(summary)))
     assert "239.255.1.1:10000" in (tmp_path / "br0.wire.txt").read_text()
 
 
@@ -192,13 +196,13 @@ def test_recvmsg_reader_counts_like_the_ring(netns: Namespace, tmp_path: Path) -
 def test_capture_survives_its_interface_going_away(netns: Namespace, tmp_path: Path) -> None:
     """A VM's tap vanishes when QEMU exits: the capture keeps what it had and says so."""
     make_veth_segment(netns)
-    with Capture(netns, ["lab0", "lab1"], tmp_path, context=WireContext()) as cap:
+    with Capture(netns, ["lab0", "lab1"], tmp_path) as cap:
         run_module(netns, "tests.netgen", "frames", "lab0")
         netns.run(["ip", "link", "del", "lab1"])  # takes lab0 with it
         time.sleep(0.5)
     result = cap.stop()
     assert result.stats["lab1"]["gone"]
-    summary = result.summaries["lab1"]
+    summary = count_capture(result, context=WireContext())["lab1"]
     assert summary.clients[netgen.CLIENT_A[0]].acks == 8
     assert (tmp_path / "lab1.wire.json").exists() and (tmp_path / "lab1.wire.txt").exists()
 
@@ -206,8 +210,9 @@ def test_capture_survives_its_interface_going_away(netns: Namespace, tmp_path: P
 def test_the_lab_context_counts_the_full_boots_initrd_group_as_slam() -> None:
     """The full boot serves its initrd on SLAM port 10001; without it in the context its
     group bytes counted as "other", and a full boot reported 0.920 x for 1.080 x."""
-    from lab.session import WIRE_CONTEXT
-    from lab.wire import Frame, parse_frames
+    from lab.run.evidence import WIRE_CONTEXT
+    from lab.wire.counts import parse_frames
+    from lab.wire.frames import Frame
 
     data = netgen.SLAM_HEADER + b"\x20" + b"S" * 1451
     packet = netgen.udp(netgen.SERVER_IP, 10001, "239.255.1.1", 10001, data)

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.capture import Capture
-from lab.netns import Namespace, kill_group, make_veth_segment
-from lab.wire import WireContext
+from lab.infra.capture import Capture
+from lab.infra.namespace import Namespace, kill_group
+from lab.infra.network import make_veth_segment
+from lab.run.evidence import count_capture
+from lab.wire.counts import WireContext
 
 SIZE = 300_000
 SERVER, CLIENT = "192.0.2.1", "192.0.2.2"
@@ -28,7 +30,7 @@ SERVER, CLIENT = "192.0.2.1", "192.0.2.2"
 def atftpd(netns: Namespace, tmp_path: Path) -> Iterator[Path]:
     missing = [tool for tool in ("atftpd", "atftp", "curl") if shutil.which(tool) is None]
     if missing:
-        fix = "python -m lab.provision (apt-get install -y atftpd atftp curl)"
+        fix = "python -m lab.infra.provision (apt-get install -y atftpd atftp curl)"
         pytest.skip(f"missing {', '.join(missing)}: run {fix}")
     root = tmp_path / "root"
     root.mkdir()
@@ -55,7 +57,7 @@ def atftpd(netns: Namespace, tmp_path: Path) -> Iterator[Path]:
 @pytest.mark.netns
 def test_counts_on_real_unicast_and_rfc2090_transfers(netns: Namespace, atftpd: Path, tmp_path: Path) -> None:
     got_unicast, got_multicast = tmp_path / "unicast.bin", tmp_path / "multicast.bin"
-    with Capture(netns, ["lo", "lab1"], tmp_path / "pcap", context=WireContext(server_ips=(SERVER,))) as cap:
+    with Capture(netns, ["lo", "lab1"], tmp_path / "pcap") as cap:
         # curl from its own address: unicast between two local addresses goes through lo.
         netns.run(["curl", "-sS", "--interface", CLIENT, f"tftp://{SERVER}/f.bin", "-o", str(got_unicast)],
                   timeout=60)
@@ -63,18 +65,18 @@ def test_counts_on_real_unicast_and_rfc2090_transfers(netns: Namespace, atftpd: 
         netns.run(["atftp", "--get", "-r", "f.bin", "-l", str(got_multicast), "--option", "multicast",
                    "--option", "blksize 1428", SERVER], timeout=60)
     assert got_unicast.read_bytes() == atftpd.read_bytes() == got_multicast.read_bytes()
-    result = cap.stop()
+    summaries = count_capture(cap.stop(), context=WireContext(server_ips=(SERVER,)))
 
     blocks_512 = SIZE // 512 + 1
-    curl = result.summaries["lo"].clients[CLIENT]
+    curl = summaries["lo"].clients[CLIENT]
     assert (curl.rrq, curl.rrq_files) == (1, ["f.bin"])
     assert curl.unicast_data_blocks == blocks_512
     assert SIZE <= curl.unicast_data_bytes <= SIZE + 512 * curl.unicast_data_retransmits
     assert curl.acks >= blocks_512
     assert curl.errors_to_client == curl.errors_from_client == 0
 
-    group = result.summaries["lab1"].groups["239.255.0.0:1758"]
+    group = summaries["lab1"].groups["239.255.0.0:1758"]
     assert group.protocol == "tftp"
     assert group.distinct_blocks == SIZE // 1428 + 1
     assert SIZE <= group.data_bytes <= SIZE + 1428 * group.repeated_frames
-    assert result.summaries["lab1"].group_ratio(SIZE, "239.255.0.0:1758") >= 1.0
+    assert summaries["lab1"].group_ratio(SIZE, "239.255.0.0:1758") >= 1.0

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from lab.model.plan import unicast_plan
+from lab.model.status import Status
 from lab.pytest_plugin import require_vm_support
-from lab.report import STAGES, stage_medians
-from lab.runner import run_plan
-from lab.scenario import unicast_plan
-from lab.status import Status
+from lab.report.summary import STAGES, stage_medians
+from lab.run.matrix import run_plan
 from roms.catalog import DESIGN_NICS
 from roms.romset import RomSet
 

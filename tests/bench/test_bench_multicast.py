@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from lab.netns import Namespace
+from lab.infra.namespace import Namespace
 from tests.mcast_lab import ATFTPD, Served, make_file, run_scenario, segment
 
 pytestmark = [pytest.mark.bench, pytest.mark.netns]

@@ -34,7 +34,8 @@ from typing import Any
 
 import pytest
 
-from lab.netns import Namespace, make_veth_segment
+from lab.infra.namespace import Namespace
+from lab.infra.network import make_veth_segment
 from tests.mcast_lab import ATFTPD, Served, run_scenario
 from tests.slam.session import SERVER_IP, SlamSession, sha256
 

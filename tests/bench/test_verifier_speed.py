@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from images.direct_boot import run_direct
 from images.payload import make_payload
 from images.verifier import build_verifier
+from lab.infra.direct_boot import run_direct
 
 pytestmark = [
     pytest.mark.bench,

@@ -22,12 +22,12 @@ from images.fullboot import (
     KERNEL_APPEND,
     MARKER,
     FullBootError,
-    boot_direct,
     build_fullboot,
     fullboot_script,
     parse_marker,
 )
 from images.payload import make_payload
+from lab.infra.direct_boot import boot_direct
 
 needs_cpio = pytest.mark.skipif(shutil.which("cpio") is None, reason="no cpio; fix: apt-get install cpio")
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="no dpkg-deb (Debian's dpkg)")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from images.bootscript import BOOT_FAILED, FETCHED, KERNEL_FETCHED, ipxe_script, payload_url
-from images.direct_boot import run_qemu
 from images.payload import write_payload
 from images.verifier import ISA_DEBUG_EXIT, build_verifier, parse_console, verdict_from_exit
+from lab.infra.direct_boot import run_qemu
 from roms.catalog import DESIGN_NICS, nic
 from roms.romset import DEBIAN_ROM_DIR, RomSet
 

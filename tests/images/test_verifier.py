@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from images import verifier
-from images.direct_boot import run_direct, run_qemu
 from images.payload import LAB_BLKSIZE, make_payload
 from images.verifier import (
     VERIFY_EXIT_FAIL,
@@ -26,6 +25,7 @@ from images.verifier import (
     parse_console,
     verdict_from_exit,
 )
+from lab.infra.direct_boot import run_direct, run_qemu
 
 needs_qemu = pytest.mark.skipif(
     shutil.which("qemu-system-x86_64") is None,
@@ -197,7 +197,7 @@ def test_qemu_does_not_outlive_a_killed_caller() -> None:
 
     name = f"netboot-lab-orphan-{uuid.uuid4().hex}"
     code = (
-        "from images.direct_boot import run_qemu; "
+        "from lab.infra.direct_boot import run_qemu; "
         "run_qemu(['qemu-system-x86_64', '-accel', 'tcg', '-nodefaults', '-nographic', '-S', "
         f"'-name', '{name}'], timeout=120)"
     )

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.nic_capture import count_tftp
+from lab.infra.tftp_service import TftpService
+from lab.model.status import Status
 from lab.pytest_plugin import Confirm, VmFactory
-from lab.status import Status
-from lab.tftp import TftpServer
+from lab.wire.counts import parse_pcap
 
 pytestmark = pytest.mark.vm
 
@@ -26,13 +26,13 @@ def test_design_nic_verifies_a_kernel_sized_payload(nic_model: str, vm: VmFactor
     assert (check.seen_sha256, check.seen_bytes) == (check.expect_sha256, FIVE_MIB)
     assert evidence.exit_status == 33
     assert "TFTP" in evidence.rom["features"].split()
-    wire = count_tftp(Path(evidence.files["pcap"]))  # the bytes really crossed the NIC
-    assert wire.tftp_data_bytes >= FIVE_MIB, wire
+    wire = parse_pcap(Path(evidence.files["pcap"]))  # the bytes really crossed the NIC
+    assert sum(c.unicast_data_bytes for c in wire.clients.values()) >= FIVE_MIB, wire
 
 
 @pytest.mark.parametrize("size", [1, 1432 * 3])
 def test_each_server_delivers_the_edge_sizes(
-    tftp_server: TftpServer, size: int, vm: VmFactory, confirm: Confirm
+    tftp_server: TftpService, size: int, vm: VmFactory, confirm: Confirm
 ) -> None:
     run = vm("rtl8139", size=size)
     evidence = run.finish()

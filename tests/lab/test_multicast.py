@@ -27,9 +27,10 @@ def test_mtftp_payload_comes_on_the_group(vm: VmFactory, confirm: Confirm) -> No
     confirm.passed(evidence)
     assert run.slot is not None
     delivery = evidence.delivery
-    assert delivery["outcome"] == "multicast", delivery
-    assert delivery["figures"]["group_data_bytes"] >= SIZE
-    assert delivery["figures"]["unicast_payload_bytes"] < SIZE
+    assert delivery is not None
+    assert delivery.outcome == "multicast", delivery
+    assert delivery.figures["group_data_bytes"] >= SIZE
+    assert delivery.figures["unicast_payload_bytes"] < SIZE
     tap = _wire(evidence.files, f"wire_{run.slot.tap}")
     assert "239.255.1.1:3001" in tap["groups"]  # type: ignore[operator]
     events = Path(evidence.files["tftp_events"]).read_text()
@@ -41,7 +42,8 @@ def test_tftm_completes_only_through_the_unicast_fallback(vm: VmFactory, confirm
     evidence = run.finish()
     confirm.passed(evidence)
     delivery = evidence.delivery
-    assert delivery["outcome"] == "unicast-fallback", delivery
-    assert delivery["figures"]["multicast_not_received"]["event"] == "multicast_not_received"
-    assert delivery["figures"]["unicast_payload_bytes"] >= SIZE
-    assert delivery["figures"]["igmp_reports"] == 0  # iPXE has no IGMP code
+    assert delivery is not None
+    assert delivery.outcome == "unicast-fallback", delivery
+    assert delivery.figures["multicast_not_received"]["event"] == "multicast_not_received"
+    assert delivery.figures["unicast_payload_bytes"] >= SIZE
+    assert delivery.figures["igmp_reports"] == 0  # iPXE has no IGMP code

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from lab.netns import Namespace
-from lab.topology import Topology, add_tap, build_network, remove_tap
+from lab.infra.namespace import Namespace
+from lab.infra.network import add_tap, build_network, remove_tap
+from lab.model.network import Topology
 
 pytestmark = pytest.mark.netns
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.session import Lab
-from lab.status import Status
+from lab.model.status import Status
+from lab.run.boot import launch
+from lab.run.lab import Lab
 from roms.catalog import nic
 from roms.romset import RomSet
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.vm
 
 def test_qemu_refusing_its_command_line_is_error_at_the_rom_stage(lab: Lab, artifacts: Path) -> None:
     bogus = replace(nic("e1000"), qemu_device="no-such-nic")
-    run = lab.launch(bogus, RomSet.debian(), 1, 1, artifacts / "bogus")
+    run = launch(lab, bogus, RomSet.debian(), 1, 1, artifacts / "bogus")
     evidence = run.finish()
     assert evidence.status is Status.ERROR, evidence.reason
     assert evidence.failed_stage == "rom"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from lab.netns import kill_group
+from lab.infra.namespace import kill_group
+from lab.model.status import Status
 from lab.pytest_plugin import VmFactory
-from lab.session import Lab
-from lab.status import Status
+from lab.run.lab import Lab
+from lab.run.services import Services, TftpWant
 
 pytestmark = pytest.mark.vm
 
@@ -20,11 +21,11 @@ def test_tftp_server_dying_mid_boot_is_error_not_fail(lab: Lab, vm: VmFactory) -
         assert run.vm is not None and lab.tftp is not None
         # the ROM runs: now break the lab
         run.vm.console.expect(r"iPXE \S+ -- Open Source", [], 60, consume=False)
-        kill_group(lab.tftp.proc)
+        kill_group(lab.tftp.process.proc)
         evidence = run.finish()
     finally:
         lab.config.timeout_scale = saved
-        lab.start_tftp(lab.config.server)
+        lab.ensure(Services(TftpWant(lab.config.server), fresh=True))
     assert evidence.status is Status.ERROR, evidence.reason
     assert "TFTP server" in evidence.reason and "died" in evidence.reason
     assert "FAIL@" in evidence.reason  # the withheld driver verdict is kept for the record

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.model.status import Status
 from lab.pytest_plugin import VmFactory
-from lab.status import Status
 from roms.romset import RomSet
 
 pytestmark = pytest.mark.vm

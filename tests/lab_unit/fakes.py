@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from lab.console import Console
+from lab.infra.console import Console
 
 
 class FakeProc:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import dpkt
 
-from lab.nic_capture import count_tftp
+from lab.wire.counts import parse_pcap
 
 
 def _udp_frame(payload: bytes, sport: int = 40000, dport: int = 2070) -> bytes:
@@ -22,5 +22,6 @@ def test_counts_only_tftp_data_payload_bytes(tmp_path: Path) -> None:
         writer.writepkt(_udp_frame(b"\x00\x03\x00\x02" + b"y" * 7), ts=1.1)
         writer.writepkt(_udp_frame(b"\x00\x04\x00\x02", sport=2070, dport=40000), ts=1.2)  # ACK
         writer.writepkt(_udp_frame(b"\x00\x06blksize\x001432\x00"), ts=1.3)  # OACK
-    counts = count_tftp(path)
-    assert (counts.frames, counts.tftp_data_frames, counts.tftp_data_bytes) == (4, 2, 1439)
+    counts = parse_pcap(path)
+    client = counts.clients["192.0.2.100"]
+    assert (counts.frames, client.unicast_data_frames, client.unicast_data_bytes) == (4, 2, 1439)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.console import Console, ConsoleClosed, clean
+from lab.infra.console import Console, ConsoleClosed, clean
 from tests.lab_unit.fakes import console_with
 
 
@@ -40,7 +40,7 @@ def test_timeout_and_closed_are_distinct(tmp_path: Path) -> None:
 
 
 def test_wrapped_banner_still_matches(tmp_path: Path) -> None:
-    from lab.stages import BOOT_LADDER
+    from lab.judge.ladder import BOOT_LADDER
 
     text = (
         "iPXE 1.0.0+git-20190125.36a4c85-5.1 -- Open Source Network Boot Firmware -- http\r\n"

@@ -4,11 +4,13 @@ from pathlib import Path
 
 import dpkt
 
-from lab.delivery import WireFigures, classify, wire_figures
-from lab.evidence import BootEvidence
-from lab.status import Status
-from lab.train import TrainCheck, TrainPlan, TrainResult, TrainVm, judge, stream_timeline
-from lab.wire import WireContext, parse_pcap
+from lab.judge.delivery import classify, wire_figures
+from lab.judge.train import judge
+from lab.model.results import BootEvidence, Delivery, TrainCheck, TrainResult, TrainVm, WireFigures
+from lab.model.status import Status
+from lab.model.train_plan import TrainPlan
+from lab.wire.counts import WireContext, parse_pcap
+from lab.wire.streams import stream_timeline
 
 SIZE = 2 * 1024 * 1024
 FALLBACK = {"event": "multicast_not_received", "client": "192.0.2.100:1234", "block": 3}
@@ -88,7 +90,7 @@ def test_stream_timeline_counts_group_blocks_the_client_never_asked_for(tmp_path
 
 
 def _vm(nic: str, status: Status, outcome: str, start: float, heard: int) -> TrainVm:
-    ev = BootEvidence(status=status, delivery={"outcome": outcome, "figures": {}})
+    ev = BootEvidence(status=status, delivery=Delivery(outcome))
     return TrainVm(nic, f"192.0.2.{100 + len(nic)}", Path("/x"), ev, start, heard, (start, start + 10))
 
 
@@ -149,7 +151,7 @@ def _slam_data(packet: int) -> bytes:
 
 def test_slam_clients_ask_with_nacks_and_listeners_start_after_their_verifier(tmp_path: Path) -> None:
     """SLAM has no RRQ: NACK runs say what a client asked for, and a late joiner may never NACK."""
-    from lab.train import slam_nack_blocks
+    from lab.wire.streams import slam_nack_blocks
 
     assert slam_nack_blocks(b"\x20\x21\x00") == {0}  # a fresh iPXE client: skip 0, send 1
     assert slam_nack_blocks(b"\x24\x24\x00") == {4, 5, 6, 7}

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.addressing import slots
-from lab.dhcp import dnsmasq_argv, dnsmasq_config
+from lab.infra.dnsmasq import dnsmasq_argv, dnsmasq_config
+from lab.model.network import slots
 
 
 def _conf(count: int = 3, lab_index: int = 1) -> list[str]:

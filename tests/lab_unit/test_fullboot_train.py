@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lab.fullboot_train import FullBootVm, _watch, full_boot_evidence, judge_full_boot, session_figures
-from lab.report import full_boot_of, matrix_json, matrix_markdown
-from lab.status import Status
-from lab.train import TrainPlan, TrainResult, TrainVm
+from lab.judge.fullboot import FullBootVm, full_boot_evidence, judge_full_boot, session_figures
+from lab.model.jsonable import to_json
+from lab.model.results import TrainResult, TrainVm
+from lab.model.status import Status
+from lab.model.train_plan import TrainPlan
+from lab.report.markdown import matrix_markdown
+from lab.report.matrix_json import matrix_json
+from lab.report.summary import full_boot_of
+from lab.run.fullboot import _watch
 from tests.lab_unit.test_report import INFO
 
 HASH = "e" * 64
@@ -26,7 +31,7 @@ class _Console:
     def expect(self, success: str, failures: list[str], timeout: float, consume: bool = True) -> Any:
         import re
 
-        from lab.console import Match
+        from lab.infra.console import Match
 
         patterns = [(success, False), *[(x, True) for x in failures]]
         hits = [(m, f) for rx, f in patterns if (m := re.search(rx, self.text))]
@@ -202,4 +207,4 @@ def test_a_full_boot_vm_carries_its_tap_counters_into_its_evidence(tmp_path: Pat
     vm.tap_counters = {"tx_packets": 9000, "tx_dropped": 3}
     evidence = full_boot_evidence(vm)
     assert evidence.tap == {"tx_packets": 9000, "tx_dropped": 3}
-    assert evidence.to_json()["tap"]["tx_dropped"] == 3
+    assert to_json(evidence)["tap"]["tx_dropped"] == 3

@@ -12,7 +12,7 @@ def test_missing_tun_device_skips_with_reason_and_fix(monkeypatch: pytest.Monkey
 
 
 def test_vm_support_reports_missing_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lab.session as session
+    import lab.infra.host as session
 
     reason = "user namespaces are not allowed; sysctl"
     monkeypatch.setattr(session, "namespace_support_problem", lambda: reason)

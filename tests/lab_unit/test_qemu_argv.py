@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.qemu import QemuSpec, qemu_argv
+from lab.infra.qemu import QemuSpec, qemu_argv
 
 
 def test_golden_argv_for_a_tcg_vm() -> None:

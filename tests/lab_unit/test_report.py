@@ -2,11 +2,12 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from lab.evidence import BootEvidence, PayloadCheck, StageRecord
-from lab.report import RunInfo, matrix_json, matrix_markdown, write_reports
-from lab.runner import BootOutcome, CellResult
-from lab.scenario import BootPlan, CellKey
-from lab.status import Status
+from lab.model.plan import BootPlan, CellKey
+from lab.model.results import BootEvidence, BootOutcome, CellResult, PayloadCheck, RunInfo, StageRecord
+from lab.model.status import Status
+from lab.report import write_reports
+from lab.report.markdown import matrix_markdown
+from lab.report.matrix_json import matrix_json
 
 INFO = RunInfo("RUN", "2026-01-01T00:00:00+00:00", 12.5, 2, "tcg", "QEMU 7.2", "abc123", {"debian": "/roms"})
 
@@ -66,7 +67,7 @@ def test_junit_counts_failures_errors_and_skips(tmp_path: Path) -> None:
     )  # fmt: skip
     failing = [c for c in suite.iter("testcase") if c.find("failure") is not None]
     assert failing[0].get("name") == "rtl8139[1B]"
-    assert json.loads(paths["json"].read_text())["schema"] == 2
+    assert json.loads(paths["json"].read_text())["schema"] == 3
     assert (tmp_path / "out" / "matrix.html").read_text().count("<tr>") >= 4
 
 
@@ -77,19 +78,19 @@ def test_lab_errors_mark_the_matrix_incomplete(tmp_path: Path) -> None:
 
 
 def test_html_links_each_multicast_cell_and_train_to_its_timeline(tmp_path: Path) -> None:
-    from lab.report_html import matrix_html
+    from lab.report.html import matrix_html
 
     key = CellKey("e1000", "debian", protocol="mtftp")
     boot = _boot(key, 1, Status.PASS, tmp_path)
-    boot.evidence.files["timeline"] = str(boot.directory / "timeline.png")
-    data = matrix_json([CellResult(key, Status.PASS, "", [boot])], INFO)
+    boot.evidence.files["timeline"] = boot.directory / "timeline.png"
+    data = matrix_json([CellResult(key, Status.PASS, "", [boot])], INFO, out_dir=tmp_path)
     data["trains"] = [
         {
-            "column": "mtftp/debian/pyatftpd/train4", "artifacts": str(tmp_path / "t"), "status": "PASS",
+            "column": "mtftp/debian/pyatftpd/train4", "artifacts": "t", "status": "PASS",
             "outcome": "multicast", "group_bytes": 1, "group_ratio": 1.0, "checks": [], "vms": [],
-            "timelines": [str(tmp_path / "t" / "timeline.png")],
+            "timelines": ["t/timeline.png"],
         }
     ]  # fmt: skip
-    page = matrix_html(data, tmp_path)
+    page = matrix_html(data)
     assert f'href="{key.slug}/1/timeline.png">timeline</a>' in page
     assert 'href="t/timeline.png">timeline</a>' in page

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from lab.scenario import DEFAULT_SIZES, CellKey, unicast_plan
+from lab.model.plan import DEFAULT_SIZES, CellKey, unicast_plan
 from roms.romset import RomSet
 
 
@@ -29,7 +29,7 @@ def test_cell_columns_grow_with_the_multicast_axes() -> None:
 
 
 def test_protocol_plan_covers_every_protocol_and_server_and_slam_has_its_own_server(tmp_path: Path) -> None:
-    from lab.scenario import protocol_plan
+    from lab.model.plan import protocol_plan
     from roms.romset import RomSet
 
     sets = [RomSet("debian", tmp_path)]
@@ -44,7 +44,7 @@ def test_protocol_plan_covers_every_protocol_and_server_and_slam_has_its_own_ser
 
 
 def test_train_plans_per_protocol_server_and_one_lossy_train() -> None:
-    from lab.train import train_plans
+    from lab.model.train_plan import train_plans
 
     plans = train_plans(("mtftp", "tftm", "x-slam"), ["pyatftpd", "atftpd"], ["debian"], 4096, 5)
     assert [p.column for p in plans] == [

@@ -3,9 +3,9 @@
 import hashlib
 from pathlib import Path
 
-from lab.evidence import BootEvidence, PayloadCheck
-from lab.stages import run_ladder
-from lab.status import Status
+from lab.model.results import BootEvidence, PayloadCheck
+from lab.model.status import Status
+from lab.run.ladder import run_ladder
 from tests.lab_unit.fakes import FakeProc, as_popen, console_with
 
 DIGEST = hashlib.sha256(b"x").hexdigest()
@@ -111,8 +111,9 @@ def test_a_rom_without_the_protocols_feature_is_unsupported_not_failed(tmp_path:
 def test_wait_stage_raises_a_stage_timeout_naming_the_stage(tmp_path: Path) -> None:
     import pytest
 
-    from lab.errors import StageFailed, StageTimeout
-    from lab.stages import BOOT_LADDER, wait_stage
+    from lab.judge.ladder import BOOT_LADDER
+    from lab.model.errors import StageFailed, StageTimeout
+    from lab.run.ladder import wait_stage
 
     console, _writer = console_with(BANNER, tmp_path, close=False)
     assert wait_stage(console, BOOT_LADDER[0]).groups["features"] == "DNS HTTP TFTP MBOOT"

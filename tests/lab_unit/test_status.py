@@ -2,8 +2,8 @@ import itertools
 
 import pytest
 
-from lab.errors import DriverFailure, LabError, LabUnavailable, StageTimeout
-from lab.status import Status, combine
+from lab.model.errors import DriverFailure, LabError, LabUnavailable, StageTimeout
+from lab.model.status import Status, combine
 
 KCIDB_ORDER = [Status.FAIL, Status.ERROR, Status.MISS, Status.PASS]
 

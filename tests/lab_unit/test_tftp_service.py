@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.tftp import TftpSpec, events_from_atftpd_log, tftp_argv
+from lab.infra.tftp_service import TftpSpec, events_from_atftpd_log, tftp_argv
 
 
 def _spec(kind: str) -> TftpSpec:

@@ -6,8 +6,8 @@ import json
 import subprocess
 from typing import Any, cast
 
-from lab.netns import Namespace
-from lab.topology import tap_counters
+from lab.infra.namespace import Namespace
+from lab.infra.network import tap_counters
 
 
 class _Ip:

@@ -2,9 +2,10 @@ from pathlib import Path
 
 import dpkt
 
-from lab.evidence import BootEvidence, StageRecord
-from lab.status import Status
-from lab.train_diagnosis import diagnose, refused_fallback, tap_activity
+from lab.judge.diagnosis import diagnose, refused_fallback
+from lab.model.results import BootEvidence, StageRecord
+from lab.model.status import Status
+from lab.wire.streams import tap_activity
 
 VM = "192.0.2.102"
 
@@ -89,7 +90,7 @@ def test_a_refused_stale_fallback_is_named_with_its_reason() -> None:
 
 
 def test_joins_of_a_held_session_after_its_first_count_as_late() -> None:
-    from lab.train import late_join_check
+    from lab.judge.train import late_join_check
 
     held = [{"event": "mcast_join", "session": "s1", "held": True, "late": False} for _ in range(4)]
     check = late_join_check(held)

@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from lab.netns import Namespace, kill_group, make_bridge
+from lab.infra.namespace import Namespace, kill_group
+from lab.infra.network import make_bridge
 
 ROM_DIR = Path("/usr/lib/ipxe/qemu")
 QEMU = "qemu-system-x86_64"

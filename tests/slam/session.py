@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.netns import Namespace, kill_group, make_veth_segment
+from lab.infra.namespace import Namespace, kill_group
+from lab.infra.network import make_veth_segment
 from netboot.events import read_events
 
 SERVER_IP = "192.0.2.1"

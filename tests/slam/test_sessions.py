@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.netns import Namespace, kill_group
+from lab.infra.namespace import Namespace, kill_group
 from tests.slam.session import SERVER_IP, SlamSession, sha256
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]

@@ -1,0 +1,66 @@
+"""Why a train VM failed, read from its tap: did it stop talking while the group stream ran?
+
+Why this exists: in 4-VM trains on a 2-core TCG host, some NIC models (pcnet, eepro100)
+fail in ways the console alone does not explain: a VM stops transmitting while group
+DATA keeps arriving on its tap, or never gets as far as asking for the payload while the
+stream floods it.  Saying so in the train's report keeps "the driver stopped" apart from
+"the server did not answer" (the server's events show the second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lab.model.results import BootEvidence
+from lab.model.status import Status
+from lab.wire.streams import TapActivity
+from netboot.events import as_server_events
+
+#: A VM silent this long before the group stream ended had stopped taking part.
+SILENT_SECONDS = 3.0
+
+
+def diagnose(evidence: BootEvidence, activity: TapActivity, asked_for_payload: bool) -> str:
+    """One clause for a failed VM ("" when it passed or nothing stands out)."""
+    if evidence.status is Status.PASS:
+        return ""
+    stage = evidence.failed_stage or "?"
+    if not asked_for_payload:
+        return (
+            f"never asked for the payload (stopped at stage {stage}) while {activity.group_frames} "
+            "group frames reached its tap"
+        )
+    if activity.last_sent is not None and activity.group_last is not None:
+        silent = activity.group_last - activity.last_sent
+        if silent >= SILENT_SECONDS and activity.unanswered:
+            return (
+                f"sent nothing for the last {silent:.0f} s of the group stream and left "
+                f"{activity.unanswered} unicast frames to it unanswered (stage {stage})"
+            )
+        if silent >= SILENT_SECONDS:
+            # An MTFTP listener is silent by design until the server asks it something.
+            return (
+                f"listened without sending for the last {silent:.0f} s of the group stream and was "
+                f"never asked to answer (stage {stage})"
+            )
+    return f"failed at stage {stage}"
+
+
+def refused_fallback(server_events: Sequence[Mapping[str, Any]], client_ip: str) -> str:
+    """The clause for a VM whose plain-TFTP fallback pyatftpd refused ("" if none).
+
+    Such a VM had listened to the group and then fallen back with iPXE's emptied block
+    bitmap: either its MTFTP request never reached the server (the unknown listener of
+    docs/multicast.md, an iPXE race), or the server let it go quiet unfinished.  The
+    refusal is what kept it from printing ``ok`` over an image with holes; the event's
+    reason says which case it was.
+    """
+    for event in as_server_events(server_events):
+        if event.event == "mtftp_stale_fallback" and event.client_ip == client_ip:
+            return (
+                f"fell back to plain TFTP {event.get('quiet_seconds')} s after the MTFTP stream and the "
+                f"server refused it ({event.get('reason')}; mtftp_stale_fallback, ERROR 0, iPXE: "
+                "'Operation not supported') rather than serve it holes"
+            )
+    return ""

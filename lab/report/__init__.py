@@ -1,0 +1,35 @@
+"""The report layer: what a run proved, drawn for people and written for machines.
+
+matrix.md, matrix.json, matrix.html and junit.xml come from the same results and the
+same summary (:mod:`lab.report.summary`); timelines picture one multicast session.
+Nothing here runs a boot: reports read results and evidence files only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab.model.results import CellResult, RunInfo, TrainResult
+from lab.report.html import matrix_html
+from lab.report.junit import junit_xml
+from lab.report.markdown import matrix_markdown
+from lab.report.matrix_json import matrix_json
+
+
+def write_reports(
+    results: Sequence[CellResult], info: RunInfo, out_dir: Path, trains: Sequence[TrainResult] = ()
+) -> dict[str, Path]:
+    """Write matrix.json, matrix.md, junit.xml and matrix.html into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out_dir / "matrix.json", "md": out_dir / "matrix.md", "junit": out_dir / "junit.xml",
+        "html": out_dir / "matrix.html",
+    }  # fmt: skip
+    data = matrix_json(results, info, trains, out_dir)
+    paths["json"].write_text(json.dumps(data, indent=2) + "\n")
+    paths["md"].write_text(matrix_markdown(results, info, out_dir, trains))
+    paths["junit"].write_text(junit_xml(results, info, out_dir, trains))
+    paths["html"].write_text(matrix_html(data))
+    return paths

@@ -1,0 +1,190 @@
+"""matrix.md: the matrix as a Markdown page, KernelCI-email style.
+
+Why written from the results and never edited: a cell's text is derived from its
+evidence, and every non-PASS cell links to the boot folder that justifies it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab.model.results import CellResult, RunInfo, TrainResult
+from lab.model.status import Status
+from lab.report.summary import (
+    OUTCOME_WORDS,
+    STAGES,
+    cell_outcome,
+    columns,
+    full_boot_of,
+    ipxe_versions,
+    rows,
+    sizes,
+    stage_medians,
+)
+from roms.catalog import nic
+
+
+def _cut_off(cell: CellResult) -> str:
+    """For a snooping+querier column: did the group reach the VM's tap at all?"""
+    if "querier" not in cell.key.topology or not cell.boots:
+        return ""
+    delivery = cell.boots[0].evidence.delivery
+    figures = delivery.figures if delivery is not None else {}
+    sent, got = figures.get("bridge_group_data_bytes"), figures.get("group_data_bytes")
+    if sent is None or got is None:
+        return ""
+    if sent and not got:
+        return f", group cut off (tap 0 of {sent} B)"
+    return f", group reached the tap ({got} of {sent} B)"
+
+
+def _cell_text(cell: CellResult, out_dir: Path) -> str:
+    if cell.status is Status.NOT_EMULATED:
+        return "not emulated"
+    if cell.status is Status.SKIP and "no ROM" in cell.reason:
+        return "no ROM in set"
+    if not cell.boots:
+        return str(cell.status.value)
+    passed = sum(1 for b in cell.boots if b.evidence.status is Status.PASS)
+    outcome = cell_outcome(cell)
+    bad = next((b for b in cell.boots if b.evidence.status is not Status.PASS), cell.boots[0])
+    link = os.path.relpath(bad.directory, out_dir)
+    counts = f" {passed}/{len(cell.boots)}" if len(cell.boots) > 1 else ""
+    if cell.status is Status.PASS:
+        return f"[PASS {OUTCOME_WORDS.get(outcome, outcome)}]({link}/){counts}{_cut_off(cell)}"
+    if cell.status is Status.UNSUPPORTED:
+        return f"[UNSUPPORTED]({link}/)"
+    stage = bad.evidence.failed_stage or "?"
+    word = f" {OUTCOME_WORDS[outcome]}" if outcome == "ok-but-corrupt" else ""
+    return f"[{cell.status.value}@{stage}{word}]({link}/){counts}{_cut_off(cell)}"
+
+
+def _confirmed(name: str, results: Sequence[CellResult], info: RunInfo) -> str:
+    versions = ipxe_versions(results, name)
+    if not versions:
+        return "—"
+    qemu = info.qemu_version.replace("QEMU emulator version ", "QEMU ")
+    return f"{info.started[:10]}, iPXE {'/'.join(versions)}, {qemu}, {info.commit}"
+
+
+def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
+    if not trains:
+        return []
+    lines = ["", "## Trains (4 VMs of mixed NICs, 0.5 s apart, one payload)", ""]
+    lines += [
+        "Full boot: the same NICs boot Debian's kernel and an initramfs fetched by the train's "
+        "protocol (`-fullboot` rows, docs/fullboot.md); the column shows that train's status.",
+        "",
+        "| train | status | outcome | group bytes / payload | full boot | checks failed | artifacts |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in trains:
+        ratio = "—" if t.group_ratio is None else f"{t.group_bytes} B = {t.group_ratio:.3f}"
+        failed = "; ".join(c.name for c in t.checks if c.ok is False) or "none"
+        link = os.path.relpath(t.directory, out_dir)
+        lines.append(
+            f"| {t.plan.column} | {t.status.value} | {t.outcome} | {ratio} | "
+            f"{_full_boot_cell(t, trains, out_dir)} | {failed} | [{link}]({link}/) |"
+        )
+    for t in trains:
+        lines += ["", f"### {t.plan.column}: {t.status.value} ({t.outcome})", ""]
+        if t.full_boot:
+            sessions = ", ".join(
+                f"{name}: group {fig.get('group_ratio')} x, {fig.get('unicast_bytes')} B unicast, "
+                f"{fig.get('done')}/{fig.get('clients')} done"
+                if "passes" not in fig
+                else f"{name}: group {fig.get('group_ratio')} x, {fig.get('passes')} pass(es), "
+                f"{fig.get('repairs')} repairs"
+                for name, fig in t.full_boot.get("sessions", {}).items()
+            )
+            kernel = t.full_boot.get("kernel_package")
+            lines.append(f"Kernel: {kernel}; server sessions: {sessions or 'none'}.")
+            lines.append("")
+        if t.loss:
+            lines.append(f"Loss: {t.loss['percent']} % each way on {t.loss['tap']} (VM {t.loss['vm']}), "
+                         f"from {t.loss.get('from', 'boot')}, "
+                         f"method {t.loss['method']} (egress) / {t.loss['ingress_method']} (ingress).")
+            lines.append("")
+        for c in t.checks:
+            mark = {True: "ok", False: "FAILED", None: "n/a"}[c.ok]
+            lines.append(f"- {mark}: {c.name}: {c.detail}")
+        lines.append("")
+        lines += ["| VM | NIC | started | status | outcome | never-asked group blocks | unicast rexmits "
+                  "| frames QEMU never read (tap drops) |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for i, v in enumerate(t.vms):
+            fig = v.evidence.delivery.figures if v.evidence.delivery is not None else {}
+            link = os.path.relpath(v.directory, out_dir)
+            lines.append(
+                f"| [{i}]({link}/) | {v.nic} | +{v.started_at:.1f} s | {v.evidence.status.value} | "
+                f"{v.evidence.outcome or '—'} | {v.heard_before_asking} | "
+                f"{fig.get('unicast_retransmits', '—')} | {v.evidence.tap.get('tx_dropped', '—')} |"
+            )
+    return lines
+
+
+def _full_boot_cell(train: TrainResult, trains: Sequence[TrainResult], out_dir: Path) -> str:
+    full = full_boot_of(train, trains)
+    if full is None:
+        return "not run"
+    link = os.path.relpath(full.directory, out_dir)
+    return f"[{full.status.value} ({full.outcome})]({link}/)"
+
+
+def matrix_markdown(
+    results: Sequence[CellResult], info: RunInfo, out_dir: Path, trains: Sequence[TrainResult] = ()
+) -> str:
+    table_columns = columns(results)
+    by_key = {(r.key.nic, r.key.column): r for r in results}
+    statuses = [r.status for r in results]
+    regressions = statuses.count(Status.FAIL)
+    lines = [
+        f"# Boot confirmation matrix ({info.run_id})",
+        "",
+        f"{len(results)} cells, {regressions} FAIL, {statuses.count(Status.ERROR)} ERROR "
+        f"(lab), {statuses.count(Status.PASS)} PASS. Wall time {info.wall_seconds:.1f} s with "
+        f"{info.jobs} parallel VM(s), accel {info.accel}. {info.qemu_version}; commit {info.commit}.",
+        "",
+        "Columns are protocol/ROM set/server[/topology]. A cell reads `STATUS outcome` (how the payload "
+        "travelled, from the server's events and the VM's tap capture; docs/matrix.md) and links to the "
+        "boot's "
+        "artifacts (console.log, events, wire/ pcaps and counts); `passed/boots` when a cell has several "
+        "payload sizes. Confirmed = run date, iPXE version from the ROM banner, QEMU version, commit.",
+        "",
+        "| NIC | QEMU device | PCI ID | iPXE driver | " + " | ".join(table_columns) + " | confirmed |",
+        "|---|---|---|---|" + "---|" * len(table_columns) + "---|",
+    ]
+    for name in rows(results):
+        model = nic(name)
+        cells = [_cell_text(by_key[(name, c)], out_dir) if (name, c) in by_key else "" for c in table_columns]
+        device = model.qemu_device or "—"
+        head = f"| {name} | {device} | {model.pci_id or '—'} | {model.ipxe_driver} | "
+        lines.append(head + " | ".join(cells) + f" | {_confirmed(name, results, info)} |")
+    if stage_medians(results):
+        lines += ["", "## Median stage durations (seconds, passed stages)", ""]
+        lines += ["| payload size | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+        by_size: list[tuple[str, int | None]] = [("all", None), *((f"{s} B", s) for s in sizes(results))]
+        for label, size in by_size:
+            medians = stage_medians(results, size)
+            timings = " | ".join(f"{medians[s]:.2f}" if s in medians else "—" for s in STAGES)
+            lines.append(f"| {label} | {timings} |")
+    versions = ipxe_versions(results)
+    if versions:
+        lines += ["", "iPXE versions seen in ROM banners: " + ", ".join(versions)]
+    lines += _trains_markdown(trains, out_dir)
+    details = [r for r in results if r.status in (Status.FAIL, Status.ERROR, Status.MISS)]
+    if details:
+        lines += ["", "## Details of non-passing cells", ""]
+        for r in details:
+            lines.append(f"### {r.key.nic} / {r.key.column}: {r.status.value}")
+            lines.append("")
+            lines.append("```")
+            lines.append(r.reason.strip()[:3000])
+            lines.append("```")
+            for b in r.boots:
+                if b.evidence.delivery is not None and b.evidence.delivery.evidence:
+                    lines.append(f"Evidence ({b.plan.size} B): {b.evidence.delivery.evidence}")
+            lines.append("")
+    return "\n".join(lines) + "\n"

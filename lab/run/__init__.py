@@ -1,0 +1,1 @@
+"""Running things: a lab and its services, one boot, the matrix, trains and full boots."""

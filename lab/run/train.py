@@ -1,0 +1,214 @@
+"""Run trains: several VMs of mixed NICs fetching one payload by multicast, staggered.
+
+The train is judged by :mod:`lab.judge.train` from the guests' verdicts, the server's
+events and the captures of the bridge and of every VM's tap; this module boots the VMs,
+captures, injects loss on one tap when asked, and collects that evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+from lab.infra.capture import Capture
+from lab.infra.loss import LossInjection, add_loss, remove_loss
+from lab.judge.delivery import classify, wire_figures
+from lab.judge.diagnosis import diagnose, refused_fallback
+from lab.judge.train import judge
+from lab.model.errors import LabError
+from lab.model.jsonable import to_json
+from lab.model.network import BRIDGE, VERIFIER_NAME, Slot
+from lab.model.results import BootEvidence, TrainResult, TrainVm
+from lab.model.status import Status
+from lab.model.train_plan import TrainPlan
+from lab.report.timeline import draw_pictures
+from lab.run.boot import BootRun, launch, write_evidence
+from lab.run.evidence import count_capture
+from lab.run.lab import Lab, LabConfig
+from lab.run.services import services_for
+from lab.wire.counts import WireSummary
+from lab.wire.frames import read_frames
+from lab.wire.streams import stream_timeline, tap_activity
+from netboot.events import ServerEvent, events_text
+from roms.catalog import nic
+from roms.romset import RomSet
+
+#: Stage timeouts of train VMs for 3 MiB; run_trains scales it with the largest payload.
+#: The payload stage waits 135 s per 3 MiB: a healthy 3 MiB train VM is done in about 70 s
+#: here, while a VM stuck listening in MTFTP (iPXE ignores failures in MTFTP mode) holds
+#: its train for the whole wait.
+TRAIN_TIMEOUT_SCALE = 0.75
+_TIMEOUT_REFERENCE_SIZE = 3 * 1024 * 1024
+#: A lab index of its own, so train MACs never look like a matrix worker's.
+TRAIN_LAB_INDEX = 7
+
+TrainProgress = Callable[[int, int, TrainResult], None]
+
+
+def run_trains(
+    plans: list[TrainPlan], rom_sets: list[RomSet], directory: Path, accel: str,
+    progress: TrainProgress | None = None,
+) -> list[TrainResult]:  # fmt: skip
+    """Every train in one lab of its own (its own namespace), one train at a time: all cores for 4 VMs."""
+    from lab.run.fullboot import run_fullboot_train
+
+    by_set = {rs.name: rs for rs in rom_sets}
+    largest = max((p.size for p in plans), default=0)
+    scale = TRAIN_TIMEOUT_SCALE * max(1.0, largest / _TIMEOUT_REFERENCE_SIZE)
+    config = LabConfig(directory / "labs" / "trains", index=TRAIN_LAB_INDEX, accel=accel, capture=False,
+                       timeout_scale=scale)  # fmt: skip
+    results: list[TrainResult] = []
+    stack = ExitStack()
+    lab: Lab | None = None
+    with stack:
+        for index, plan in enumerate(plans):
+            where = directory / "trains" / plan.slug
+            try:
+                lab = lab or stack.enter_context(Lab(config))
+                runner = run_fullboot_train if plan.full_boot else run_train
+                result = runner(lab, by_set[plan.rom_set], plan, where)
+            except (LabError, OSError, RuntimeError, ValueError) as exc:
+                result = TrainResult(plan, Status.ERROR, "error", where, reason=f"the lab broke: {exc}")
+                stack.close()
+                lab = None
+            results.append(result)
+            if progress is not None:
+                progress(index + 1, len(plans), result)
+    return results
+
+
+def boot_train(
+    lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path, slots: Sequence[Slot], name: str
+) -> tuple[list[BootRun], list[float], list[BootEvidence]]:
+    """Start the VMs ``plan.gap`` s apart on ``slots``; wait for every one; (runs, starts, evidence)."""
+    runs: list[BootRun] = []
+    starts: list[float] = []
+    t0 = time.monotonic()
+    for index, (nic_name, slot) in enumerate(zip(plan.nics, slots, strict=True)):
+        time.sleep(max(0.0, t0 + index * plan.gap - time.monotonic()))
+        starts.append(time.monotonic() - t0)
+        where = directory / f"vm{index}-{nic_name}"
+        runs.append(launch(lab, nic(nic_name), rom_set, plan.size, plan.seed, where, protocol=plan.protocol,
+                           capture=False, slot=slot))  # fmt: skip
+    evidences: list[BootEvidence] = [run.evidence for run in runs]
+
+    def finish(i: int) -> None:
+        evidences[i] = runs[i].finish()
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(len(runs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return runs, starts, evidences
+
+
+class LossAfterDhcp:
+    """Loss on one tap from the moment its VM first asks the TFTP server for anything.
+
+    Why not from boot: with 5 % loss each way from power-on, the VM's DHCP exchange lost
+    packets and waited out iPXE's DHCP timers, so it asked for the payload 15 s after the
+    others (block 3884 of 12289) and any MTFTP server had to send a third of the file
+    again (1.397 x measured): a figure about DHCP, not about multicast delivery.  Why not
+    from its payload request (tried): a lossy VM that happens to ask first is the master
+    for the whole pass, and every lost DATA or ACK then stalls all four VMs on a timer
+    (the train ran out of time at 270 s).  So the lossy VM starts last and its loss
+    starts at its boot-script request: its verifier and payload travel with loss.
+    """
+
+    def __init__(self, lab: Lab, slot: Slot, percent: int) -> None:
+        self.lab, self.slot, self.percent = lab, slot, percent
+        self.mark = lab.mark()
+        self.injected: LossInjection | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> LossAfterDhcp:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        if self.injected is not None:
+            remove_loss(self.lab.ns, self.injected)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            if any(e.client_ip == self.slot.ipv4 for e in self.lab.tftp_events_since(self.mark)):
+                self.injected = add_loss(self.lab.ns, self.slot.tap, self.percent)
+                return
+            self._stop.wait(0.05)
+
+
+def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> TrainResult:
+    """Boot ``plan.nics`` ``plan.gap`` s apart against ``lab``, capture br0 and every tap, check."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name, _ = lab.payload(plan.size, plan.seed)
+    lab.ensure(services_for(plan.protocol, (name,), plan.server, train_vms=len(plan.nics)))
+    mark = lab.mark()
+    slots = [lab.reserve() for _ in plan.nics]
+    with ExitStack() as stack:
+        cap = stack.enter_context(Capture(lab.ns, [BRIDGE, *(s.tap for s in slots)], directory / "wire",
+                                          method="af_packet"))  # fmt: skip
+        loss = (
+            stack.enter_context(LossAfterDhcp(lab, slots[-1], plan.loss_percent))
+            if plan.loss_percent
+            else None
+        )
+        runs, starts, evidences = boot_train(lab, rom_set, plan, directory, slots, name)
+    assert cap.result is not None
+    summaries = count_capture(cap.result)
+    events = lab.tftp_events_since(mark)
+    (directory / "server.events.jsonl").write_text(events_text(events))
+    if plan.protocol == "x-slam":
+        events = events + lab.slam_events_since(mark)
+    train = TrainResult(plan, Status.MISS, "", directory)
+    for index, run in enumerate(runs):
+        vm = TrainVm(plan.nics[index], slots[index].ipv4, run.directory, evidences[index], starts[index])
+        train.vms.append(_observe(vm, plan, run, slots[index], cap, summaries, events, name))
+    if loss is not None and loss.injected is not None:
+        injected = loss.injected
+        train.loss = {"tap": slots[-1].tap, "vm": len(slots) - 1, "percent": plan.loss_percent,
+                      "from": "the VM's first TFTP request (after its DHCP)", "method": injected.method,
+                      "ingress_method": injected.ingress_method}  # fmt: skip
+    bridge = summaries.get(BRIDGE)
+    judge(train, events, bridge.group_bytes() if bridge is not None else None)
+    finish_train(train)
+    return train
+
+
+def _observe(
+    vm: TrainVm, plan: TrainPlan, run: BootRun, slot: Slot, cap: Capture, summaries: dict[str, WireSummary],
+    events: list[ServerEvent], name: str,
+) -> TrainVm:  # fmt: skip
+    """One VM's part of the train: its delivery from its tap, and what its tap shows if it failed."""
+    evidence = vm.evidence
+    summary = summaries.get(slot.tap)
+    pcap = cap.result.files.get(slot.tap) if cap.result else None
+    if summary is not None and cap.result is not None:
+        figures = wire_figures(summary, slot.ipv4, run.other_unicast_bytes, cap.result.kernel_drops(slot.tap))
+        mine = [e for e in events if e.client_ip == slot.ipv4]
+        evidence.delivery = classify(plan.protocol, evidence.status, plan.size, mine, figures,
+                                     evidence.said_ok(), evidence.failed_stage)  # fmt: skip
+        if pcap is not None:
+            evidence.files["train_wire"] = pcap
+        write_evidence(evidence, run.directory)
+    if pcap is not None and pcap.exists():
+        frames = list(read_frames(pcap))  # read once for both readers
+        vm.heard_before_asking, vm.transfer = stream_timeline(frames, slot.ipv4, name, VERIFIER_NAME)
+        vm.diagnosis = diagnose(evidence, tap_activity(frames, slot.ipv4), vm.transfer is not None)
+    if evidence.status is not Status.PASS:
+        vm.diagnosis = refused_fallback(events, slot.ipv4) or vm.diagnosis
+    return vm
+
+
+def finish_train(train: TrainResult) -> None:
+    """Draw the train's session(s) and write train.json beside its artifacts."""
+    pictures, error = draw_pictures(train.directory)
+    train.timelines, train.timeline_error = pictures, error or ""
+    (train.directory / "train.json").write_text(json.dumps(to_json(train, train.directory), indent=1) + "\n")
