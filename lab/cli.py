@@ -1,20 +1,21 @@
-"""``lab matrix``: boot the confirmation matrix and write matrix.md/.json and JUnit XML.
+"""``lab``: boot the confirmation matrix, compare runs, merge shards, build images and ROMs.
 
-Options mirror the pytest plugin's ``--lab-*`` options so a cell can be rerun either
-way.  The exit status is 0 when every cell that ran passed, 1 when a driver failed
-(FAIL), 2 when the lab broke (ERROR/MISS); a host that cannot run VMs at all prints
-the reason and the fix, writes MISS cells and exits 0 (skipped, never passed).
+``lab matrix`` writes matrix.md, matrix.json, matrix.html and junit.xml into a run folder
+and gates the result on the committed expectations (lab/expectations/, docs/matrix.md):
 
-``--fail-on error`` keeps FAIL cells out of the exit status (they stay in every report,
-JUnit included) while ERROR/MISS still fail: CI uses it so that a finding about a
-driver or server shows up in the matrix without hiding whether the lab itself worked.
+* exit 0: every cell and train as expected;
+* exit 1: a regression, an unexpected pass (update the expectations file), or a FAIL no
+  entry expected;
+* exit 2: the lab broke (ERROR/MISS), or it could not run at all (no namespaces, no
+  /dev/net/tun, no QEMU): a matrix that ran nothing is not a pass.
+
+Options mirror the pytest plugin's ``--lab-*`` options so a cell can be rerun either way.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
+import shlex
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,298 +24,441 @@ from pathlib import Path
 from lab.container.image import add_container_commands
 from lab.infra.host import vm_support_problem
 from lab.infra.qemu import ACCELS
-from lab.model.plan import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS, protocol_plan
-from lab.model.results import BootOutcome, CellResult, RunInfo, TrainResult
+from lab.judge.expectations import Expectations, ExpectationsError, GateResult, gate_run, load_expectations
+from lab.model.matrix_plan import MatrixPlan, MatrixRequest, cell_id, plan_matrix, select_rows
+from lab.model.plan import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS
+from lab.model.results import CellResult, RunInfo, TrainResult
 from lab.model.status import Status
-from lab.model.train_plan import (
-    DEFAULT_TRAIN_SIZE,
-    FULL_BOOT_CHOICES,
-    FULL_BOOT_PROTOCOLS,
-    TRAIN_NICS,
-    train_plans,
-)
+from lab.model.train_plan import DEFAULT_TRAIN_SIZE, FULL_BOOT_CHOICES, TRAIN_NICS
 from lab.report import write_reports
+from lab.report.diff import MatrixDiff, diff, diff_markdown
+from lab.report.matrix_json import read_matrix
+from lab.report.merge import MergeError, merge_runs
+from lab.report.summary import summarise
 from lab.run.matrix import default_jobs, run_plan
-from lab.run.services import TFTP_SERVERS as SERVERS
-from lab.run.train import run_trains
-from roms.catalog import CATALOG, DESIGN_NICS, nic
-from roms.romset import RomSetError, rom_sets
+from lab.run.progress import BootProgress, commit, qemu_version, train_progress
+from lab.run.services import TFTP_SERVERS
+from lab.run.trains import run_trains
+from roms.catalog import CATALOG, nic
+from roms.romset import DEBIAN_ROM_DIR, RomSet, RomSetError, rom_sets
+
+EXPECTATIONS_DIR = Path(__file__).resolve().parent / "expectations"
+EXIT_CODES = """exit status:
+  0  every cell and train as the expectations say (or, without --expect, no FAIL)
+  1  a regression, an unexpected pass (update the expectations), or a FAIL no entry expected
+  2  the lab broke (ERROR/MISS), or VMs cannot run here at all (the reason is printed)"""
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip() and p.strip() != "none")
+
+
+def add_selection_options(parser: argparse.ArgumentParser) -> None:
+    """Which cells run: rows, ROM sets, servers, protocols, sizes, topologies."""
+    group = parser.add_argument_group("cells")
+    nic_names = ", ".join(m.name for m in CATALOG.values() if m.emulated)
+    group.add_argument(
+        "--lab-nics",
+        default="default",
+        help="rows: 'default' (the five design NICs, every NIC a ROM set ships a ROM for (Debian: e1000e, "
+        "virtio-net-pci, vmxnet3), tulip, and the not-emulated checklist rows), 'design' (without the "
+        f"shipped-ROM NICs), 'all', or a comma-separated list of: {nic_names}",
+    )
+    group.add_argument(
+        "--lab-rom-dir",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="add a ROM set (repeatable); Debian's ROMs are always the first set",
+    )
+    group.add_argument(
+        "--lab-server",
+        action="append",
+        choices=TFTP_SERVERS,
+        default=None,
+        help="TFTP server(s) to boot from (repeatable; default pyatftpd)",
+    )
+    group.add_argument(
+        "--lab-protocols",
+        default=",".join(PROTOCOLS),
+        help="comma-separated, from %(default)s (default: all)",
+    )
+    group.add_argument(
+        "--lab-sizes",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help="tftp payload sizes in bytes (default %(default)s)",
+    )
+    group.add_argument(
+        "--lab-mcast-size",
+        type=int,
+        default=DEFAULT_MCAST_SIZE,
+        help="payload bytes of each tftm/mtftp/x-slam cell (default %(default)s)",
+    )
+    group.add_argument(
+        "--lab-topology",
+        action="append",
+        default=None,
+        choices=("flood", "snoop", "snoop+querier"),
+        help="bridge multicast settings (repeatable; default flood: no snooping, no querier)",
+    )
+    group.add_argument(
+        "--lab-querier-protocols",
+        default="mtftp",
+        help="protocols of the extra snoop+querier column (IGMP snooping with an active querier, "
+        "first server), or 'none' (default %(default)s)",
+    )
+    group.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run only the cells (NIC/column, e.g. e1000/mtftp/debian/pyatftpd) and trains "
+        "(column, e.g. mtftp/debian/pyatftpd/train4) matching this shell glob (repeatable)",
+    )
+    group.add_argument(
+        "--shard",
+        default="1/1",
+        metavar="K/N",
+        help="run shard K of N: a deterministic, cost-balanced slice of the plan, every train "
+        "whole on one shard; `lab merge` puts the shards together (default %(default)s)",
+    )
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Which trains run: protocols, size, NICs, loss, the legacy and full-boot trains."""
+    group = parser.add_argument_group("trains (4 VMs of mixed NICs, 0.5 s apart, one payload)")
+    group.add_argument(
+        "--lab-trains",
+        default="mtftp,tftm,x-slam",
+        help="protocols of the trains (per ROM set and server), or 'none': no trains at all, "
+        "full boots included unless --lab-full-boot names them (default %(default)s)",
+    )
+    group.add_argument(
+        "--lab-train-size",
+        type=int,
+        default=DEFAULT_TRAIN_SIZE,
+        help="train payload bytes (default %(default)s)",
+    )
+    group.add_argument(
+        "--lab-train-nics",
+        default=",".join(TRAIN_NICS),
+        help="NIC models of the trains, first to start first (default %(default)s)",
+    )
+    group.add_argument(
+        "--lab-loss",
+        type=int,
+        default=5,
+        help="percent loss each way on one VM's tap in an extra mtftp train (0: none; default 5)",
+    )
+    group.add_argument(
+        "--lab-legacy-train",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="an extra mtftp train of e1000, rtl8139, pcnet, eepro100 (default off)",
+    )
+    group.add_argument(
+        "--lab-full-boot",
+        default="auto",
+        help="protocols of the full-boot trains (Debian's kernel and an initramfs to the train "
+        f"NICs), from {','.join(FULL_BOOT_CHOICES)}, 'none', or 'auto' (default: mtftp when "
+        "--lab-trains has it)",
+    )
 
 
 def add_lab_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--fail-on",
-        choices=("fail", "error"),
-        default="fail",
-        help="exit non-zero on FAIL cells and lab errors (default), or on lab errors (ERROR/MISS) only",
+    add_selection_options(parser)
+    add_train_options(parser)
+    gate = parser.add_argument_group("gate and reports")
+    gate.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="expectations to gate on (repeatable); 'auto' takes lab/expectations/SET.toml for "
+        "each ROM set; without --expect every FAIL fails the run",
     )
-    parser.add_argument(
-        "--lab-nics",
-        default="design",
-        help="comma-separated NIC names, 'design' (the five design NICs plus the not-emulated "
-        "checklist rows) or 'all' (every catalog NIC QEMU emulates, plus the rest as rows)",
+    gate.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="OLD",
+        help="an earlier run folder or matrix.json: changed cells are marked ('was PASS multicast')",
     )
-    parser.add_argument(
-        "--lab-rom-dir", action="append", default=[], metavar="NAME=DIR", help="add a ROM set (repeatable)"
+    run = parser.add_argument_group("running")
+    run.add_argument("--lab-accel", choices=ACCELS, default="tcg", help="tcg (default) or kvm (hangs here)")
+    run.add_argument(
+        "--lab-artifacts", default="lab-artifacts", help="folder for run folders (default %(default)s)"
     )
-    parser.add_argument("--lab-accel", choices=ACCELS, default="tcg", help="tcg (default) or kvm")
-    parser.add_argument("--lab-artifacts", default="lab-artifacts", help="folder for run folders")
-    parser.add_argument("--lab-jobs", type=int, default=0, help="parallel VMs (default: one per CPU)")
-    parser.add_argument(
-        "--lab-server", action="append", choices=SERVERS, default=None,
-        help="TFTP server(s) to boot from (repeatable; default pyatftpd)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lab-topology", action="append", default=None, choices=("flood", "snoop", "snoop+querier"),
-        help="bridge multicast settings (repeatable; default flood: no snooping, no querier)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lab-sizes", default=",".join(map(str, DEFAULT_SIZES)),
-        help="tftp payload sizes in bytes, e.g. 1,4296",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lab-protocols", default=",".join(PROTOCOLS), help=f"comma-separated, from {','.join(PROTOCOLS)}"
-    )
-    parser.add_argument(
-        "--lab-mcast-size", type=int, default=DEFAULT_MCAST_SIZE,
-        help="payload bytes of each tftm/mtftp/x-slam cell (one boot per cell)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lab-trains", default="mtftp,tftm,x-slam",
-        help="protocols of the 4-VM trains (per ROM set and server), or 'none'",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lab-querier-protocols", default="mtftp",
-        help="protocols of the extra snoop+querier column (IGMP snooping with an active querier; "
-        "pyatftpd), or 'none'",
-    )  # fmt: skip
-    parser.add_argument("--lab-train-size", type=int, default=DEFAULT_TRAIN_SIZE, help="train payload bytes")
-    parser.add_argument(
-        "--lab-loss", type=int, default=5,
-        help="percent loss each way on one VM's tap in an extra mtftp train (0: no lossy train)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lab-train-nics", default=",".join(TRAIN_NICS),
-        help="comma-separated NIC models of the trains, first to start first (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lab-legacy-train", action=argparse.BooleanOptionalAction, default=False,
-        help="an extra mtftp train of e1000, rtl8139, pcnet, eepro100 (how older drivers take a "
-        "stream; off by default since the full boot took its place in the 20-minute budget)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lab-full-boot", default=",".join(FULL_BOOT_PROTOCOLS),
-        help="protocols of the full-boot trains (Debian's kernel and an initramfs to 4 VMs, per ROM "
-        f"set, first server), from {','.join(FULL_BOOT_CHOICES)}, or 'none' (default: %(default)s)",
-    )  # fmt: skip
+    run.add_argument("--lab-jobs", type=int, default=0, help="parallel VMs (default: one per CPU)")
 
 
-def select_nics(spec: str) -> list[str]:
-    """Rows of the matrix: booted NICs first, then the checklist NICs QEMU cannot emulate."""
-    not_emulated = [m.name for m in CATALOG.values() if not m.emulated]
-    if spec == "design":
-        # Seed-list drivers QEMU emulates beyond the design five (tulip) stay rows too: without a
-        # ROM in a set their cells read "no ROM in set" and cost no boot.
-        covered = {d for name in DESIGN_NICS for d in CATALOG[name].etherboot_drivers}
-        seed = [
-            m.name
-            for m in CATALOG.values()
-            if m.emulated and m.etherboot_drivers and not set(m.etherboot_drivers) <= covered
-        ]
-        return list(DESIGN_NICS) + seed + not_emulated
-    if spec == "all":
-        return [m.name for m in CATALOG.values() if m.emulated] + not_emulated
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CATALOG]
-    if unknown:
-        raise SystemExit(f"lab: unknown NIC(s) {', '.join(unknown)}; known: {', '.join(sorted(CATALOG))}")
-    return names
-
-
-def _qemu_version() -> str:
-    try:
-        out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True, timeout=10)
-        return out.stdout.splitlines()[0]
-    except (OSError, IndexError, subprocess.TimeoutExpired):
-        return "QEMU not found"
-
-
-def _commit() -> str:
-    """This repo's commit; ``LAB_COMMIT`` wins (the container image carries no .git)."""
-    if os.environ.get("LAB_COMMIT"):
-        return os.environ["LAB_COMMIT"]
-    try:
-        out = subprocess.run(  # the repo of this code, wherever the matrix is run from
-            ["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
-class Progress:
-    """One line per finished boot, plus a live counter on a terminal."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.start = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self.counts: dict[str, int] = {}
-
-    def __call__(self, done: int, total: int, outcome: BootOutcome) -> None:
-        ev = outcome.evidence
-        self.counts[ev.status.value] = self.counts.get(ev.status.value, 0) + 1
-        first = ev.reason.splitlines()[0][:100] if ev.reason else ""
-        where = "" if ev.status is Status.PASS else f" {ev.failed_stage or ''}: {first}"
-        key = outcome.plan.key
-        line = (
-            f"[{done:>3}/{total}] {ev.status.value:<5} {key.nic:<10} {key.column:<24} "
-            f"{outcome.plan.size:>8} B {ev.seconds:5.1f} s{where}"
+def request_from(args: argparse.Namespace, sets: list[RomSet]) -> MatrixRequest:
+    """The matrix the options ask for; ValueError names an option that cannot be met."""
+    protocols = _csv(args.lab_protocols)
+    if unknown := [p for p in protocols if p not in PROTOCOLS]:
+        raise ValueError(f"--lab-protocols: unknown {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
+    train_nics = _csv(args.lab_train_nics)
+    if unknown := [n for n in train_nics if n not in CATALOG]:
+        raise ValueError(f"--lab-train-nics: unknown NIC model {unknown[0]!r}")
+    if absent := [n for n in train_nics if nic(n).qemu_device is None]:
+        raise ValueError(f"--lab-train-nics: QEMU cannot emulate {', '.join(absent)}; pick others")
+    full_boot = None if args.lab_full_boot == "auto" else _csv(args.lab_full_boot)
+    if full_boot and (bad := [p for p in full_boot if p not in FULL_BOOT_CHOICES]):
+        raise ValueError(
+            f"--lab-full-boot: {', '.join(bad)} cannot carry a kernel and an initrd here; "
+            f"pick from {', '.join(FULL_BOOT_CHOICES)}"
         )
-        if self.tty:
-            sys.stderr.write("\r\033[K")
-        sys.stderr.write(line + "\n")
-        if self.tty:
-            summary = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
-            sys.stderr.write(f"  {summary}  elapsed {time.monotonic() - self.start:.0f} s")
-        sys.stderr.flush()
-
-
-REFERENCE_SERVERS = ("atftpd",)
-
-
-def _reference(server: str, status: Status) -> bool:
-    return server in REFERENCE_SERVERS and status is Status.FAIL
-
-
-def train_progress(done: int, total: int, train: TrainResult) -> None:
-    ratio = "" if train.group_ratio is None else f" group/payload {train.group_ratio:.3f}"
-    failed = "; ".join(c.name for c in train.checks if c.ok is False)
-    print(
-        f"[train {done}/{total}] {train.status.value:<5} {train.plan.column:<36} {train.outcome}{ratio}"
-        + (f" failed: {failed}" if failed else ""),
-        file=sys.stderr,
-        flush=True,
+    return MatrixRequest(
+        nics=tuple(select_rows(args.lab_nics, sets)),
+        servers=tuple(args.lab_server or ["pyatftpd"]),
+        protocols=protocols,
+        sizes=tuple(int(s) for s in _csv(args.lab_sizes)),
+        mcast_size=args.lab_mcast_size,
+        topologies=tuple(args.lab_topology or ["flood"]),
+        querier_protocols=_csv(args.lab_querier_protocols),
+        trains=_csv(args.lab_trains),
+        train_size=args.lab_train_size,
+        train_nics=train_nics,
+        loss_percent=args.lab_loss,
+        legacy_train=args.lab_legacy_train,
+        full_boot=full_boot,
     )
 
 
-def cmd_matrix(args: argparse.Namespace) -> int:
+def load_gate(specs: list[str], sets: list[RomSet]) -> Expectations | None:
+    """The expectations of ``--expect`` (several files read as one, in order)."""
+    paths: list[Path] = []
+    for spec in specs:
+        if spec == "auto":
+            paths += [p for s in sets if (p := EXPECTATIONS_DIR / f"{s.name}.toml").is_file()]
+        else:
+            paths.append(Path(spec))
+    if not paths:
+        return None
+    books = [load_expectations(p) for p in paths]
+    merged = Expectations(Path(", ".join(_shown(p) for p in paths)))
+    for book in books:
+        merged.cells += book.cells
+        merged.trains += book.trains
+    return merged
+
+
+def _shown(path: Path) -> str:
+    """A file as a report names it: relative to the repository, never the machine's full path."""
+    resolved = path.resolve()
+    root = EXPECTATIONS_DIR.parent.parent
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else path.name
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count):
+        raise ValueError(f"--shard {text!r}: give K/N with 1 <= K <= N, e.g. --shard 2/4")
+    return int(index), int(count)
+
+
+def rerun_argv(argv: list[str]) -> list[str]:
+    """The command line minus what picks a slice or a folder: the base of every "re-run" hint."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--only", "--shard", "--baseline", "--lab-artifacts"):
+            skip = True
+            continue
+        if arg.startswith(("--only=", "--shard=", "--baseline=", "--lab-artifacts=")):
+            continue
+        out.append(arg)
+    return ["lab", "matrix", *out]
+
+
+def cmd_matrix(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         sets = rom_sets(args.lab_rom_dir)
-    except RomSetError as exc:
+        request = request_from(args, sets)
+        expectations = load_gate(args.expect, sets)
+        shard = _shard(args.shard)
+    except (RomSetError, ValueError, ExpectationsError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 2
-    sizes = tuple(int(s) for s in args.lab_sizes.split(",") if s.strip())
-    servers = args.lab_server or ["pyatftpd"]
-    nics = select_nics(args.lab_nics)
-    topologies = args.lab_topology or ["flood"]
-    protocols = tuple(p.strip() for p in args.lab_protocols.split(",") if p.strip())
-    unknown = [p for p in protocols if p not in PROTOCOLS]
-    if unknown:
-        raise SystemExit(f"lab: unknown protocol(s) {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
-    cells = [
-        cell
-        for topology in topologies
-        for cell in protocol_plan(nics, sets, servers, protocols, sizes, args.lab_mcast_size, topology)
-    ]
-    querier = tuple(p for p in args.lab_querier_protocols.split(",") if p.strip() and p != "none")
-    if querier and "snoop+querier" not in topologies:
-        cells += protocol_plan(nics, sets, servers[:1], querier, sizes, args.lab_mcast_size, "snoop+querier")
+    whole = plan_matrix(request, sets).select(tuple(args.only))
+    plan = whole.shard(*shard)
+    if args.only and not plan.ids:
+        print(f"lab: --only {' '.join(args.only)} matches no cell or train of this plan", file=sys.stderr)
+        return 2
+    problem = vm_support_problem()
+    if problem and (plan.boots() or plan.trains):
+        print(f"lab matrix: cannot run VMs here, so nothing was run: {problem}", file=sys.stderr)
+        return 2
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.lab_artifacts).resolve() / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = args.lab_jobs or default_jobs()
-    boots = sum(len(c.boots) for c in cells)
-    train_protocols = tuple(p for p in args.lab_trains.split(",") if p.strip() and p != "none")
-    names = [s.name for s in sets]
-    size, loss = args.lab_train_size, args.lab_loss
-    train_nics = tuple(n.strip() for n in args.lab_train_nics.split(",") if n.strip())
-    try:
-        absent = [name for name in train_nics if nic(name).qemu_device is None]
-    except KeyError as exc:
-        print(f"lab: --lab-train-nics: {exc.args[0]}", file=sys.stderr)
-        return 2
-    if absent:
-        names_text = ", ".join(absent)
-        print(f"lab: --lab-train-nics: QEMU cannot emulate {names_text}; pick others", file=sys.stderr)
-        return 2
-    full_boot = tuple(p.strip() for p in args.lab_full_boot.split(",") if p.strip() and p.strip() != "none")
-    if unknown_full := [p for p in full_boot if p not in FULL_BOOT_CHOICES]:
-        print(f"lab: --lab-full-boot: {', '.join(unknown_full)} cannot carry a kernel and an initrd here; "
-              f"pick from {', '.join(FULL_BOOT_CHOICES)}", file=sys.stderr)  # fmt: skip
-        return 2
-    plans = train_plans(
-        train_protocols, servers, names, size, loss, args.lab_legacy_train, train_nics, full_boot
-    )
     print(
-        f"lab matrix: {len(cells)} cells, {boots} VM boots, {jobs} at a time; {len(plans)} trains of 4 VMs "
-        f"-> {out_dir}",
+        f"lab matrix: {len(plan.cells)} cells, {plan.boots()} VM boots, {jobs} at a time; "
+        f"{len(plan.trains)} trains; shard {args.shard} -> {out_dir}",
         file=sys.stderr,
     )
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    problem = vm_support_problem()
-    if problem:
-        print(f"lab matrix: SKIPPED every VM boot: {problem}", file=sys.stderr)
-        results = [
-            CellResult(c.key, Status[c.verdict[0]], c.verdict[1])
-            if c.verdict
-            else CellResult(c.key, Status.MISS, problem)
-            for c in cells
-        ]
-    trains: list[TrainResult] = []
-    if not problem:
-        results = run_plan(cells, sets, out_dir, jobs, args.lab_accel, Progress(boots))
-        trains = run_trains(plans, sets, out_dir, args.lab_accel, train_progress)
-    info = RunInfo(
+    results = run_plan(plan.cells, sets, out_dir, jobs, args.lab_accel, BootProgress(plan.boots()))
+    trains = run_trains(plan.trains, sets, out_dir, args.lab_accel, train_progress)
+    info = _run_info(args, run_id, started, time.monotonic() - t0, jobs, sets, request, whole, argv)
+    return finish(results, trains, info, out_dir, expectations, args.baseline)
+
+
+def rom_set_origin(rom_set: RomSet) -> str:
+    """Where a ROM set came from, in words without the machine's paths."""
+    if rom_set.directory == DEBIAN_ROM_DIR:
+        return "Debian's ipxe-qemu package"
+    return f"--lab-rom-dir {rom_set.name}=.../{rom_set.directory.name}"
+
+
+def _run_info(
+    args: argparse.Namespace,
+    run_id: str,
+    started: str,
+    seconds: float,
+    jobs: int,
+    sets: list[RomSet],
+    request: MatrixRequest,
+    whole: MatrixPlan,
+    argv: list[str],
+) -> RunInfo:
+    plan = {
+        "fingerprint": whole.fingerprint(),
+        "cells": [cell_id(c) for c in whole.cells],
+        "trains": [t.column for t in whole.trains],
+    }
+    return RunInfo(
         run_id=run_id,
         started=started,
-        wall_seconds=time.monotonic() - t0,
+        wall_seconds=seconds,
         jobs=jobs,
         accel=args.lab_accel,
-        qemu_version=_qemu_version(),
-        commit=_commit(),
-        rom_sets={s.name: str(s.directory) for s in sets},
+        qemu_version=qemu_version(),
+        commit=commit(),
+        rom_sets={s.name: rom_set_origin(s) for s in sets},
         extra={
-            "servers": servers, "sizes": list(sizes), "topologies": topologies, "protocols": list(protocols),
-            "mcast_size": args.lab_mcast_size, "train_size": args.lab_train_size,
-            "loss_percent": args.lab_loss,
-        },  # fmt: skip
+            "servers": list(request.servers),
+            "sizes": list(request.sizes),
+            "topologies": list(request.topologies),
+            "protocols": list(request.protocols),
+            "mcast_size": request.mcast_size,
+            "train_size": request.train_size,
+            "loss_percent": request.loss_percent,
+            "shard": args.shard,
+            "only": list(args.only),
+            "plan": plan,
+            "rerun": shlex.join(rerun_argv(argv)),
+        },
     )
-    paths = write_reports(results, info, out_dir, trains)
-    # The reference server's findings (atftpd's stalls and corrupt late joiners) are reported, not
-    # regressions of this project: they do not set the exit status.  Its lab breakage (ERROR) does.
-    statuses = {r.status for r in results if not _reference(r.key.server, r.status)}
-    statuses |= {t.status for t in trains if not _reference(t.plan.server, t.status)}
-    print(f"\nlab matrix: {info.wall_seconds:.1f} s; matrix at {paths['md']}", file=sys.stderr)
+
+
+def finish(
+    results: list[CellResult],
+    trains: list[TrainResult],
+    info: RunInfo,
+    out_dir: Path,
+    expectations: Expectations | None,
+    baseline: Path | None,
+) -> int:
+    """Gate, compare with the baseline, write the reports, say what happened; the exit status."""
+    verdicts = gate_run(expectations, results, trains)
+    changes: MatrixDiff | None = None
+    paths = write_reports(results, info, out_dir, trains, verdicts)
+    if baseline is not None:
+        changes = diff(read_matrix(baseline), read_matrix(paths["json"]))
+        paths = write_reports(results, info, out_dir, trains, verdicts, changes.was_text())
+    summary = summarise(results, trains, verdicts.counts() if expectations else None)
+    print(f"\nlab matrix: {info.wall_seconds:.1f} s. {summary.line()}", file=sys.stderr)
+    _say_gate(verdicts, str(info.extra.get("rerun", "lab matrix")))
+    print(
+        f"lab matrix: reports in {out_dir} (matrix.md, matrix.html, matrix.json, junit.xml)", file=sys.stderr
+    )
     print(paths["md"])
-    if problem:
-        return 0
-    return exit_status(statuses, args.fail_on)
+    status = verdicts.exit_status()
+    print(f"lab matrix: exit {status} ({EXIT_CODES.splitlines()[status + 1].strip()[3:]})", file=sys.stderr)
+    return status
 
 
-def exit_status(statuses: set[Status], fail_on: str) -> int:
-    """2 when the lab broke (ERROR/MISS), 1 for FAIL cells unless ``fail_on`` is "error", else 0."""
-    if statuses & {Status.ERROR, Status.MISS}:
+def _say_gate(verdicts: GateResult, rerun: str) -> None:
+    for judgement in verdicts.judgements:
+        if not judgement.fails_gate and judgement.status not in (Status.ERROR, Status.MISS):
+            continue
+        expected = f", expected {judgement.expected}" if judgement.expected else ", no expectation"
+        print(
+            f"  {judgement.verdict.upper()}: {judgement.kind} {judgement.name}: {judgement.status.value} "
+            f"{judgement.outcome}{expected}; re-run: {rerun} --only {shlex.quote(judgement.name)}",
+            file=sys.stderr,
+        )
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    try:
+        result = diff(read_matrix(args.old), read_matrix(args.new))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"lab diff: {exc}", file=sys.stderr)
         return 2
-    if Status.FAIL in statuses and fail_on == "fail":
-        return 1
-    return 0
+    if args.json:
+        import json
+
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(diff_markdown(result), end="")
+    return 1 if result.of("regression") else 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    try:
+        merged = merge_runs(args.runs, args.out.resolve())
+        sets = [RomSet(name, Path(folder)) for name, folder in merged.info.rom_sets.items()]
+        expectations = load_gate(args.expect, sets)
+    except (OSError, ValueError, MergeError, ExpectationsError) as exc:
+        print(f"lab merge: {exc}", file=sys.stderr)
+        return 2
+    return finish(merged.cells, merged.trains, merged.info, args.out.resolve(), expectations, args.baseline)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="lab", description="the multicast boot lab")
     sub = parser.add_subparsers(dest="command", required=True)
-    matrix = sub.add_parser("matrix", help="boot the confirmation matrix and write its reports")
+    matrix = sub.add_parser(
+        "matrix",
+        help="boot the confirmation matrix, write its reports, gate it",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_lab_options(matrix)
+    compare = sub.add_parser(
+        "diff",
+        help="what changed between two runs (regressions, fixes, figures)",
+        epilog="exit status: 1 when NEW has regressions against OLD, 2 on unreadable input",
+    )
+    compare.add_argument("old", type=Path, help="run folder or matrix.json")
+    compare.add_argument("new", type=Path, help="run folder or matrix.json")
+    compare.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    merge = sub.add_parser(
+        "merge",
+        help="one matrix from the shards of `lab matrix --shard K/N`",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    merge.add_argument("runs", type=Path, nargs="+", help="the shards' run folders (or their matrix.json)")
+    merge.add_argument("--out", type=Path, required=True, help="folder for the merged matrix")
+    merge.add_argument("--expect", action="append", default=[], metavar="FILE", help="as for lab matrix")
+    merge.add_argument("--baseline", type=Path, default=None, metavar="OLD", help="as for lab matrix")
     add_container_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "matrix":
-        return cmd_matrix(args)
-    if args.command == "container":
-        return int(args.func(args))
-    return 2  # pragma: no cover - argparse rejects other commands
+        return cmd_matrix(args, argv[1:])
+    if args.command == "diff":
+        return cmd_diff(args)
+    if args.command == "merge":
+        return cmd_merge(args)
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

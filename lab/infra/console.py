@@ -20,12 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-_ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1bc")
+from lab.model.console_text import clean
 
-
-def clean(raw: bytes) -> str:
-    """Console bytes as matchable text: no ANSI sequences, no carriage returns."""
-    return _ANSI.sub(b"", raw).replace(b"\r", b"").decode("utf-8", errors="replace")
+__all__ = ["Console", "ConsoleClosed", "Match", "clean"]
 
 
 @dataclass

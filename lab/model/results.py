@@ -186,6 +186,8 @@ class TrainResult:
     group_ratio: float | None = field(default=None, metadata={"digits": 4})
     loss: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    #: Wall seconds from the first VM's start to the last one's verdict.
+    seconds: float = field(default=0.0, metadata=ROUND3)
     #: PNGs of the session(s).
     timelines: list[Path] = field(default_factory=list)
     #: Why no picture was drawn (empty when they were).

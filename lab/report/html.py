@@ -69,6 +69,7 @@ def matrix_html(data: dict[str, Any]) -> str:
         f"<title>Boot confirmation matrix {html.escape(run['id'])}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>Boot confirmation matrix {html.escape(run['id'])}</h1>",
+        f"<p><b>{html.escape(data['summary']['text'])}</b></p>",
         f"<p>{html.escape(run['qemu_version'])}; commit {html.escape(run['commit'])}; "
         f"{run['wall_seconds']:.0f} s, {run['jobs']} parallel VM(s), accel {html.escape(run['accel'])}. "
         "Hover a cell for its evidence; a cell links to its boot folder, failing cells also to the "

@@ -10,18 +10,21 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from lab.judge.cells import cell_outcome
+from lab.judge.expectations import GateResult
 from lab.model.results import CellResult, RunInfo, TrainResult
 from lab.model.status import Status
 from lab.report.summary import (
     OUTCOME_WORDS,
     STAGES,
-    cell_outcome,
     columns,
     full_boot_of,
+    gate_marks,
     ipxe_versions,
     rows,
     sizes,
     stage_medians,
+    summarise,
 )
 from roms.catalog import nic
 
@@ -69,7 +72,27 @@ def _confirmed(name: str, results: Sequence[CellResult], info: RunInfo) -> str:
     return f"{info.started[:10]}, iPXE {'/'.join(versions)}, {qemu}, {info.commit}"
 
 
-def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
+def _marked(text: str, mark: str | None) -> str:
+    return f"{text} **{mark}**" if mark else text
+
+
+def _gate_markdown(gate: GateResult | None, rerun: str) -> list[str]:
+    """The gate's verdict: what fails it, each with what was expected and how to re-run it."""
+    if gate is None or gate.expectations is None:
+        return ["No expectations given: every FAIL counts as news (`lab matrix --expect auto`).", ""]
+    failing = gate.failing() + gate.of("lab-broke")
+    lines = [f"Gate: {gate.expectations}; exit status {gate.exit_status()}.", ""]
+    for j in failing:
+        expected = f"expected {j.expected}" if j.expected else "no expectation"
+        lines.append(
+            f"- **{j.verdict}** {j.kind} `{j.name}`: {j.status.value} {j.outcome}, {expected}"
+            + (f" ({j.reason})" if j.reason else "")
+            + f"; re-run: `{rerun} --only {j.name}`"
+        )
+    return [*lines, ""] if failing else lines
+
+
+def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path, marks: dict[str, str]) -> list[str]:
     if not trains:
         return []
     lines = ["", "## Trains (4 VMs of mixed NICs, 0.5 s apart, one payload)", ""]
@@ -84,8 +107,9 @@ def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
         ratio = "—" if t.group_ratio is None else f"{t.group_bytes} B = {t.group_ratio:.3f}"
         failed = "; ".join(c.name for c in t.checks if c.ok is False) or "none"
         link = os.path.relpath(t.directory, out_dir)
+        status = _marked(t.status.value, marks.get(t.plan.column))
         lines.append(
-            f"| {t.plan.column} | {t.status.value} | {t.outcome} | {ratio} | "
+            f"| {t.plan.column} | {status} | {t.outcome} | {ratio} | "
             f"{_full_boot_cell(t, trains, out_dir)} | {failed} | [{link}]({link}/) |"
         )
     for t in trains:
@@ -103,17 +127,21 @@ def _trains_markdown(trains: Sequence[TrainResult], out_dir: Path) -> list[str]:
             lines.append(f"Kernel: {kernel}; server sessions: {sessions or 'none'}.")
             lines.append("")
         if t.loss:
-            lines.append(f"Loss: {t.loss['percent']} % each way on {t.loss['tap']} (VM {t.loss['vm']}), "
-                         f"from {t.loss.get('from', 'boot')}, "
-                         f"method {t.loss['method']} (egress) / {t.loss['ingress_method']} (ingress).")
+            lines.append(
+                f"Loss: {t.loss['percent']} % each way on {t.loss['tap']} (VM {t.loss['vm']}), "
+                f"from {t.loss.get('from', 'boot')}, "
+                f"method {t.loss['method']} (egress) / {t.loss['ingress_method']} (ingress)."
+            )
             lines.append("")
         for c in t.checks:
             mark = {True: "ok", False: "FAILED", None: "n/a"}[c.ok]
             lines.append(f"- {mark}: {c.name}: {c.detail}")
         lines.append("")
-        lines += ["| VM | NIC | started | status | outcome | never-asked group blocks | unicast rexmits "
-                  "| frames QEMU never read (tap drops) |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "| VM | NIC | started | status | outcome | never-asked group blocks | unicast rexmits "
+            "| frames QEMU never read (tap drops) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for i, v in enumerate(t.vms):
             fig = v.evidence.delivery.figures if v.evidence.delivery is not None else {}
             link = os.path.relpath(v.directory, out_dir)
@@ -134,19 +162,25 @@ def _full_boot_cell(train: TrainResult, trains: Sequence[TrainResult], out_dir: 
 
 
 def matrix_markdown(
-    results: Sequence[CellResult], info: RunInfo, out_dir: Path, trains: Sequence[TrainResult] = ()
+    results: Sequence[CellResult],
+    info: RunInfo,
+    out_dir: Path,
+    trains: Sequence[TrainResult] = (),
+    gate: GateResult | None = None,
+    changes: dict[str, str] | None = None,
 ) -> str:
     table_columns = columns(results)
     by_key = {(r.key.nic, r.key.column): r for r in results}
-    statuses = [r.status for r in results]
-    regressions = statuses.count(Status.FAIL)
+    gated = gate is not None and gate.expectations is not None
+    summary = summarise(results, trains, gate.counts() if gate is not None and gated else None)
+    marks = gate_marks(gate, changes)
     lines = [
         f"# Boot confirmation matrix ({info.run_id})",
         "",
-        f"{len(results)} cells, {regressions} FAIL, {statuses.count(Status.ERROR)} ERROR "
-        f"(lab), {statuses.count(Status.PASS)} PASS. Wall time {info.wall_seconds:.1f} s with "
-        f"{info.jobs} parallel VM(s), accel {info.accel}. {info.qemu_version}; commit {info.commit}.",
+        f"{summary.line()} Wall time {info.wall_seconds:.1f} s with {info.jobs} parallel VM(s), accel "
+        f"{info.accel}. {info.qemu_version}; commit {info.commit}.",
         "",
+        *_gate_markdown(gate, str(info.extra.get("rerun", "lab matrix"))),
         "Columns are protocol/ROM set/server[/topology]. A cell reads `STATUS outcome` (how the payload "
         "travelled, from the server's events and the VM's tap capture; docs/matrix.md) and links to the "
         "boot's "
@@ -158,7 +192,12 @@ def matrix_markdown(
     ]
     for name in rows(results):
         model = nic(name)
-        cells = [_cell_text(by_key[(name, c)], out_dir) if (name, c) in by_key else "" for c in table_columns]
+        cells = [
+            _marked(_cell_text(by_key[(name, c)], out_dir), marks.get(f"{name}/{c}"))
+            if (name, c) in by_key
+            else ""
+            for c in table_columns
+        ]
         device = model.qemu_device or "—"
         head = f"| {name} | {device} | {model.pci_id or '—'} | {model.ipxe_driver} | "
         lines.append(head + " | ".join(cells) + f" | {_confirmed(name, results, info)} |")
@@ -173,7 +212,7 @@ def matrix_markdown(
     versions = ipxe_versions(results)
     if versions:
         lines += ["", "iPXE versions seen in ROM banners: " + ", ".join(versions)]
-    lines += _trains_markdown(trains, out_dir)
+    lines += _trains_markdown(trains, out_dir, marks)
     details = [r for r in results if r.status in (Status.FAIL, Status.ERROR, Status.MISS)]
     if details:
         lines += ["", "## Details of non-passing cells", ""]

@@ -14,14 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.judge.cells import cell_outcome
+from lab.judge.expectations import GateResult, gate_run
 from lab.model.jsonable import from_json, to_json
 from lab.model.plan import BootPlan, CellKey
 from lab.model.results import BootEvidence, BootOutcome, CellResult, RunInfo, TrainResult
 from lab.model.status import Status
-from lab.report.summary import cell_outcome, columns, full_boot_of, rows, sizes, stage_medians
+from lab.report.summary import columns, full_boot_of, rows, sizes, stage_medians, summarise
 from roms.catalog import nic
 
 SCHEMA_VERSION = 3
+#: Schema 2 (before the layers) reads well enough for ``lab diff``: statuses, outcomes, trains.
+READABLE_SCHEMAS = (2, 3)
 
 
 def _cell(cell: CellResult, out_dir: Path | None) -> dict[str, Any]:
@@ -39,7 +43,7 @@ def _cell(cell: CellResult, out_dir: Path | None) -> dict[str, Any]:
                 **to_json(b.evidence, out_dir),
             }
             for b in cell.boots
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -60,14 +64,30 @@ def matrix_json(
     info: RunInfo,
     trains: Sequence[TrainResult] = (),
     out_dir: Path | None = None,
+    gate: GateResult | None = None,
+    changes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The document; paths relative to ``out_dir`` (the folder matrix.json goes in) when given."""
     statuses = [r.status for r in results] + [t.status for t in trains]
+    gate = gate or gate_run(None, results, trains)
+    summary = summarise(results, trains, gate.counts() if gate.expectations is not None else None)
     return {
         "schema": SCHEMA_VERSION,
         "run": to_json(info),
         "complete": not any(s in (Status.ERROR, Status.MISS) for s in statuses),
-        "summary": {s.value: statuses.count(s) for s in Status if s in statuses},
+        "summary": {
+            "cells": summary.cells,
+            "trains": summary.trains,
+            "gate": summary.gate,
+            "cells_run": summary.cells_run,
+            "text": summary.line(),
+        },
+        "gate": {
+            "expectations": None if gate.expectations is None else str(gate.expectations),
+            "exit_status": gate.exit_status(),
+            "judgements": [to_json(j) for j in gate.judgements],
+        },
+        "changes": dict(changes or {}),
         "stage_medians_seconds": stage_medians(results),
         "stage_medians_seconds_by_size": {str(s): stage_medians(results, s) for s in sizes(results)},
         "columns": columns(results),
@@ -108,8 +128,9 @@ def read_matrix(path: Path) -> MatrixDocument:
     """Load a matrix.json (a file, or the run folder holding one)."""
     path = path / "matrix.json" if path.is_dir() else path
     data = json.loads(path.read_text())
-    if data.get("schema") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: matrix.json schema {data.get('schema')}, this lab reads {SCHEMA_VERSION}")
+    if data.get("schema") not in READABLE_SCHEMAS:
+        schema = data.get("schema")
+        raise ValueError(f"{path}: matrix.json schema {schema}, this lab reads {READABLE_SCHEMAS}")
     base = path.parent.resolve()
     return MatrixDocument(
         info=from_json(RunInfo, data["run"]),

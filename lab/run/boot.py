@@ -194,7 +194,8 @@ def launch(
     except RomMismatch as exc:
         run.preflight(Status.ERROR, f"ROM mismatch (a lab setup error, not a driver failure): {exc}")
         return run
-    run.evidence.rom.update({"set": rom_set.name, "path": str(rom), "sha256": _sha256(rom)})
+    # The file's name, not its path: a report must not carry the paths of the machine that ran it.
+    run.evidence.rom.update({"set": rom_set.name, "file": rom.name, "sha256": _sha256(rom)})
     name, digest = lab.payload(size, seed)
     run.payload.expect_sha256 = digest
     if slot is None:

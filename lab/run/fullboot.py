@@ -166,12 +166,13 @@ def _watch(machine: Vm, vm: FullBootVm, payload: FullBoot, timeout: float, proto
 def run_fullboot_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> TrainResult:
     """One full-boot train (a :class:`TrainPlan` with ``full_boot``)."""
     directory.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
     payload, boots, capture, events = run_fullboot_vms(
         lab, rom_set, plan.nics, plan.gap, plan.protocol, plan.server, directory
     )
     summaries = count_capture(capture) if capture is not None else {}
     total = payload.kernel.stat().st_size + payload.initrd.stat().st_size
-    train = TrainResult(plan, Status.MISS, "", directory)
+    train = TrainResult(plan, Status.MISS, "", directory, seconds=time.monotonic() - t0)
     for boot in boots:
         vm = TrainVm(boot.nic, boot.ip, boot.directory, full_boot_evidence(boot), boot.started_at)
         if boot.status is not Status.PASS:

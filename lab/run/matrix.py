@@ -17,11 +17,12 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
+from lab.judge.cells import cell_result
 from lab.model.errors import LabError
 from lab.model.network import Topology
 from lab.model.plan import BootPlan, CellPlan
 from lab.model.results import BootOutcome, CellResult, broken_evidence
-from lab.model.status import Status, combine
+from lab.model.status import Status
 from lab.run.boot import launch
 from lab.run.lab import Lab, LabConfig
 from lab.run.services import tftp_kind
@@ -113,12 +114,3 @@ def _boot(slot: LabSlot, boot: BootPlan, rom_set: RomSet, where: Path) -> BootOu
         evidence = broken_evidence(Status.ERROR, f"lab crashed: {exc}\n{traceback.format_exc()}")
         slot.drop()
     return BootOutcome(boot, evidence, where)
-
-
-def cell_result(cell: CellPlan, outcomes: dict[BootPlan, BootOutcome]) -> CellResult:
-    if cell.verdict is not None:
-        return CellResult(cell.key, Status[cell.verdict[0]], cell.verdict[1])
-    boots = [outcomes[b] for b in cell.boots if b in outcomes]
-    status = combine(o.evidence.status for o in boots) if boots else Status.MISS
-    reasons = [f"{o.plan.size} B: {o.evidence.reason}" for o in boots if o.evidence.status is not Status.PASS]
-    return CellResult(cell.key, status, "; ".join(reasons), boots)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -19,7 +19,6 @@ from lab.infra.loss import LossInjection, add_loss, remove_loss
 from lab.judge.delivery import classify, wire_figures
 from lab.judge.diagnosis import diagnose, refused_fallback
 from lab.judge.train import judge
-from lab.model.errors import LabError
 from lab.model.jsonable import to_json
 from lab.model.network import BRIDGE, VERIFIER_NAME, Slot
 from lab.model.results import BootEvidence, TrainResult, TrainVm
@@ -28,7 +27,7 @@ from lab.model.train_plan import TrainPlan
 from lab.report.timeline import draw_pictures
 from lab.run.boot import BootRun, launch, write_evidence
 from lab.run.evidence import count_capture
-from lab.run.lab import Lab, LabConfig
+from lab.run.lab import Lab
 from lab.run.services import services_for
 from lab.wire.counts import WireSummary
 from lab.wire.frames import read_frames
@@ -36,49 +35,6 @@ from lab.wire.streams import stream_timeline, tap_activity
 from netboot.events import ServerEvent, events_text
 from roms.catalog import nic
 from roms.romset import RomSet
-
-#: Stage timeouts of train VMs for 3 MiB; run_trains scales it with the largest payload.
-#: The payload stage waits 135 s per 3 MiB: a healthy 3 MiB train VM is done in about 70 s
-#: here, while a VM stuck listening in MTFTP (iPXE ignores failures in MTFTP mode) holds
-#: its train for the whole wait.
-TRAIN_TIMEOUT_SCALE = 0.75
-_TIMEOUT_REFERENCE_SIZE = 3 * 1024 * 1024
-#: A lab index of its own, so train MACs never look like a matrix worker's.
-TRAIN_LAB_INDEX = 7
-
-TrainProgress = Callable[[int, int, TrainResult], None]
-
-
-def run_trains(
-    plans: list[TrainPlan], rom_sets: list[RomSet], directory: Path, accel: str,
-    progress: TrainProgress | None = None,
-) -> list[TrainResult]:  # fmt: skip
-    """Every train in one lab of its own (its own namespace), one train at a time: all cores for 4 VMs."""
-    from lab.run.fullboot import run_fullboot_train
-
-    by_set = {rs.name: rs for rs in rom_sets}
-    largest = max((p.size for p in plans), default=0)
-    scale = TRAIN_TIMEOUT_SCALE * max(1.0, largest / _TIMEOUT_REFERENCE_SIZE)
-    config = LabConfig(directory / "labs" / "trains", index=TRAIN_LAB_INDEX, accel=accel, capture=False,
-                       timeout_scale=scale)  # fmt: skip
-    results: list[TrainResult] = []
-    stack = ExitStack()
-    lab: Lab | None = None
-    with stack:
-        for index, plan in enumerate(plans):
-            where = directory / "trains" / plan.slug
-            try:
-                lab = lab or stack.enter_context(Lab(config))
-                runner = run_fullboot_train if plan.full_boot else run_train
-                result = runner(lab, by_set[plan.rom_set], plan, where)
-            except (LabError, OSError, RuntimeError, ValueError) as exc:
-                result = TrainResult(plan, Status.ERROR, "error", where, reason=f"the lab broke: {exc}")
-                stack.close()
-                lab = None
-            results.append(result)
-            if progress is not None:
-                progress(index + 1, len(plans), result)
-    return results
 
 
 def boot_train(
@@ -151,6 +107,7 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
     name, _ = lab.payload(plan.size, plan.seed)
     lab.ensure(services_for(plan.protocol, (name,), plan.server, train_vms=len(plan.nics)))
     mark = lab.mark()
+    t0 = time.monotonic()
     slots = [lab.reserve() for _ in plan.nics]
     with ExitStack() as stack:
         cap = stack.enter_context(Capture(lab.ns, [BRIDGE, *(s.tap for s in slots)], directory / "wire",
@@ -167,7 +124,7 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
     (directory / "server.events.jsonl").write_text(events_text(events))
     if plan.protocol == "x-slam":
         events = events + lab.slam_events_since(mark)
-    train = TrainResult(plan, Status.MISS, "", directory)
+    train = TrainResult(plan, Status.MISS, "", directory, seconds=time.monotonic() - t0)
     for index, run in enumerate(runs):
         vm = TrainVm(plan.nics[index], slots[index].ipv4, run.directory, evidences[index], starts[index])
         train.vms.append(_observe(vm, plan, run, slots[index], cap, summaries, events, name))

@@ -24,6 +24,7 @@ from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.options import OptionPolicy
 from netboot.tftp.server import Balancer, ServerConfig, Slots, TftpServer, make_listening_socket
+from netboot.tftp.test_faults import FAULT_ENV, active_fault
 
 VERSION = "pyatftpd 0.1.0 (command line of atftp-0.8.0)"
 log = logging.getLogger("pyatftpd")
@@ -333,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         user, group = split_user(args.user, args.group)
         if os.getuid() == 0:
             log.info(drop_privileges(user, group))
+    if active_fault():
+        log.warning("%s=%s: broken on purpose for the lab's tests (netboot/tftp/test_faults.py)", FAULT_ENV,
+                    active_fault())  # fmt: skip
     ignored = _no_effect_flags(args, parser)
     if ignored:
         log.warning("accepted for compatibility, no effect yet: %s", ", ".join(ignored))

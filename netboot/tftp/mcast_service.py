@@ -24,6 +24,7 @@ from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
 from netboot.tftp.router import RequestContext
 from netboot.tftp.server import TftpServer
+from netboot.tftp.test_faults import with_fault
 from netboot.tftp.unicast import negotiate_or_refuse, open_source
 
 log = logging.getLogger("pyatftpd")
@@ -111,7 +112,7 @@ class SessionRegistry:
             if on_end is not None:
                 on_end()
 
-        driver = SessionDriver(server.loop, sock, core, on_event, on_close, recv_size=2048)
+        driver = SessionDriver(server.loop, sock, with_fault(core), on_event, on_close, recv_size=2048)
         handle = SessionHandle(key, core, driver)
         server.drivers.add(driver)
         self.sessions[key] = handle

@@ -1,0 +1,77 @@
+"""What a long run prints while it works: a line per boot and per train, and what it is.
+
+Why: a matrix runs for a quarter of an hour; a line per finished boot with its verdict
+and time (and a live counter on a terminal) shows it is alive and where it stands.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lab.model.results import BootOutcome, TrainResult
+from lab.model.status import Status
+
+
+class BootProgress:
+    """One line per finished boot, plus a live counter on a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.start = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, done: int, total: int, outcome: BootOutcome) -> None:
+        ev = outcome.evidence
+        self.counts[ev.status.value] = self.counts.get(ev.status.value, 0) + 1
+        first = ev.reason.splitlines()[0][:100] if ev.reason else ""
+        where = "" if ev.status is Status.PASS else f" {ev.failed_stage or ''}: {first}"
+        key = outcome.plan.key
+        line = (
+            f"[{done:>3}/{total}] {ev.status.value:<5} {key.nic:<10} {key.column:<24} "
+            f"{outcome.plan.size:>8} B {ev.seconds:5.1f} s{where}"
+        )
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+        sys.stderr.write(line + "\n")
+        if self.tty:
+            summary = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+            sys.stderr.write(f"  {summary}  elapsed {time.monotonic() - self.start:.0f} s")
+        sys.stderr.flush()
+
+
+def train_progress(done: int, total: int, train: TrainResult) -> None:
+    ratio = "" if train.group_ratio is None else f" group/payload {train.group_ratio:.3f}"
+    failed = "; ".join(c.name for c in train.checks if c.ok is False)
+    print(
+        f"[train {done}/{total}] {train.status.value:<5} {train.plan.column:<36} {train.outcome}{ratio} "
+        f"{train.seconds:.0f} s" + (f" failed: {failed}" if failed else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def qemu_version() -> str:
+    try:
+        out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True, timeout=10)
+        return out.stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "QEMU not found"
+
+
+def commit() -> str:
+    """This repo's commit; ``LAB_COMMIT`` wins (the container image carries no .git)."""
+    if os.environ.get("LAB_COMMIT"):
+        return os.environ["LAB_COMMIT"]
+    try:
+        out = subprocess.run(  # the repo of this code, wherever the matrix is run from
+            ["git", "-C", str(Path(__file__).resolve().parents[2]), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
