@@ -107,6 +107,11 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
         help="protocols of the extra snoop+querier column (IGMP snooping with an active querier, "
         "first server), or 'none' (default %(default)s)",
     )
+
+
+def add_slice_options(parser: argparse.ArgumentParser) -> None:
+    """Which part of the plan this run takes: a few cells (--only) or a shard for CI."""
+    group = parser.add_argument_group("a part of the plan")
     group.add_argument(
         "--only",
         action="append",
@@ -167,6 +172,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 
 def add_lab_options(parser: argparse.ArgumentParser) -> None:
     add_selection_options(parser)
+    add_slice_options(parser)
     add_train_options(parser)
     gate = parser.add_argument_group("gate and reports")
     gate.add_argument(

@@ -35,6 +35,16 @@ OUTCOMES = (
 )
 
 
+#: Statuses that say nothing about a transfer, and the outcome each is.
+_NOT_A_TRANSFER = {
+    Status.UNSUPPORTED: "unsupported",
+    Status.NOT_EMULATED: "not-emulated",
+    Status.ERROR: "error",
+    Status.MISS: "miss",
+    Status.SKIP: "skip",
+}
+
+
 def wire_figures(
     summary: WireSummary, client_ip: str, other_unicast_bytes: int, drops: int = 0
 ) -> WireFigures:
@@ -69,15 +79,8 @@ def classify(
     fallback_events = [e for e in events if e.event == "multicast_not_received"]
     if fallback_events:
         figures["multicast_not_received"] = dict(fallback_events[0])
-    simple = {
-        Status.UNSUPPORTED: "unsupported",
-        Status.NOT_EMULATED: "not-emulated",
-        Status.ERROR: "error",
-        Status.MISS: "miss",
-        Status.SKIP: "skip",
-    }
-    if status in simple:
-        return Delivery(simple[status], f"status {status.value}", figures)
+    if status in _NOT_A_TRANSFER:
+        return Delivery(_NOT_A_TRANSFER[status], f"status {status.value}", figures)
     wire_text = _wire_text(wire)
     if status is Status.FAIL:
         if ipxe_said_ok and failed_stage == "verified":
@@ -88,11 +91,21 @@ def classify(
                 figures,
             )
         return Delivery("failed", f"FAIL at stage {failed_stage or '?'}; {wire_text}", figures)
-    # PASS: the bytes are right; which path carried them?
     if protocol not in MULTICAST_PROTOCOLS:
         return Delivery("unicast", f"tftp baseline; {wire_text}", figures)
     if wire is None:
         return Delivery("unicast" if not events else "multicast", "no wire capture: path unproven", figures)
+    return _multicast_path(wire, size, fallback_events, figures, wire_text)
+
+
+def _multicast_path(
+    wire: WireFigures,
+    size: int,
+    fallback_events: Sequence[Mapping[str, Any]],
+    figures: dict[str, Any],
+    wire_text: str,
+) -> Delivery:
+    """A multicast boot whose bytes were right: which path carried them?"""
     by_unicast = wire.unicast_payload_bytes >= size
     if fallback_events and by_unicast:
         return Delivery(
@@ -111,11 +124,8 @@ def classify(
             figures,
         )
     if by_unicast:
-        return Delivery(
-            "unicast",
-            f"the server sent the payload by unicast without a fallback event; {wire_text}",
-            figures,
-        )
+        text = f"the server sent the payload by unicast without a fallback event; {wire_text}"
+        return Delivery("unicast", text, figures)
     return Delivery("multicast", f"path unproven: {wire_text}", figures)
 
 

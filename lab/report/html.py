@@ -35,9 +35,7 @@ def _files(boot: dict[str, Any]) -> str:
         for k in sorted(files)
         if k.startswith("wire_") and k != "wire_error"
     ]
-    links = [
-        f'<a href="{_rel(files[k])}">{html.escape(label)}</a>' for k, label in wanted if k in files
-    ]
+    links = [f'<a href="{_rel(files[k])}">{html.escape(label)}</a>' for k, label in wanted if k in files]
     return " ".join(links)
 
 
@@ -88,41 +86,47 @@ def matrix_html(data: dict[str, Any]) -> str:
             out.append(_cell(cell) if cell else "<td></td>")
         out.append("</tr>")
     out.append("</table>")
-    trains = data.get("trains", [])
-    if trains:
-        out.append(
-            "<h2>Trains</h2><table><tr><th>train</th><th>status</th><th>outcome</th>"
-            "<th>group bytes / payload</th><th>full boot</th><th>checks</th><th>VMs</th></tr>"
-        )
-        by_column = {t["column"]: t for t in trains}
-        for t in trains:
-            full = by_column.get(t.get("full_boot_train") or "")
-            full_cell = (
-                f'<td class="{full["status"]}"><a href="{_rel(full["artifacts"])}/">'
-                f"{full['status']} ({html.escape(full['outcome'])})</a></td>"
-                if full
-                else "<td>not run</td>"
-            )
-            ratio = "—" if t["group_ratio"] is None else f"{t['group_bytes']} B = {t['group_ratio']:.3f}"
-            checks = "<br>".join(
-                f"{ {True: 'ok', False: 'FAILED', None: 'n/a'}[c['ok']] }: {html.escape(c['name'])}: "
-                f"{html.escape(c['detail'])}"
-                for c in t["checks"]
-            )
-            vms = "<br>".join(
-                f'<a href="{_rel(v["artifacts"])}/">{html.escape(v["nic"])}</a> {v["status"]} '
-                f"{html.escape(str((v['evidence'].get('delivery') or {}).get('outcome', '')))}"
-                for v in t["vms"]
-            )
-            pictures = " ".join(f'<a href="{_rel(p)}">timeline</a>' for p in t.get("timelines", []))
-            if t.get("timeline_error"):
-                pictures += html.escape(t["timeline_error"])
-            out.append(
-                f'<tr><td><a href="{_rel(t["artifacts"])}/">{html.escape(t["column"])}</a>'
-                f"<br><small>{pictures}</small></td>"
-                f'<td class="{t["status"]}">{t["status"]}</td><td>{html.escape(t["outcome"])}</td>'
-                f"<td>{ratio}</td>{full_cell}<td>{checks}</td><td>{vms}</td></tr>"
-            )
-        out.append("</table>")
+    out += _trains_html(data.get("trains", []))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _trains_html(trains: list[dict[str, Any]]) -> list[str]:
+    if not trains:
+        return []
+    out: list[str] = []
+    out.append(
+        "<h2>Trains</h2><table><tr><th>train</th><th>status</th><th>outcome</th>"
+        "<th>group bytes / payload</th><th>full boot</th><th>checks</th><th>VMs</th></tr>"
+    )
+    by_column = {t["column"]: t for t in trains}
+    for t in trains:
+        full = by_column.get(t.get("full_boot_train") or "")
+        full_cell = (
+            f'<td class="{full["status"]}"><a href="{_rel(full["artifacts"])}/">'
+            f"{full['status']} ({html.escape(full['outcome'])})</a></td>"
+            if full
+            else "<td>not run</td>"
+        )
+        ratio = "—" if t["group_ratio"] is None else f"{t['group_bytes']} B = {t['group_ratio']:.3f}"
+        checks = "<br>".join(
+            f"{ {True: 'ok', False: 'FAILED', None: 'n/a'}[c['ok']] }: {html.escape(c['name'])}: "
+            f"{html.escape(c['detail'])}"
+            for c in t["checks"]
+        )
+        vms = "<br>".join(
+            f'<a href="{_rel(v["artifacts"])}/">{html.escape(v["nic"])}</a> {v["status"]} '
+            f"{html.escape(str((v['evidence'].get('delivery') or {}).get('outcome', '')))}"
+            for v in t["vms"]
+        )
+        pictures = " ".join(f'<a href="{_rel(p)}">timeline</a>' for p in t.get("timelines", []))
+        if t.get("timeline_error"):
+            pictures += html.escape(t["timeline_error"])
+        out.append(
+            f'<tr><td><a href="{_rel(t["artifacts"])}/">{html.escape(t["column"])}</a>'
+            f"<br><small>{pictures}</small></td>"
+            f'<td class="{t["status"]}">{t["status"]}</td><td>{html.escape(t["outcome"])}</td>'
+            f"<td>{ratio}</td>{full_cell}<td>{checks}</td><td>{vms}</td></tr>"
+        )
+    out.append("</table>")
+    return out

@@ -201,29 +201,45 @@ def matrix_markdown(
         device = model.qemu_device or "—"
         head = f"| {name} | {device} | {model.pci_id or '—'} | {model.ipxe_driver} | "
         lines.append(head + " | ".join(cells) + f" | {_confirmed(name, results, info)} |")
-    if stage_medians(results):
-        lines += ["", "## Median stage durations (seconds, passed stages)", ""]
-        lines += ["| payload size | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
-        by_size: list[tuple[str, int | None]] = [("all", None), *((f"{s} B", s) for s in sizes(results))]
-        for label, size in by_size:
-            medians = stage_medians(results, size)
-            timings = " | ".join(f"{medians[s]:.2f}" if s in medians else "—" for s in STAGES)
-            lines.append(f"| {label} | {timings} |")
+    lines += _medians_markdown(results)
     versions = ipxe_versions(results)
     if versions:
         lines += ["", "iPXE versions seen in ROM banners: " + ", ".join(versions)]
     lines += _trains_markdown(trains, out_dir, marks)
-    details = [r for r in results if r.status in (Status.FAIL, Status.ERROR, Status.MISS)]
-    if details:
-        lines += ["", "## Details of non-passing cells", ""]
-        for r in details:
-            lines.append(f"### {r.key.nic} / {r.key.column}: {r.status.value}")
-            lines.append("")
-            lines.append("```")
-            lines.append(r.reason.strip()[:3000])
-            lines.append("```")
-            for b in r.boots:
-                if b.evidence.delivery is not None and b.evidence.delivery.evidence:
-                    lines.append(f"Evidence ({b.plan.size} B): {b.evidence.delivery.evidence}")
-            lines.append("")
+    lines += _details_markdown(results)
     return "\n".join(lines) + "\n"
+
+
+def _medians_markdown(results: Sequence[CellResult]) -> list[str]:
+    """Median seconds per boot stage, over every payload size and per size."""
+    if not stage_medians(results):
+        return []
+    lines = ["", "## Median stage durations (seconds, passed stages)", ""]
+    lines += ["| payload size | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+    by_size: list[tuple[str, int | None]] = [("all", None), *((f"{s} B", s) for s in sizes(results))]
+    for label, size in by_size:
+        medians = stage_medians(results, size)
+        timings = " | ".join(f"{medians[s]:.2f}" if s in medians else "—" for s in STAGES)
+        lines.append(f"| {label} | {timings} |")
+    return lines
+
+
+def _details_markdown(results: Sequence[CellResult]) -> list[str]:
+    """Every cell that did not pass: its reason and the evidence in words."""
+    details = [r for r in results if r.status in (Status.FAIL, Status.ERROR, Status.MISS)]
+    if not details:
+        return []
+    lines = ["", "## Details of non-passing cells", ""]
+    for r in details:
+        lines += [
+            f"### {r.key.nic} / {r.key.column}: {r.status.value}",
+            "",
+            "```",
+            r.reason.strip()[:3000],
+            "```",
+        ]
+        for b in r.boots:
+            if b.evidence.delivery is not None and b.evidence.delivery.evidence:
+                lines.append(f"Evidence ({b.plan.size} B): {b.evidence.delivery.evidence}")
+        lines.append("")
+    return lines

@@ -427,6 +427,31 @@ def draw_timeline(timeline: Timeline, out: Path, dpi: int = 110) -> Path:
     palette = plt.get_cmap("tab10")
     colour = {c: palette(i % 10) for i, c in enumerate(timeline.clients)}
 
+    _draw_marks(ax, timeline, colour)
+    top = _draw_annotations(ax, timeline, colour)
+    for kind, (marker, _) in _KIND_STYLE.items():  # legend entries for the annotation shapes
+        if timeline.of_kind(kind):
+            look: dict[str, Any] = {"color": "black"}
+            if marker != "x":
+                look = {"color": "white", "edgecolors": "black"}
+            ax.scatter([], [], marker=marker, s=40, label=kind, **look)
+    ax.set_xlabel("seconds since the first record")
+    ax.set_ylabel("block number")
+    ax.set_ylim(bottom=0, top=top * 1.08 + 1)
+    ax.set_xlim(left=0)
+    ax.grid(True, linewidth=0.3, alpha=0.5)
+    sources = " + ".join(timeline.sources) or "no data"
+    ax.set_title(f"{timeline.title}\n{len(timeline.clients)} clients; from {sources}", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, markerscale=1.5, frameon=False)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _draw_marks(ax: Any, timeline: Timeline, colour: dict[str, Any]) -> None:
+    """One dot per packet: group DATA in grey, each client's unicast DATA, ACKs and NACKs in its colour."""
     group = [m for m in timeline.marks if m.kind == GROUP_DATA]
     if group:
         ax.scatter([m.t for m in group], [m.block for m in group], s=4, c="0.2", marker=".",
@@ -448,6 +473,9 @@ def draw_timeline(timeline: Timeline, out: Path, dpi: int = 110) -> Path:
         ax.plot([t0, t1], [b0, b1], linestyle="--", color=colour[client], linewidth=1.2,
                 label=f"{client} listening (from events)", zorder=2)  # fmt: skip
 
+
+def _draw_annotations(ax: Any, timeline: Timeline, colour: dict[str, Any]) -> int:
+    """The server's story (joins, masters, fallbacks, ends) as labelled shapes; returns the top block."""
     top = max([m.block for m in timeline.marks] + [timeline.blocks or 0, 1])
     labelled: set[str] = set()
     for note in timeline.annotations:
@@ -470,26 +498,7 @@ def draw_timeline(timeline: Timeline, out: Path, dpi: int = 110) -> Path:
         ax.annotate(note.label, (note.t, y), xytext=(6, lift), textcoords="offset points",
                     fontsize=7.5, color="darkred" if note.kind == FALLBACK else "black",
                     arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5}, zorder=5)  # fmt: skip
-
-    for kind, (marker, _) in _KIND_STYLE.items():  # legend entries for the annotation shapes
-        if timeline.of_kind(kind):
-            look: dict[str, Any] = {"color": "black"}
-            if marker != "x":
-                look = {"color": "white", "edgecolors": "black"}
-            ax.scatter([], [], marker=marker, s=40, label=kind, **look)
-    ax.set_xlabel("seconds since the first record")
-    ax.set_ylabel("block number")
-    ax.set_ylim(bottom=0, top=top * 1.08 + 1)
-    ax.set_xlim(left=0)
-    ax.grid(True, linewidth=0.3, alpha=0.5)
-    sources = " + ".join(timeline.sources) or "no data"
-    ax.set_title(f"{timeline.title}\n{len(timeline.clients)} clients; from {sources}", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, markerscale=1.5, frameon=False)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return top
 
 
 def _block_near(timeline: Timeline, note: Annotation) -> int:
