@@ -78,7 +78,7 @@ def test_the_import_layers_hold() -> None:
     """lint-imports (tox -e lint) checks the layers of pyproject.toml; run it here too when installed."""
     import pytest
 
-    pytest.importorskip("importlinter", reason="import-linter is not installed here (tox -e lint installs it)")
+    pytest.importorskip("importlinter", reason="import-linter is not installed here (tox -e lint has it)")
     code = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports())"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:]
