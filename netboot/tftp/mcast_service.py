@@ -17,12 +17,12 @@ from typing import Any
 
 from netboot.tftp.driver import CoreDriver
 from netboot.tftp.events import CoreEvent
+from netboot.tftp.handler import RequestContext
 from netboot.tftp.mcast_hold import Hold, WaveClock
 from netboot.tftp.mcast_pool import GroupPort, McastPool
 from netboot.tftp.multicast import MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
-from netboot.tftp.router import RequestContext
 from netboot.tftp.server import TftpServer
 from netboot.tftp.unicast import negotiate_or_refuse, open_source
 

@@ -24,11 +24,12 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from netboot.tftp.handler import RequestContext
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.mcast_service import SessionRegistry
 from netboot.tftp.multicast import DONE, MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
 from netboot.tftp.packets import ErrorCode
-from netboot.tftp.router import RequestContext, RequestRouter
+from netboot.tftp.router import RequestRouter
 from netboot.tftp.server import TftpServer
 from netboot.tftp.stale_fallback import GroupStream, refusal_message, stale_fallback_reason
 from netboot.tftp.unicast import open_source

@@ -12,12 +12,12 @@ import os
 import tempfile
 from collections.abc import Callable
 
+from netboot.tftp.handler import RequestContext
 from netboot.tftp.netascii import from_netascii, to_netascii
 from netboot.tftp.options import Negotiation, OptionRefused, negotiate
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
 from netboot.tftp.read_transfer import ReadTransfer
-from netboot.tftp.router import RequestContext
 from netboot.tftp.sources import BlockSource, BytesSource, FileSource
 from netboot.tftp.write_transfer import WriteTransfer
 
