@@ -11,7 +11,7 @@ from netboot.tftp.mcast_service import MulticastService
 from netboot.tftp.packets import Opcode, Request
 from netboot.tftp.router import RequestContext
 from netboot.tftp.server import Listener, ServerConfig, TftpServer
-from netboot.tftp.unicast import serve_unicast
+from netboot.tftp.unicast import UnicastHandler
 
 
 def context(server: TftpServer, name: str, *options: tuple[str, str], mode: str = "octet") -> RequestContext:
@@ -26,7 +26,7 @@ def context(server: TftpServer, name: str, *options: tuple[str, str], mode: str 
 def make_server(tmp_path: Path) -> tuple[TftpServer, Path]:
     events = tmp_path / "events.jsonl"
     log = EventLog(str(events), "pyatftpd")
-    server = TftpServer(ServerConfig(root=str(tmp_path)), log, default=serve_unicast)
+    server = TftpServer(ServerConfig(root=str(tmp_path)), log, default=UnicastHandler())
     return server, events
 
 
@@ -58,6 +58,6 @@ def test_no_multicast_switch_leaves_the_option_to_unicast(tmp_path: Path) -> Non
 
     (tmp_path / "a.img").write_bytes(b"x" * 1000)
     config = ServerConfig(root=str(tmp_path), policy=OptionPolicy(multicast=False))
-    server = TftpServer(config, default=serve_unicast)
+    server = TftpServer(config, default=UnicastHandler())
     service = MulticastService(server, McastPool())
     assert service.handle(context(server, "a.img")) is False

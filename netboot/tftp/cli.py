@@ -24,7 +24,7 @@ from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.options import OptionPolicy
 from netboot.tftp.server import Balancer, ServerConfig, Slots, TftpServer, make_listening_socket
-from netboot.tftp.unicast import serve_unicast
+from netboot.tftp.unicast import UnicastHandler
 
 VERSION = "pyatftpd 0.1.0 (command line of atftp-0.8.0)"
 log = logging.getLogger("pyatftpd")
@@ -271,7 +271,7 @@ def run_server(
     setup: Callable[[TftpServer], None] | None = None,
 ) -> int:
     """Run one server loop on ``sock`` until SIGTERM/SIGINT."""
-    server = TftpServer(config, events, slots, balancer, default=serve_unicast)
+    server = TftpServer(config, events, slots, balancer, default=UnicastHandler())
     server.set_session_prefix(session_prefix)
     server.add_listener(sock)
 

@@ -24,7 +24,7 @@ from netboot.tftp.multicast import MAX_MULTICAST_BLOCKS, MulticastSession, Tunin
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
 from netboot.tftp.server import TftpServer
-from netboot.tftp.unicast import negotiate_or_refuse, open_source
+from netboot.tftp.unicast import negotiate_or_refuse, open_file
 
 log = logging.getLogger("pyatftpd")
 
@@ -157,7 +157,7 @@ class MulticastService:
             path = os.path.realpath(resolve(config.root, request.filename))
         except PathRefused:
             return False  # the unicast handler explains the refusal
-        source = open_source(ctx)
+        source = open_file(ctx)
         if source is None:
             return True
         negotiation = negotiate_or_refuse(ctx, source.size)

@@ -85,7 +85,7 @@ class TftpServer:
         *,
         default: Handler,
     ) -> None:
-        """``default`` serves what no other handler takes (the CLI passes ``unicast.serve_unicast``)."""
+        """``default`` serves what no other handler takes (the CLI passes a ``unicast.UnicastHandler``)."""
         self.config = config
         self.events = events or EventLog(None, "pyatftpd")
         self.slots: Slots = slots or LocalSlots(config.max_transfers)
