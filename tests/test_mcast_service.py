@@ -11,6 +11,7 @@ from netboot.tftp.mcast_service import MulticastService
 from netboot.tftp.packets import Opcode, Request
 from netboot.tftp.router import RequestContext
 from netboot.tftp.server import Listener, ServerConfig, TftpServer
+from netboot.tftp.unicast import UnicastHandler
 
 
 def context(server: TftpServer, name: str, *options: tuple[str, str], mode: str = "octet") -> RequestContext:
@@ -24,7 +25,8 @@ def context(server: TftpServer, name: str, *options: tuple[str, str], mode: str 
 
 def make_server(tmp_path: Path) -> tuple[TftpServer, Path]:
     events = tmp_path / "events.jsonl"
-    server = TftpServer(ServerConfig(root=str(tmp_path)), EventLog(str(events), "pyatftpd"))
+    log = EventLog(str(events), "pyatftpd")
+    server = TftpServer(ServerConfig(root=str(tmp_path)), log, default=UnicastHandler())
     return server, events
 
 
@@ -55,6 +57,7 @@ def test_no_multicast_switch_leaves_the_option_to_unicast(tmp_path: Path) -> Non
     from netboot.tftp.options import OptionPolicy
 
     (tmp_path / "a.img").write_bytes(b"x" * 1000)
-    server = TftpServer(ServerConfig(root=str(tmp_path), policy=OptionPolicy(multicast=False)))
+    config = ServerConfig(root=str(tmp_path), policy=OptionPolicy(multicast=False))
+    server = TftpServer(config, default=UnicastHandler())
     service = MulticastService(server, McastPool())
     assert service.handle(context(server, "a.img")) is False

@@ -25,6 +25,7 @@ from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.options import OptionPolicy
 from netboot.tftp.server import Balancer, ServerConfig, Slots, TftpServer, make_listening_socket
 from netboot.tftp.test_faults import FAULT_ENV, active_fault
+from netboot.tftp.unicast import UnicastHandler
 
 VERSION = "pyatftpd 0.1.0 (command line of atftp-0.8.0)"
 log = logging.getLogger("pyatftpd")
@@ -271,7 +272,7 @@ def run_server(
     setup: Callable[[TftpServer], None] | None = None,
 ) -> int:
     """Run one server loop on ``sock`` until SIGTERM/SIGINT."""
-    server = TftpServer(config, events, slots, balancer)
+    server = TftpServer(config, events, slots, balancer, default=UnicastHandler())
     server.set_session_prefix(session_prefix)
     server.add_listener(sock)
 

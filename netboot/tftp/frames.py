@@ -36,7 +36,7 @@ class FrameRing:
         self._blksize = blksize
         self._stride = stride = blksize + 4
         #: Full blocks of the source; block numbers start at 1 as on the wire.
-        self._full_blocks = source.size // blksize
+        self._full_blocks = (source.size or 0) // blksize
         count = max(1, min(MAX_FRAMES, chunk // stride, self._full_blocks))
         self._buffer = bytearray(count * stride)
         self._buffer[1::stride] = b"\3" * count  # opcode DATA; byte 0 stays 0

@@ -13,12 +13,12 @@ import socket
 import struct
 from collections.abc import Callable
 
+from netboot.tftp.handler import RequestContext
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_pool import McastPool, PoolSyntaxError, parse_ttl
 from netboot.tftp.mcast_service import MulticastService
 from netboot.tftp.mtftp import MtftpConfigError, MtftpEntry, MtftpService, load_mtftp_config
 from netboot.tftp.packets import MalformedPacket, Request, decode, encode
-from netboot.tftp.router import RequestContext
 from netboot.tftp.server import TftpServer, make_listening_socket
 
 log = logging.getLogger("pyatftpd")

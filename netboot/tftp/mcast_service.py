@@ -17,15 +17,15 @@ from typing import Any
 
 from netboot.tftp.driver import CoreDriver
 from netboot.tftp.events import CoreEvent
+from netboot.tftp.handler import RequestContext
 from netboot.tftp.mcast_hold import Hold, WaveClock
 from netboot.tftp.mcast_pool import GroupPort, McastPool
 from netboot.tftp.multicast import MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
-from netboot.tftp.router import RequestContext
 from netboot.tftp.server import TftpServer
 from netboot.tftp.test_faults import with_fault
-from netboot.tftp.unicast import negotiate_or_refuse, open_source
+from netboot.tftp.unicast import negotiate_or_refuse, open_file
 
 log = logging.getLogger("pyatftpd")
 
@@ -158,7 +158,7 @@ class MulticastService:
             path = os.path.realpath(resolve(config.root, request.filename))
         except PathRefused:
             return False  # the unicast handler explains the refusal
-        source = open_source(ctx)
+        source = open_file(ctx)
         if source is None:
             return True
         negotiation = negotiate_or_refuse(ctx, source.size)

@@ -24,14 +24,15 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from netboot.tftp.handler import RequestContext
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.mcast_service import SessionRegistry
 from netboot.tftp.multicast import DONE, MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
 from netboot.tftp.packets import ErrorCode
-from netboot.tftp.router import RequestContext, RequestRouter
+from netboot.tftp.router import RequestRouter
 from netboot.tftp.server import TftpServer
 from netboot.tftp.stale_fallback import GroupStream, refusal_message, stale_fallback_reason
-from netboot.tftp.unicast import open_source
+from netboot.tftp.unicast import open_file
 
 log = logging.getLogger("pyatftpd")
 
@@ -144,6 +145,9 @@ class MtftpService:
         if not request.is_read:
             ctx.refuse(ErrorCode.ILLEGAL_OPERATION, "the MTFTP port only serves reads (RRQ)")
             return True
+        if request.mode != "octet":
+            ctx.refuse(ErrorCode.ILLEGAL_OPERATION, f"MTFTP serves octet mode only, not {request.mode}")
+            return True
         entry = self.entries.get(request.filename)
         if entry is None:
             ctx.refuse(
@@ -154,7 +158,7 @@ class MtftpService:
         key = ("mtftp", entry.filename, ctx.local_ip)
         handle = self.registry.find(key)
         if handle is None:
-            source = open_source(ctx)
+            source = open_file(ctx)
             if source is None:
                 return True
             blocks = source.size // MTFTP_BLKSIZE + 1

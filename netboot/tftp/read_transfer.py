@@ -17,7 +17,9 @@ Why it looks the way it does:
   Garbage from the peer is dropped (and reported); only a well-formed ERROR from
   the peer ends the transfer.
 * The last DATA is always shorter than blksize: a size that is an exact multiple
-  of blksize ends with an empty DATA (RFC 2348).
+  of blksize ends with an empty DATA (RFC 2348).  A source of unknown size (netascii,
+  converted as it is read) ends at its first short block, and so does a file that
+  shrank while served.
 * ``receive_datagram`` never raises: one bad datagram must not cost a transfer.
 """
 
@@ -35,6 +37,8 @@ from netboot.tftp.sources import BlockSource
 from netboot.tftp.transfer_base import Address, TransferBase
 
 _DATA_HEADER = struct.Struct("!HH").pack
+#: ``last_block`` while a streamed source has not shown its end yet.
+_UNKNOWN_END = 1 << 62
 
 
 class ReadTransfer(TransferBase):
@@ -73,8 +77,9 @@ class ReadTransfer(TransferBase):
         self._trace = trace
         self._check_port = check_port
         self._started = now
-        #: Absolute number of the block that ends the transfer (always shorter than blksize).
-        self.last_block = source.size // self._blksize + 1
+        #: Absolute number of the block that ends the transfer (always shorter than blksize);
+        #: for a source of unknown size, learnt from the first short read.
+        self.last_block = source.size // self._blksize + 1 if source.size is not None else _UNKNOWN_END
         #: Highest block the client acknowledged; -1 while the OACK awaits its ACK 0.
         self._acked = -1 if negotiation.needs_oack else 0
         self._sent = 0
@@ -85,7 +90,7 @@ class ReadTransfer(TransferBase):
         self._lockstep = self._window == 1 and not trace
         #: Highest block the fast lane may send: the full blocks of a lock-step transfer
         #: (the short last block goes the general way); 0 switches the lane off.
-        self._fast_last = self.last_block - 1 if self._lockstep else 0
+        self._fast_last = self.last_block - 1 if self._lockstep and source.size is not None else 0
         self._ring = FrameRing(source, self._blksize) if self._fast_last > 0 else None
         if negotiation.needs_oack:
             self._oack = encode(OAck(tuple(negotiation.acknowledged)))
@@ -219,6 +224,8 @@ class ReadTransfer(TransferBase):
             self._outbox.append((_DATA_HEADER(3, first & 0xFFFF) + payload, self.peer))
             self._sent = first
             self.bytes_sent += len(payload)
+            if len(payload) < self._blksize and first < self.last_block:
+                self.last_block = first  # the stream ended here (netascii), or the file shrank
             return
         last = min(first + self._window - 1, self.last_block)
         blksize = self._blksize
@@ -233,6 +240,9 @@ class ReadTransfer(TransferBase):
                 self.bytes_sent += len(payload)
             if self._trace:
                 self._events.append(CoreEvent(ev.DATA, {"block": block & 0xFFFF, "bytes": len(payload)}))
+            if len(payload) < blksize:
+                self.last_block = min(self.last_block, block)
+                break
 
     def _finish(self, ok: bool, reason: str | None, now: float) -> None:
         self.finished = True

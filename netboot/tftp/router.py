@@ -19,45 +19,13 @@ a different default handler can serve them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from netboot.tftp.handler import Address, Handler, Listener, RequestContext, RequestServices
 from netboot.tftp.packets import MAX_REQUEST_SIZE, ErrorCode, MalformedPacket, Request, decode
 
-if TYPE_CHECKING:
-    from netboot.tftp.server import Listener, TftpServer
+__all__ = ["Handler", "Listener", "RequestContext", "RequestRouter"]
 
-Address = tuple[str, int]
 log = logging.getLogger("pyatftpd")
-
-
-@dataclass
-class RequestContext:
-    """Everything a handler needs to serve one request."""
-
-    server: TftpServer
-    listener: Listener
-    request: Request
-    client: Address
-    #: The local address the request arrived on (IP_PKTINFO); replies leave from it.
-    local_ip: str
-    now: float
-    #: Lower-cased option names of the request.
-    option_names: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def client_text(self) -> str:
-        return f"{self.client[0]}:{self.client[1]}"
-
-    def refuse(self, code: ErrorCode | int, message: str) -> None:
-        """Answer the request with ERROR ``code`` from the address it arrived on."""
-        self.server.send_error(
-            self.listener, self.client, self.local_ip, code, message, file=self.request.filename
-        )
-
-
-Handler = Callable[[RequestContext], bool]
 
 
 class RequestRouter:
@@ -76,7 +44,7 @@ class RequestRouter:
 
     def dispatch(
         self,
-        server: TftpServer,
+        server: RequestServices,
         listener: Listener,
         data: bytes,
         client: Address,

@@ -23,16 +23,20 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from netboot.events import EventLog
+from netboot.tftp.config import ServerConfig
 from netboot.tftp.driver import Core, CoreDriver
 from netboot.tftp.events import CoreEvent
-from netboot.tftp.options import OptionPolicy
+from netboot.tftp.handler import Handler, Listener, Slots
 from netboot.tftp.packets import ErrorCode, encode_error
 from netboot.tftp.router import RequestRouter
 from netboot.tftp.thread_driver import ThreadDriver
+
+__all__ = [
+    "Balancer", "Listener", "LocalSlots", "ServerConfig", "Slots", "TftpServer", "make_listening_socket",
+]
 
 Address = tuple[str, int]
 log = logging.getLogger("pyatftpd")
@@ -43,37 +47,6 @@ _CMSG_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
 UNKNOWN_TID_ERROR = encode_error(
     ErrorCode.UNKNOWN_TID, "unknown transfer ID: this port serves another client"
 )
-
-
-@dataclass
-class ServerConfig:
-    root: str = "/srv/tftp"
-    policy: OptionPolicy = field(default_factory=OptionPolicy)
-    retry_timeout: float = 5.0
-    #: Unicast reads: the first retransmission after progress, doubling up to
-    #: ``retry_timeout`` (read_transfer.py); None: always ``retry_timeout`` (atftpd).
-    first_retry: float | None = 1.0
-    max_retries: int = 5
-    max_transfers: int = 100
-    allow_upload: bool = False
-    max_upload_bytes: int | None = None
-    trace: bool = False
-    check_port: bool = True
-    listen_local: bool = False
-    #: Exit after this many idle seconds (inetd mode, ``--tftpd-timeout``); None = never.
-    idle_exit: float | None = None
-    #: Run unicast reads in a thread each (lower latency per block) instead of on the loop.
-    threaded: bool = True
-
-
-class Slots(Protocol):
-    """Counts transfers in progress; shared between workers when pre-forking."""
-
-    def acquire(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-    def in_use(self) -> int: ...
 
 
 class Balancer(Protocol):
@@ -102,13 +75,6 @@ class LocalSlots:
         return self._used
 
 
-@dataclass
-class Listener:
-    sock: socket.socket
-    router: RequestRouter
-    name: str = "tftp"
-
-
 class TftpServer:
     def __init__(
         self,
@@ -116,15 +82,16 @@ class TftpServer:
         events: EventLog | None = None,
         slots: Slots | None = None,
         balancer: Balancer | None = None,
+        *,
+        default: Handler,
     ) -> None:
-        from netboot.tftp.unicast import serve_unicast  # the default handler
-
+        """``default`` serves what no other handler takes (the CLI passes a ``unicast.UnicastHandler``)."""
         self.config = config
         self.events = events or EventLog(None, "pyatftpd")
-        self.slots = slots or LocalSlots(config.max_transfers)
+        self.slots: Slots = slots or LocalSlots(config.max_transfers)
         self.balancer = balancer
         self._deferred: set[int] = set()
-        self.router = RequestRouter(serve_unicast)
+        self.router = RequestRouter(default)
         self.listeners: list[Listener] = []
         self.drivers: set[CoreDriver | ThreadDriver] = set()
         self._session_ids = itertools.count(1)

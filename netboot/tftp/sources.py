@@ -14,7 +14,11 @@ from typing import Protocol
 
 
 class BlockSource(Protocol):
-    size: int
+    @property
+    def size(self) -> int | None:
+        """Bytes the transfer sends; None for a stream whose end only a short read tells
+        (netascii, :class:`~netboot.tftp.netascii.NetasciiSource`)."""
+        ...
 
     def read(self, offset: int, length: int) -> bytes: ...
 
@@ -76,6 +80,11 @@ class FileSource:
 
     def read_into(self, offset: int, buffers: Sequence[memoryview]) -> int:
         return os.preadv(self._fd, buffers, offset)
+
+    def release_fd(self) -> int:
+        """Hand the descriptor to another owner (a netascii stream); this source is closed."""
+        fd, self._fd = self._fd, -1
+        return fd
 
     def fileno(self) -> int:
         """The descriptor the native lane reads with ``pread`` (no shared offset)."""

@@ -12,40 +12,39 @@ import os
 import tempfile
 from collections.abc import Callable
 
-from netboot.tftp.netascii import from_netascii, to_netascii
+from netboot.tftp.handler import RequestContext
+from netboot.tftp.netascii import NetasciiSource, from_netascii
 from netboot.tftp.options import Negotiation, OptionRefused, negotiate
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
 from netboot.tftp.read_transfer import ReadTransfer
-from netboot.tftp.router import RequestContext
-from netboot.tftp.sources import BlockSource, BytesSource, FileSource
+from netboot.tftp.sources import BlockSource, FileSource
 from netboot.tftp.write_transfer import WriteTransfer
 
 log = logging.getLogger("pyatftpd")
 
 
-def open_source(ctx: RequestContext) -> BlockSource | None:
-    """Open the requested file for reading, or refuse the request and return None."""
+def open_file(ctx: RequestContext) -> FileSource | None:
+    """Open the requested file for reading as it is (octet), or refuse the request and return None."""
     request = ctx.request
     try:
         path = resolve(ctx.server.config.root, request.filename)
-        source: BlockSource = FileSource(path)
+        return FileSource(path)
     except PathRefused as exc:
         ctx.refuse(exc.code, str(exc))
-        return None
     except PermissionError:
         ctx.refuse(ErrorCode.ACCESS_VIOLATION, f"access violation: cannot read {request.filename!r}")
-        return None
     except OSError as exc:
         ctx.refuse(ErrorCode.FILE_NOT_FOUND, f"cannot open {request.filename!r}: {exc.strerror}")
-        return None
-    if request.mode == "netascii":
-        try:
-            text = source.read(0, source.size)
-        finally:
-            source.close()
-        source = BytesSource(to_netascii(text))
-    return source
+    return None
+
+
+def open_source(ctx: RequestContext) -> BlockSource | None:
+    """The bytes a read sends: the file, or (netascii) the file converted as it is read."""
+    source = open_file(ctx)
+    if source is None or ctx.request.mode != "netascii":
+        return source
+    return NetasciiSource(source.release_fd(), source.size)
 
 
 def negotiate_or_refuse(ctx: RequestContext, size: int | None) -> Negotiation | None:
@@ -56,59 +55,89 @@ def negotiate_or_refuse(ctx: RequestContext, size: int | None) -> Negotiation | 
         return None
 
 
-def serve_unicast(ctx: RequestContext) -> bool:
-    server = ctx.server
-    config = server.config
-    request = ctx.request
-    if not request.is_read and not config.allow_upload:
-        ctx.refuse(
-            ErrorCode.ACCESS_VIOLATION,
-            "uploads (WRQ) are disabled on this server; start pyatftpd with --allow-upload",
-        )
-        return True
-    if not server.slots.acquire():
-        ctx.refuse(
-            ErrorCode.NOT_DEFINED,
-            f"server busy: {server.slots.in_use()} transfers in progress (--maxthread); try again later",
-        )
-        return True
-    released = False
+#: A read in progress, by client address and request (see :class:`UnicastHandler`).
+ReadKey = tuple[tuple[str, int], str, str, tuple[tuple[str, str], ...]]
 
-    def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            server.slots.release()
 
-    try:
-        started = _start_read(ctx, release) if request.is_read else _start_write(ctx, release)
-    except BaseException:
-        release()
-        raise
-    if not started:
-        release()
-    return True
+class UnicastHandler:
+    """The default handler: unicast reads, and uploads when allowed.
+
+    Why a class: it remembers the reads in progress, so a request repeated by its
+    client (same address and port, same request; iPXE repeats an unanswered RRQ after
+    0.25 s, other clients after their timeout) is a retransmission of that request,
+    not a second transfer: it starts no second conversion, file and thread.
+    """
+
+    def __init__(self) -> None:
+        self.reads: dict[ReadKey, ReadTransfer] = {}
+
+    def __call__(self, ctx: RequestContext) -> bool:
+        server = ctx.server
+        config = server.config
+        request = ctx.request
+        if not request.is_read and not config.allow_upload:
+            ctx.refuse(
+                ErrorCode.ACCESS_VIOLATION,
+                "uploads (WRQ) are disabled on this server; start pyatftpd with --allow-upload",
+            )
+            return True
+        key: ReadKey = (ctx.client, request.filename, request.mode, request.options)
+        if request.is_read and key in self.reads:
+            self._repeated(ctx, self.reads[key])
+            return True
+        if not server.slots.acquire():
+            ctx.refuse(
+                ErrorCode.NOT_DEFINED,
+                f"server busy: {server.slots.in_use()} transfers in progress (--maxthread); try again later",
+            )
+            return True
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                server.slots.release()
+                self.reads.pop(key, None)
+
+        try:
+            if request.is_read:
+                core = _start_read(ctx, release)
+                if core is not None and not released:
+                    self.reads[key] = core
+                started = core is not None
+            else:
+                started = _start_write(ctx, release)
+        except BaseException:
+            release()
+            raise
+        if not started:
+            release()
+        return True
+
+    def _repeated(self, ctx: RequestContext, core: ReadTransfer) -> None:
+        ctx.server.emit("rrq_repeated", client=ctx.client_text, file=ctx.request.filename)
 
 
 def _labels(ctx: RequestContext) -> dict[str, object]:
     return {"client": ctx.client_text, "file": ctx.request.filename, "session": ctx.server.new_session_id()}
 
 
-def _start_read(ctx: RequestContext, release: Callable[[], None]) -> bool:
+def _start_read(ctx: RequestContext, release: Callable[[], None]) -> ReadTransfer | None:
     source = open_source(ctx)
     if source is None:
-        return False
+        return None
     negotiation = negotiate_or_refuse(ctx, source.size)
     if negotiation is None:
         source.close()
-        return False
+        return None
     server = ctx.server
     try:
         sock = server.open_transfer_socket(ctx.local_ip)
     except OSError as exc:
         source.close()
         ctx.refuse(ErrorCode.NOT_DEFINED, f"cannot open a transfer socket: {exc.strerror}")
-        return False
+        return None
     config = server.config
     core = ReadTransfer(
         ctx.client,
@@ -122,12 +151,12 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> bool:
         first_retry=config.first_retry,
     )
     log.info(
-        "serving %r to %s (blksize %d, windowsize %d, %d bytes)",
+        "serving %r to %s (blksize %d, windowsize %d, %s bytes)",
         ctx.request.filename,
         ctx.client_text,
         negotiation.blksize,
         negotiation.windowsize,
-        source.size,
+        "netascii, converted as read:" if source.size is None else source.size,
     )
 
     def done() -> None:
@@ -146,7 +175,7 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> bool:
         threaded=config.threaded,
         connect_to=ctx.client if config.check_port else None,
     )
-    return True
+    return core
 
 
 class FileSink:
