@@ -14,6 +14,7 @@ import signal
 import sys
 
 from netboot.events import EventLog
+from netboot.serverlog import report_failures, setup_logging
 from netboot.slam.packets import DEFAULT_BLOCK_SIZE
 from netboot.slam.server import DEFAULT_RATE, MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
 from netboot.slam.transport import SocketOptions, serve
@@ -95,11 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        filename=args.logfile,
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    try:
+        setup_logging("pyslamd", args.logfile, logging.DEBUG if args.verbose else logging.INFO)
+    except OSError as exc:
+        print(f"pyslamd: cannot open --logfile {args.logfile}: {exc.strerror}; name a writable file",
+              file=sys.stderr)
+        return 1
     log = logging.getLogger("pyslamd")
     try:
         group = ipaddress.IPv4Address(args.mcast_addr)
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         events.close()
+        report_failures()
     return 0
 
 

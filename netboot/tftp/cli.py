@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import logging.handlers
 import os
 import signal
 import socket
@@ -19,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from netboot.events import EventLog
+from netboot.serverlog import report_failures, setup_logging
 from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
 from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.mcast_hold import Hold
@@ -176,23 +176,12 @@ def _setup_logging(args: argparse.Namespace) -> None:
         if level == 4
         else logging.ERROR
     )
-    handler: logging.Handler
-    if args.logfile == "-":
-        handler = logging.StreamHandler(sys.stdout)
-    elif args.logfile:
-        handler = logging.FileHandler(args.logfile)
-    elif os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(
-            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
-        )
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s pyatftpd[%(process)d]: %(message)s", "%b %d %H:%M:%S")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(py_level)
+    try:
+        setup_logging("pyatftpd", args.logfile, py_level, syslog=True)
+    except OSError as exc:
+        raise SystemExit(
+            f"pyatftpd: cannot open --logfile {args.logfile}: {exc.strerror}; name a writable file"
+        ) from None
 
 
 def _no_effect_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
@@ -286,6 +275,7 @@ def run_server(
         asyncio.run(main())
     finally:
         events.close()
+        report_failures()
     return 0
 
 
