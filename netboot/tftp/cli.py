@@ -57,6 +57,23 @@ def _rewrite_verbose(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def parse_size(text: str) -> int:
+    """Bytes, with an optional K/M/G suffix (powers of 1024)."""
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    value = text.strip().lower()
+    factor = 1
+    if value and value[-1] in scale:
+        factor = scale[value[-1]]
+        value = value[:-1]
+    try:
+        size = int(float(value) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: use bytes, e.g. 64M") from None
+    if size < 0:
+        raise argparse.ArgumentTypeError("the size must not be negative")
+    return size
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pyatftpd",
@@ -132,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     # pyatftpd additions
     p.add_argument("--events", metavar="FILE", help="write JSON-lines protocol events (docs/events.md)")
     p.add_argument("--allow-upload", action="store_true", help="accept WRQ (uploads); refused otherwise")
+    p.add_argument(
+        "--max-upload-size",
+        type=parse_size,
+        default=None,
+        metavar="BYTES",
+        help="with --allow-upload: refuse an upload larger than BYTES (K, M, G suffixes: powers of "
+        "1024) with ERROR 3; default: no limit but the disk's, as atftpd",
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -241,6 +266,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         first_retry=1.0 if args.retry_timeout is None else None,
         max_transfers=max(1, args.maxthread),
         allow_upload=args.allow_upload,
+        max_upload_bytes=args.max_upload_size,
         trace=args.trace,
         check_port=not args.no_source_port_checking,
         listen_local=args.listen_local,
