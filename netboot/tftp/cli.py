@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from netboot.events import EventLog
 from netboot.serverlog import report_failures, setup_logging
-from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
+from netboot.tftp.daemon import daemonize, drop_privileges, remove_pidfile, split_user, write_pidfile
 from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.options import OptionPolicy
@@ -150,12 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", metavar="FILE", help="write JSON-lines protocol events (docs/events.md)")
     p.add_argument("--allow-upload", action="store_true", help="accept WRQ (uploads); refused otherwise")
     p.add_argument(
-        "--max-upload-size",
+        "--upload-limit",
         type=parse_size,
         default=None,
         metavar="BYTES",
         help="with --allow-upload: refuse an upload larger than BYTES (K, M, G suffixes: powers of "
-        "1024) with ERROR 3; default: no limit but the disk's, as atftpd",
+        "1024) with ERROR 3; default: no limit but the disk's, as atftpd (named so that atftpd's "
+        "abbreviation --max still means --maxthread)",
     )
     p.add_argument(
         "--workers",
@@ -266,7 +267,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         first_retry=1.0 if args.retry_timeout is None else None,
         max_transfers=max(1, args.maxthread),
         allow_upload=args.allow_upload,
-        max_upload_bytes=args.max_upload_size,
+        max_upload_bytes=args.upload_limit,
         trace=args.trace,
         check_port=not args.no_source_port_checking,
         listen_local=args.listen_local,
@@ -349,6 +350,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         user, group = split_user(args.user, args.group)
         if os.getuid() == 0:
             log.info(drop_privileges(user, group))
+    if not os.access(config.root, os.R_OK | os.X_OK):
+        log.error(
+            "cannot read the served directory %s as uid %d: permission denied; every request will be "
+            "refused until it is readable by the server user (chmod o+rx, or pick --user)",
+            config.root,
+            os.geteuid(),
+        )
     ignored = _no_effect_flags(args, parser)
     if ignored:
         log.warning("accepted for compatibility, no effect yet: %s", ", ".join(ignored))
@@ -362,17 +370,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         "" if args.workers == 1 else "s",
     )
-    if shared is None or load is None:  # one worker; also inetd mode: exits when idle
-        return run_server(config, sock, events, setup=lambda server: mcast(server, 0, 1))
+    try:
+        if shared is None or load is None:  # one worker; also inetd mode: exits when idle
+            return run_server(config, sock, events, setup=lambda server: mcast(server, 0, 1))
 
-    def worker(index: int) -> int:
-        load.index = index
-        return run_server(
-            config, sock, events, shared, f"w{index}.", load,
-            setup=lambda server: mcast(server, index, args.workers),
-        )
+        def worker(index: int) -> int:
+            load.index = index
+            return run_server(
+                config, sock, events, shared, f"w{index}.", load,
+                setup=lambda server: mcast(server, index, args.workers),
+            )
 
-    return run_workers(args.workers, worker)
+        return run_workers(args.workers, worker)
+    finally:
+        if args.pidfile and (problem := remove_pidfile(args.pidfile)):
+            log.warning("%s", problem)
 
 
 if __name__ == "__main__":

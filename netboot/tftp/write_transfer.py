@@ -103,6 +103,11 @@ class WriteTransfer(TransferBase):
         self._outbox.append((self._last_reply, self.peer))
         self._deadline = now + self._timeout
 
+    def cancel(self, reason: str, now: float) -> None:
+        """The server stops: drop the partial upload (the driver tells the client)."""
+        if not self.finished:
+            self._fail(reason, now, notify=False)
+
     def _on_data(self, packet: DataPacket, now: float) -> None:
         delta = (packet.block - self._expected) & 0xFFFF
         if self._trace:

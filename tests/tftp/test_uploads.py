@@ -169,7 +169,7 @@ def test_a_failed_upload_leaves_the_old_file_whole(public_dir: Path) -> None:
 
 def test_max_upload_size_refuses_a_larger_upload_with_error_3(tmp_path: Path) -> None:
     server = start_server(
-        "pyatftpd", tmp_path, extra=["--allow-upload", "--workers", "1", "--max-upload-size", "4K"]
+        "pyatftpd", tmp_path, extra=["--allow-upload", "--workers", "1", "--upload-limit", "4K"]
     )
     try:
         raw_upload(server.address, "small.bin", b"s" * 4096)
