@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="TFTP server (RFC 1350, 2347-2349, 7440) with atftpd's command line.",
         epilog=(
             "environment: PYATFTPD_NATIVE=0 serves lock-step reads with the Python lane only, "
-            "not the C loop built with cc on first use; PYATFTPD_CACHE=DIR is where that loop "
-            "is built (default ~/.cache/pyatftpd). docs/pyatftpd.md has the details."
+            "not the C loop built with the package (a package built without a C compiler has "
+            "only the Python lane). docs/pyatftpd.md has the details."
         ),
         allow_abbrev=True,
     )
@@ -331,8 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pidfile:
         write_pidfile(args.pidfile)
     # Everything loaded lazily must be loaded before the privileges go: as nobody the
-    # interpreter's own library may be unreadable (a Python under /root), and the native
-    # lane's build cache unwritable.
+    # interpreter's own library may be unreadable (a Python under /root).  Loaded before
+    # the workers fork, the native lane's choice is logged once.
     from netboot.tftp import native_lane
     from netboot.tftp.workers import SharedSlots, WorkerLoad, run_workers
 

@@ -72,7 +72,9 @@ class RunningServer:
         return total / ticks
 
 
-def server_argv(name: str, root: Path, port: int, extra: list[str] | None = None) -> list[str]:
+def server_argv(
+    name: str, root: Path, port: int, extra: list[str] | None = None, python: list[str] | None = None
+) -> list[str]:
     common = [
         "--daemon",
         "--no-fork",
@@ -88,7 +90,7 @@ def server_argv(name: str, root: Path, port: int, extra: list[str] | None = None
     ]
     if name == "atftpd":
         return [ATFTPD, *common, str(root)]
-    return [sys.executable, "-m", "netboot.tftp.cli", *common, str(root)]
+    return [*(python or [sys.executable]), "-m", "netboot.tftp.cli", *common, str(root)]
 
 
 def atftpd_problem() -> str | None:
@@ -106,12 +108,14 @@ def start_server(
     log: Path | None = None,
     taskset: str | None = None,
     env: dict[str, str] | None = None,
+    python: list[str] | None = None,
 ) -> RunningServer:
+    """``python``: the interpreter command for pyatftpd (default: this one)."""
     extra = list(extra or [])
     if events is not None and name == "pyatftpd":
         extra += ["--events", str(events)]
     port = free_udp_port()
-    argv = server_argv(name, root, port, extra)
+    argv = server_argv(name, root, port, extra, python)
     if taskset:
         argv = ["taskset", "-c", taskset, *argv]
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
