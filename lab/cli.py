@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import lab.extra_check  # noqa: F401  (first: exits with the fix when the 'lab' extra is missing)
 from lab.container import add_container_commands
 from lab.qemu import ACCELS
 from lab.report import RunInfo, write_reports
