@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from netboot.events import EventLog
-from netboot.serverlog import report_failures, setup_logging
+from netboot.serverlog import reopen_logs, report_failures, setup_logging
 from netboot.tftp.daemon import daemonize, drop_privileges, remove_pidfile, split_user, write_pidfile
 from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.mcast_hold import Hold
@@ -45,15 +45,26 @@ _VERBOSE_STEP = "--x-increase-verbosity"
 
 
 def _rewrite_verbose(argv: Sequence[str]) -> list[str]:
+    """Bare ``-v``/``--verbose`` count up; followed by a lone digit (``--verbose 7 DIR``,
+    as admins write it) they take it as the level, so the directory stays the directory.
+    (A directory named like a digit is then written ``./7``.)"""
     out: list[str] = []
-    for index, token in enumerate(argv):
+    index = 0
+    while index < len(argv):
+        token = argv[index]
         if token == "--":
             out.extend(argv[index:])
             break
         if token == "-v" or (token.startswith("--verb") and "--verbose".startswith(token)):
+            following = argv[index + 1] if index + 1 < len(argv) else ""
+            if len(following) == 1 and following.isdigit():
+                out.append(f"--verbose={following}")
+                index += 2
+                continue
             out.append(_VERBOSE_STEP)
         else:
             out.append(token)
+        index += 1
     return out
 
 
@@ -116,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         dest="verbose_level",
-        help="log level 0..7 (syslog numbering; write it attached: -v7, --verbose=7)",
+        help="log level 0..7 (syslog numbering: -v7, --verbose=7 or --verbose 7); a bare -v adds one",
     )
     p.add_argument(_VERBOSE_STEP, dest="verbose_step", action="count", default=0, help=argparse.SUPPRESS)
     p.add_argument("--trace", action="store_true", help="log every packet; also per-block data/ack events")
@@ -179,10 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=Hold.max_wait,
         metavar="S",
-        help=f"...but start S seconds after the first request at the latest (default {Hold.max_wait:g}); "
-        "waiting clients get an OACK every second, so iPXE never times out",
+        help="with --mcast-min-clients: start S seconds after the first request at the latest "
+        f"(default {Hold.max_wait:g}); waiting clients get an OACK every second, so iPXE never times out",
     )
-    p.add_argument("directory", nargs="?", default="/srv/tftp")
+    p.add_argument("directory", nargs="?", default="/srv/tftp", help="folder to serve (default /srv/tftp)")
     return p
 
 
@@ -276,6 +287,14 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def _stopper(server: TftpServer, signum: int) -> Callable[[], None]:
+    def stop() -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        server.stop()
+
+    return stop
+
+
 def run_server(
     config: ServerConfig,
     sock: socket.socket,
@@ -295,7 +314,8 @@ def run_server(
         if setup is not None:
             setup(server)  # multicast (RFC 2090) and MTFTP services: netboot/tftp/mcast_cli.py
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, server.stop)
+            loop.add_signal_handler(signum, _stopper(server, signum))
+        loop.add_signal_handler(signal.SIGHUP, reopen_logs)  # logrotate: a fresh --logfile
         await server.serve()
 
     try:
@@ -385,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.pidfile and (problem := remove_pidfile(args.pidfile)):
             log.warning("%s", problem)
+        log.info("pyatftpd terminating")  # atftpd's words, for the admins' log watchers
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from netboot.serverlog import reopen_logs
+
 log = logging.getLogger("pyatftpd")
 
 
@@ -122,7 +124,10 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
-        stopping = True
+        if signum == signal.SIGHUP:
+            reopen_logs()  # logrotate: each process reopens its own --logfile
+        else:
+            stopping = True
         for pid in children:
             try:
                 os.kill(pid, signum)
