@@ -12,12 +12,14 @@ import ipaddress
 import logging
 import signal
 import sys
+from typing import Literal
 
 from netboot.events import EventLog
 from netboot.serverlog import reopen_logs, report_failures, setup_logging
 from netboot.slam.packets import DEFAULT_BLOCK_SIZE
 from netboot.slam.server import DEFAULT_RATE, MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
 from netboot.slam.transport import SocketOptions, serve
+from netboot.systemd import notify
 
 VERSION = "pyslamd 0.1.0 (command line of Etherboot's mini-slamd, plus pacing options)"
 
@@ -170,8 +172,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(path: str, opts: SocketOptions, config: ServerConfig, events: EventLog) -> None:
-    task = asyncio.ensure_future(serve(path, opts, config, events))
+    ready = asyncio.Event()
+    task = asyncio.ensure_future(serve(path, opts, config, events, ready))
     loop = asyncio.get_running_loop()
+    ready_task = asyncio.ensure_future(ready.wait())
+
+    def on_ready(waited: asyncio.Task[Literal[True]]) -> None:
+        if not waited.cancelled():
+            notify(f"READY=1\nSTATUS=serving {path}")  # systemd Type=notify; nothing otherwise
+
+    ready_task.add_done_callback(on_ready)
+
     def stop(signum: int) -> None:
         logging.getLogger("pyslamd").info("%s received: stopping", signal.Signals(signum).name)
         task.cancel()
@@ -182,7 +193,9 @@ async def _run(path: str, opts: SocketOptions, config: ServerConfig, events: Eve
     try:
         await task
     except asyncio.CancelledError:
-        pass
+        notify("STOPPING=1")
+    finally:
+        ready_task.cancel()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from netboot.events import EventLog
 from netboot.serverlog import reopen_logs, report_failures, setup_logging
+from netboot.systemd import listen_fds, notify
 from netboot.tftp.daemon import daemonize, drop_privileges, remove_pidfile, split_user, write_pidfile
 from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.mcast_hold import Hold
@@ -343,9 +344,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     _setup_logging(args)
     config = _config(args)
-    sock = _listening_socket(args) if args.daemon else _inetd_socket()
+    passed = listen_fds()  # systemd socket activation (pyatftpd.socket)
+    if passed:
+        sock = passed[0]
+        log.info("serving the socket systemd passed (fd %d); --port/--bind-address are the socket unit's",
+                 sock.fileno())
+    else:
+        sock = _listening_socket(args) if args.daemon else _inetd_socket()
     mcast = multicast_setup(args)
-    if args.daemon and not args.no_fork:
+    if args.daemon and not args.no_fork and not passed and not os.environ.get("NOTIFY_SOCKET"):
         daemonize()
         _setup_logging(args)
     if args.pidfile:
@@ -390,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         "" if args.workers == 1 else "s",
     )
+    notify("READY=1\nSTATUS=serving " + config.root)  # systemd Type=notify; nothing otherwise
     try:
         if shared is None or load is None:  # one worker; also inetd mode: exits when idle
             return run_server(config, sock, events, setup=lambda server: mcast(server, 0, 1))
@@ -405,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.pidfile and (problem := remove_pidfile(args.pidfile)):
             log.warning("%s", problem)
+        notify("STOPPING=1")
         log.info("pyatftpd terminating")  # atftpd's words, for the admins' log watchers
 
 

@@ -55,6 +55,11 @@ def test_without_a_compiler_the_package_builds_and_the_python_lane_serves(
     names = zipfile.ZipFile(wheel).namelist()
     assert "netboot/tftp/lockstep.c" in names
     assert not [n for n in names if n.endswith(".so")], "a compiler was used after all"
+    # The package carries its man pages (installed into share/man) and its systemd units.
+    for page in ("man8/pyatftpd.8", "man8/pyslamd.8", "man1/netboot-fetch.1", "man1/netboot-slam-fetch.1"):
+        assert f"netboot_lab-0.1.0.data/data/share/man/{page}" in names, names
+    for unit in ("pyatftpd.service", "pyatftpd.socket", "pyslamd@.service"):
+        assert f"netboot/data/systemd/{unit}" in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     root = tmp_path / "root"
