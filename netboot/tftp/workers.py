@@ -10,6 +10,7 @@ through a counter in shared memory.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -136,6 +137,10 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
 
     for signum in _FORWARDED:
         signal.signal(signum, forward)
+    # Move everything imported so far out of the garbage collector's sight: its passes in
+    # the workers would otherwise write to (and so un-share) every page of those objects.
+    gc.collect()
+    gc.freeze()
     for index in range(count):
         if stopping:
             break
