@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import lab.extra_check  # noqa: F401  (first: exits with the fix when the 'lab' extra is missing)
 from lab.container.image import add_container_commands
 from lab.infra.host import vm_support_problem
 from lab.infra.qemu import ACCELS

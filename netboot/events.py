@@ -21,46 +21,82 @@ The event names are listed in ``docs/events.md``.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, Any
+from typing import Any
+
+log = logging.getLogger("netboot.events")
 
 
 class EventLog:
-    """Append-only JSON-lines writer.  ``None`` path means events are discarded."""
+    """Append-only JSON-lines writer.  ``None`` path means events are discarded.
+
+    A line that cannot be written (a full disk, a file system gone read-only) is
+    counted, never raised: events are evidence about the service, and losing them
+    must not cost a client its reply.  The first failure is logged at once, the
+    count again at :meth:`close`.
+    """
 
     def __init__(self, path: str | None, server: str) -> None:
         self.server = server
+        self.path = path
+        #: Lines that could not be written.
+        self.dropped = 0
         self._lock = threading.Lock()
-        self._out: IO[str] | None
-        if path is None:
-            self._out = None
-        elif path == "-":
-            self._out = sys.stdout
-        else:
-            self._out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self._stdout = path == "-"
+        #: A file is written unbuffered with O_APPEND, one write per line: nothing piles up
+        #: in a buffer while the disk is full, and workers sharing the file never interleave.
+        self._fd = -1
+        if path is not None and not self._stdout:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     @property
     def enabled(self) -> bool:
-        return self._out is not None
+        return self._fd >= 0 or self._stdout
 
     def emit(self, event: str, **fields: Any) -> None:
-        if self._out is None:
+        if not self.enabled:
             return
         record: dict[str, Any] = {"ts": round(time.time(), 6), "server": self.server, "event": event}
         record.update(fields)
-        line = json.dumps(record, separators=(",", ":"), default=str)
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         with self._lock:
-            self._out.write(line + "\n")
+            try:
+                if self._stdout:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                elif self._fd >= 0:
+                    data = line.encode("utf-8")
+                    if os.write(self._fd, data) != len(data):
+                        raise OSError(errno.ENOSPC, "short write (file system full?)")
+            except (OSError, ValueError) as exc:  # ValueError: stdout was closed under us
+                self._count_failure(exc)
+
+    def _count_failure(self, exc: Exception) -> None:
+        self.dropped += 1
+        if self.dropped == 1:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            log.warning(
+                "cannot write events to %s (%s): serving goes on; events that cannot be written "
+                "are counted and the count is logged at stop",
+                self.path,
+                reason,
+            )
 
     def close(self) -> None:
-        if self._out is not None and self._out is not sys.stdout:
-            self._out.close()
-        self._out = None
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = -1
+            self._stdout = False
+        if self.dropped:
+            log.warning("%d event(s) could not be written to %s", self.dropped, self.path)
 
 
 class ServerEvent(Mapping[str, Any]):

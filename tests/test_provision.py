@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +29,7 @@ def test_non_root_gets_one_line_with_the_exact_command(capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert len(err) == 1
-    assert "sudo apt-get install -y no-such-package-netboot-lab" in err[0]
+    assert "sudo apt-get install -y --no-install-recommends no-such-package-netboot-lab" in err[0]
 
 
 def test_nothing_missing_is_silent_success(capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,3 +40,42 @@ def test_nothing_missing_is_silent_success(capsys: pytest.CaptureFixture[str]) -
 def test_every_project_package_is_installed_here() -> None:
     """tox runs `python -m lab.infra.provision` first, so by now nothing may be missing."""
     assert provision.missing_packages(list(provision.PACKAGES)) == []
+
+
+def test_root_installs_without_recommended_packages() -> None:
+    [update, install] = provision.install_commands(["qemu-system-x86", "atftpd"])
+    assert update[:2] == ["apt-get", "update"]
+    assert install[:2] == ["apt-get", "install"] and "--no-install-recommends" in install
+    assert install[-2:] == ["qemu-system-x86", "atftpd"]
+    assert "--no-install-recommends" in provision.install_command(["atftpd"])
+
+
+def test_quiet_commands_disable_and_mask_every_way_atftpd_can_listen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(provision.shutil, "which", lambda name: f"/usr/bin/{name}")
+    (tmp_path / "etc" / "init.d").mkdir(parents=True)
+    (tmp_path / "etc" / "init.d" / "atftpd").write_text("#!/bin/sh\n")
+    (tmp_path / "etc" / "inetd.conf").write_text("tftp dgram udp wait nobody /usr/sbin/in.tftpd\n")
+    (tmp_path / "run" / "systemd" / "system").mkdir(parents=True)
+    commands = provision.quiet_commands(tmp_path / "etc", tmp_path / "run")
+    units = ["atftpd.socket", "atftpd.service"]
+    assert commands == [
+        ["systemctl", "stop", *units],
+        ["systemctl", "disable", "--quiet", *units],
+        ["systemctl", "mask", "--quiet", *units],
+        ["update-rc.d", "atftpd", "disable"],
+        ["update-inetd", "--disable", "tftp"],
+    ]
+    # Without a running systemd (a container): no stop, but disable and mask still work on files.
+    bare = provision.quiet_commands(tmp_path / "nothing", tmp_path / "nothing")
+    assert bare == [["systemctl", "disable", "--quiet", *units], ["systemctl", "mask", "--quiet", *units]]
+
+
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="no systemctl: no atftpd.socket either")
+def test_no_tftp_service_is_enabled_on_this_host() -> None:
+    """tox runs `python -m lab.infra.provision` first: atftpd.socket must be disabled and masked by now."""
+    assert provision.enabled_tftp_units() == []
+    if provision.missing_packages(["atftpd"]) == []:
+        state = subprocess.run(["systemctl", "is-enabled", "atftpd.socket"], capture_output=True, text=True)
+        assert state.stdout.strip() == "masked"

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 from netboot.clients.ipxe_tftp import MTFTP_GROUP, IpxeTftpClient
 from netboot.clients.runner import ClientDriver, ClientResult, GroupHub
 
+VERSION = "0.1.0"
+
 
 def parse_url(url: str) -> tuple[str, str, int | None, str]:
     """Return (scheme, host, port, RRQ path).  iPXE sends ``uri->path + 1``."""
@@ -46,6 +48,7 @@ async def fetch_many(
     mtftp_group: tuple[str, int] = MTFTP_GROUP,
     kill: dict[int, float] | None = None,
     timeout: float = 600.0,
+    keep_first: bool = False,
 ) -> list[ClientResult]:
     """Run ``count`` clients in this loop; ``kill`` maps client index -> seconds after its start."""
     scheme, host, port, path = parse_url(url)
@@ -66,7 +69,7 @@ async def fetch_many(
             zero_on_reopen=zero_on_reopen,
             mtftp_group=mtftp_group,
         )
-        driver = ClientDriver(f"c{index:03d}", core, hub, bind=bind)
+        driver = ClientDriver(f"c{index:03d}", core, hub, bind=bind, keep_data=keep_first and index == 0)
         drivers.append(driver)
         if kill and index in kill:
             loop.call_later(kill[index], driver.kill)
@@ -80,7 +83,7 @@ async def fetch_many(
         hub.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netboot-fetch", description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="tftp://, tftm:// or mtftp:// URL (iPXE syntax)")
     parser.add_argument("-n", "--count", type=int, default=1, help="number of simulated clients (one loop)")
@@ -88,7 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deaf", type=int, default=0, help="this many clients never hear the group")
     parser.add_argument("--loss", type=float, default=0.0, help="fraction of received datagrams dropped")
     parser.add_argument("--seed", type=int, default=1, help="seed for --loss")
-    parser.add_argument("--bind", default="0.0.0.0", help="local address of the clients' sockets")
+    parser.add_argument(
+        "--bind",
+        "--local-address",
+        dest="bind",
+        default="0.0.0.0",
+        help="local address of the clients' sockets (--local-address: the same, as netboot-slam-fetch)",
+    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the first client's bytes here")
     parser.add_argument(
         "--zero-on-reopen",
         action="store_true",
@@ -96,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="give up on the whole run after this")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("-V", "--version", action="version", version=f"netboot-fetch {VERSION}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         parse_url(args.url)
@@ -113,11 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bind=args.bind,
                 zero_on_reopen=args.zero_on_reopen,
                 timeout=args.timeout,
+                keep_first=bool(args.output),
             )
         )
     except TimeoutError:
         print(f"netboot-fetch: not finished after {args.timeout} s", file=sys.stderr)
         return 2
+    if args.output and results and results[0].data is not None:
+        with open(args.output, "wb") as handle:
+            handle.write(results[0].data)
     if args.json:
         print(json.dumps({"clients": [r.as_dict() for r in results]}))
     else:

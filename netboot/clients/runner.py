@@ -49,9 +49,13 @@ class ClientResult:
     notes: dict[str, int] = field(default_factory=dict)
     #: local ports of the unicast socket, one per (re)open: how a server's events name this client
     ports: list[int] = field(default_factory=list)
+    #: The bytes received, kept only when asked (``--output``); never in :meth:`as_dict`.
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        fields = asdict(self)
+        del fields["data"]
+        return fields
 
 
 class GroupHub:
@@ -117,8 +121,11 @@ class GroupHub:
 class ClientDriver:
     """Runs one core: its unicast socket, its timer, its group subscription."""
 
-    def __init__(self, name: str, core: IpxeTftpClient, hub: GroupHub, bind: str = "0.0.0.0") -> None:
+    def __init__(
+        self, name: str, core: IpxeTftpClient, hub: GroupHub, bind: str = "0.0.0.0", keep_data: bool = False
+    ) -> None:
         self.name = name
+        self.keep_data = keep_data
         self.core = core
         self._hub = hub
         self._bind = bind
@@ -164,6 +171,7 @@ class ClientDriver:
             was_master=self.notes.get("master", 0) > 0 or self.notes.get("unicast", 0) > 0,
             notes=dict(self.notes),
             ports=list(self.ports),
+            data=image if self.keep_data and core.ok else None,
         )
 
     def kill(self) -> None:

@@ -48,7 +48,7 @@ def parse_slam_uri(uri: str) -> tuple[tuple[str, int], tuple[str, int], str | No
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netboot-slam-fetch", description=__doc__.splitlines()[0])
     p.add_argument("uri", help="x-slam://server[:port]/[group[:port]]")
-    p.add_argument("--count", type=int, default=1, help="number of clients in this process (default 1)")
+    p.add_argument("-n", "--count", type=int, default=1, help="number of clients in this process (default 1)")
     p.add_argument("--stagger", type=float, default=0.0, help="seconds between client starts")
     p.add_argument("--delay", type=float, default=0.0, help="seconds before the first client starts")
     p.add_argument("--start-at", type=float, help="wall-clock time (Unix seconds) the first client starts at")
@@ -58,11 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--complete-empty", action="store_true",
                    help="finish when the header says 0 bytes (iPXE itself never finishes a 0-byte file)")
     p.add_argument("--interface-address", help="local address whose interface joins the group")
-    p.add_argument("--local-address", default="0.0.0.0", help="address the NACK sockets bind to")
-    p.add_argument("--output", help="write the first client's bytes here")
+    p.add_argument(
+        "--bind",
+        "--local-address",
+        dest="local_address",
+        default="0.0.0.0",
+        help="local address of the clients' (NACK) sockets (--local-address: the older spelling)",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write the first client's bytes here")
     p.add_argument("--timeout", type=float, default=120.0, help="give up on the whole run after this")
     p.add_argument("--seed", type=int, default=0, help="seed for --loss")
     p.add_argument("--json", action="store_true", help="print one JSON object with every result")
+    p.add_argument("-V", "--version", action="version", version="netboot-slam-fetch 0.1.0")
     return p
 
 

@@ -12,11 +12,16 @@ import ipaddress
 import logging
 import signal
 import sys
+from typing import Literal
 
 from netboot.events import EventLog
+from netboot.serverlog import reopen_logs, report_failures, setup_logging
 from netboot.slam.packets import DEFAULT_BLOCK_SIZE
 from netboot.slam.server import DEFAULT_RATE, MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
 from netboot.slam.transport import SocketOptions, serve
+from netboot.systemd import notify
+
+VERSION = "pyslamd 0.1.0 (command line of Etherboot's mini-slamd, plus pacing options)"
 
 
 def parse_rate(text: str) -> float:
@@ -83,23 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-wait",
         type=float,
         default=ServerConfig.max_wait,
-        help=f"...but start this many seconds after the wave's first client at the latest "
+        help=f"with --min-clients: start this many seconds after the wave's first client at the latest "
         f"(default {ServerConfig.max_wait:g}); waiting clients get a datagram every "
         f"{ServerConfig.gather_keepalive:g} s, so iPXE's 15 s timeout never fires",
     )
     p.add_argument("--events", help="append JSON-lines events to this file ('-' = stdout)")
     p.add_argument("--logfile", help="write the log here instead of stderr")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    p.add_argument("-V", "--version", action="version", version=VERSION)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        filename=args.logfile,
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    try:
+        setup_logging("pyslamd", args.logfile, logging.DEBUG if args.verbose else logging.INFO)
+    except OSError as exc:
+        print(f"pyslamd: cannot open --logfile {args.logfile}: {exc.strerror}; name a writable file",
+              file=sys.stderr)
+        return 1
     log = logging.getLogger("pyslamd")
     try:
         group = ipaddress.IPv4Address(args.mcast_addr)
@@ -158,19 +165,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pyslamd: {exc}", file=sys.stderr)
         return 1
     finally:
+        log.info("pyslamd terminating")
         events.close()
+        report_failures()
     return 0
 
 
 async def _run(path: str, opts: SocketOptions, config: ServerConfig, events: EventLog) -> None:
-    task = asyncio.ensure_future(serve(path, opts, config, events))
+    ready = asyncio.Event()
+    task = asyncio.ensure_future(serve(path, opts, config, events, ready))
     loop = asyncio.get_running_loop()
+    ready_task = asyncio.ensure_future(ready.wait())
+
+    def on_ready(waited: asyncio.Task[Literal[True]]) -> None:
+        if not waited.cancelled():
+            notify(f"READY=1\nSTATUS=serving {path}")  # systemd Type=notify; nothing otherwise
+
+    ready_task.add_done_callback(on_ready)
+
+    def stop(signum: int) -> None:
+        logging.getLogger("pyslamd").info("%s received: stopping", signal.Signals(signum).name)
+        task.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, reopen_logs)  # logrotate: a fresh --logfile
     try:
         await task
     except asyncio.CancelledError:
-        pass
+        notify("STOPPING=1")
+    finally:
+        ready_task.cancel()
 
 
 if __name__ == "__main__":

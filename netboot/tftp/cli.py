@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import logging.handlers
 import os
 import signal
 import socket
@@ -19,7 +18,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from netboot.events import EventLog
-from netboot.tftp.daemon import daemonize, drop_privileges, split_user, write_pidfile
+from netboot.serverlog import reopen_logs, report_failures, setup_logging
+from netboot.systemd import listen_fds, notify
+from netboot.tftp.daemon import daemonize, drop_privileges, remove_pidfile, split_user, write_pidfile
 from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.options import OptionPolicy
@@ -47,16 +48,44 @@ _VERBOSE_STEP = "--x-increase-verbosity"
 
 
 def _rewrite_verbose(argv: Sequence[str]) -> list[str]:
+    """Bare ``-v``/``--verbose`` count up; followed by a lone digit (``--verbose 7 DIR``,
+    as admins write it) they take it as the level, so the directory stays the directory.
+    (A directory named like a digit is then written ``./7``.)"""
     out: list[str] = []
-    for index, token in enumerate(argv):
+    index = 0
+    while index < len(argv):
+        token = argv[index]
         if token == "--":
             out.extend(argv[index:])
             break
         if token == "-v" or (token.startswith("--verb") and "--verbose".startswith(token)):
+            following = argv[index + 1] if index + 1 < len(argv) else ""
+            if len(following) == 1 and following.isdigit():
+                out.append(f"--verbose={following}")
+                index += 2
+                continue
             out.append(_VERBOSE_STEP)
         else:
             out.append(token)
+        index += 1
     return out
+
+
+def parse_size(text: str) -> int:
+    """Bytes, with an optional K/M/G suffix (powers of 1024)."""
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    value = text.strip().lower()
+    factor = 1
+    if value and value[-1] in scale:
+        factor = scale[value[-1]]
+        value = value[:-1]
+    try:
+        size = int(float(value) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: use bytes, e.g. 64M") from None
+    if size < 0:
+        raise argparse.ArgumentTypeError("the size must not be negative")
+    return size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="TFTP server (RFC 1350, 2347-2349, 7440) with atftpd's command line.",
         epilog=(
             "environment: PYATFTPD_NATIVE=0 serves lock-step reads with the Python lane only, "
-            "not the C loop built with cc on first use; PYATFTPD_CACHE=DIR is where that loop "
-            "is built (default ~/.cache/pyatftpd). docs/pyatftpd.md has the details."
+            "not the C loop built with the package (a package built without a C compiler has "
+            "only the Python lane). docs/pyatftpd.md has the details."
         ),
         allow_abbrev=True,
     )
@@ -101,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         dest="verbose_level",
-        help="log level 0..7 (syslog numbering; write it attached: -v7, --verbose=7)",
+        help="log level 0..7 (syslog numbering: -v7, --verbose=7 or --verbose 7); a bare -v adds one",
     )
     p.add_argument(_VERBOSE_STEP, dest="verbose_step", action="count", default=0, help=argparse.SUPPRESS)
     p.add_argument("--trace", action="store_true", help="log every packet; also per-block data/ack events")
@@ -135,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", metavar="FILE", help="write JSON-lines protocol events (docs/events.md)")
     p.add_argument("--allow-upload", action="store_true", help="accept WRQ (uploads); refused otherwise")
     p.add_argument(
+        "--upload-limit",
+        type=parse_size,
+        default=None,
+        metavar="BYTES",
+        help="with --allow-upload: refuse an upload larger than BYTES (K, M, G suffixes: powers of "
+        "1024) with ERROR 3; default: no limit but the disk's, as atftpd (named so that atftpd's "
+        "abbreviation --max still means --maxthread)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=DEFAULT_WORKERS,
@@ -155,10 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=Hold.max_wait,
         metavar="S",
-        help=f"...but start S seconds after the first request at the latest (default {Hold.max_wait:g}); "
-        "waiting clients get an OACK every second, so iPXE never times out",
+        help="with --mcast-min-clients: start S seconds after the first request at the latest "
+        f"(default {Hold.max_wait:g}); waiting clients get an OACK every second, so iPXE never times out",
     )
-    p.add_argument("directory", nargs="?", default="/srv/tftp")
+    p.add_argument("directory", nargs="?", default="/srv/tftp", help="folder to serve (default /srv/tftp)")
     return p
 
 
@@ -178,23 +216,12 @@ def _setup_logging(args: argparse.Namespace) -> None:
         if level == 4
         else logging.ERROR
     )
-    handler: logging.Handler
-    if args.logfile == "-":
-        handler = logging.StreamHandler(sys.stdout)
-    elif args.logfile:
-        handler = logging.FileHandler(args.logfile)
-    elif os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(
-            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
-        )
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s pyatftpd[%(process)d]: %(message)s", "%b %d %H:%M:%S")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(py_level)
+    try:
+        setup_logging("pyatftpd", args.logfile, py_level, syslog=True)
+    except OSError as exc:
+        raise SystemExit(
+            f"pyatftpd: cannot open --logfile {args.logfile}: {exc.strerror}; name a writable file"
+        ) from None
 
 
 def _no_effect_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
@@ -254,12 +281,21 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         first_retry=1.0 if args.retry_timeout is None else None,
         max_transfers=max(1, args.maxthread),
         allow_upload=args.allow_upload,
+        max_upload_bytes=args.upload_limit,
         trace=args.trace,
         check_port=not args.no_source_port_checking,
         listen_local=args.listen_local,
         idle_exit=None if args.daemon or args.tftpd_timeout <= 0 else float(args.tftpd_timeout),
         threaded=os.environ.get("PYATFTPD_DRIVER", "thread") == "thread",
     )
+
+
+def _stopper(server: TftpServer, signum: int) -> Callable[[], None]:
+    def stop() -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        server.stop()
+
+    return stop
 
 
 def run_server(
@@ -281,13 +317,15 @@ def run_server(
         if setup is not None:
             setup(server)  # multicast (RFC 2090) and MTFTP services: netboot/tftp/mcast_cli.py
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, server.stop)
+            loop.add_signal_handler(signum, _stopper(server, signum))
+        loop.add_signal_handler(signal.SIGHUP, reopen_logs)  # logrotate: a fresh --logfile
         await server.serve()
 
     try:
         asyncio.run(main())
     finally:
         events.close()
+        report_failures()
     return 0
 
 
@@ -308,16 +346,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     _setup_logging(args)
     config = _config(args)
-    sock = _listening_socket(args) if args.daemon else _inetd_socket()
+    passed = listen_fds()  # systemd socket activation (pyatftpd.socket)
+    if passed:
+        sock = passed[0]
+        log.info("serving the socket systemd passed (fd %d); --port/--bind-address are the socket unit's",
+                 sock.fileno())
+    else:
+        sock = _listening_socket(args) if args.daemon else _inetd_socket()
     mcast = multicast_setup(args)
-    if args.daemon and not args.no_fork:
+    if args.daemon and not args.no_fork and not passed and not os.environ.get("NOTIFY_SOCKET"):
         daemonize()
         _setup_logging(args)
     if args.pidfile:
         write_pidfile(args.pidfile)
     # Everything loaded lazily must be loaded before the privileges go: as nobody the
-    # interpreter's own library may be unreadable (a Python under /root), and the native
-    # lane's build cache unwritable.
+    # interpreter's own library may be unreadable (a Python under /root).  Loaded before
+    # the workers fork, the native lane's choice is logged once.
     from netboot.tftp import native_lane
     from netboot.tftp.workers import SharedSlots, WorkerLoad, run_workers
 
@@ -338,6 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if active_fault():
         log.warning("%s=%s: broken on purpose for the lab's tests (netboot/tftp/test_faults.py)", FAULT_ENV,
                     active_fault())  # fmt: skip
+    if not os.access(config.root, os.R_OK | os.X_OK):
+        log.error(
+            "cannot read the served directory %s as uid %d: permission denied; every request will be "
+            "refused until it is readable by the server user (chmod o+rx, or pick --user)",
+            config.root,
+            os.geteuid(),
+        )
     ignored = _no_effect_flags(args, parser)
     if ignored:
         log.warning("accepted for compatibility, no effect yet: %s", ", ".join(ignored))
@@ -351,17 +402,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         "" if args.workers == 1 else "s",
     )
-    if shared is None or load is None:  # one worker; also inetd mode: exits when idle
-        return run_server(config, sock, events, setup=lambda server: mcast(server, 0, 1))
+    notify("READY=1\nSTATUS=serving " + config.root)  # systemd Type=notify; nothing otherwise
+    try:
+        if shared is None or load is None:  # one worker; also inetd mode: exits when idle
+            return run_server(config, sock, events, setup=lambda server: mcast(server, 0, 1))
 
-    def worker(index: int) -> int:
-        load.index = index
-        return run_server(
-            config, sock, events, shared, f"w{index}.", load,
-            setup=lambda server: mcast(server, index, args.workers),
-        )
+        def worker(index: int) -> int:
+            load.index = index
+            return run_server(
+                config, sock, events, shared, f"w{index}.", load,
+                setup=lambda server: mcast(server, index, args.workers),
+            )
 
-    return run_workers(args.workers, worker)
+        return run_workers(args.workers, worker)
+    finally:
+        if args.pidfile and (problem := remove_pidfile(args.pidfile)):
+            log.warning("%s", problem)
+        notify("STOPPING=1")
+        log.info("pyatftpd terminating")  # atftpd's words, for the admins' log watchers
 
 
 if __name__ == "__main__":

@@ -36,6 +36,28 @@ def write_pidfile(path: str) -> None:
     os.replace(temporary, path)
 
 
+def remove_pidfile(path: str) -> str | None:
+    """Remove the pidfile if it still names this process; a reason when it cannot be removed.
+
+    Why the check: a second server started with the same pidfile owns it now.  Why a
+    reason rather than an exception: after the privilege drop the server user may not
+    write the pidfile's folder (put it in one it can, e.g. systemd's RuntimeDirectory).
+    """
+    try:
+        with open(path, encoding="ascii") as handle:
+            if handle.read().strip() != str(os.getpid()):
+                return None
+        os.unlink(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return (
+            f"cannot remove the pidfile {path}: {exc.strerror} "
+            "(its folder must be writable by the server user)"
+        )
+    return None
+
+
 def split_user(spec: str, group: str | None) -> tuple[str, str | None]:
     """``user[.group]`` as atftpd spells it; an explicit ``--group`` wins."""
     user, _, dotted_group = spec.partition(".")

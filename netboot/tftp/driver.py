@@ -43,6 +43,26 @@ class Core(Protocol):
 EventSink = Callable[[CoreEvent], None]
 
 
+def peers_of(core: object) -> list[Address]:
+    """Who is still in ``core``'s transfer: its peer, or a session's unfinished members.
+
+    Why: at a server stop each of them gets an ERROR (atftpd sends ERROR 0), so a
+    client learns at once that the transfer is over instead of timing out.
+    """
+    if getattr(core, "finished", False):
+        return []
+    peer = getattr(core, "peer", None)
+    if peer is not None:
+        return [peer]
+    members = getattr(core, "members", None)
+    if isinstance(members, dict):
+        return [addr for addr, member in members.items() if getattr(member, "state", "") in _IN_TRANSFER]
+    return []
+
+
+_IN_TRANSFER = ("waiting", "master", "unicast")
+
+
 class CoreDriver:
     """Owns ``sock`` for the lifetime of ``core``; closes it and calls ``on_close`` at the end."""
 
@@ -120,6 +140,22 @@ class CoreDriver:
         if deadline is not None and deadline <= now:
             self.core.handle_timer(now)
         self._flush(now)
+
+    def farewell(self, packet: bytes) -> None:
+        """Send ``packet`` (an ERROR) to everyone still in the transfer, then close."""
+        if not self._closed:
+            peers = peers_of(self.core)
+            cancel = getattr(self.core, "cancel", None)
+            if cancel is not None and peers:
+                cancel("server shutting down", self.loop.time())  # e.g. an upload drops its temporary file
+                while (event := self.core.next_event()) is not None:
+                    self._on_event(event)
+            for addr in peers:
+                try:
+                    self.sock.sendto(packet, addr)
+                except OSError:
+                    pass
+        self.close()
 
     def close(self) -> None:
         if self._closed:

@@ -1,34 +1,30 @@
-"""The optional C inner loop of lock-step reads (``lockstep.c``), built on first use.
+"""The optional C inner loop of lock-step reads (``lockstep.c``), built with the package.
 
 Why: issue #2 asks pyatftpd to match Debian's atftpd with 8 concurrent clients on
 2 cores, and there the interpreter's few microseconds per block, under the GIL, were
-the difference (docs/pyatftpd.md, benchmark).  The loop is ours, about 80 lines of C,
-compiled with the system's ``cc`` (``gcc`` is one of the packages the project
-provisions) into a cache directory and loaded with ctypes, which releases the GIL
-for the call.  No compiler, a failed build or ``PYATFTPD_NATIVE=0``: the Python fast
-lane serves instead, byte for byte the same; the ``done`` event says which lane
-served (``lane``).
+the difference (docs/pyatftpd.md, benchmark).  The loop is ours, about 80 lines of C.
+It is compiled when the package is built (``pip install .``, also editable: the
+optional extension ``netboot.tftp._lockstep`` in pyproject.toml) and loaded with
+ctypes, which releases the GIL for the call.  Nothing is compiled or written at run
+time: a production boot server needs no compiler and loads no code from a cache.
 
-Cache: ``$PYATFTPD_CACHE``, else ``$XDG_CACHE_HOME/pyatftpd``, else
-``~/.cache/pyatftpd``; the library's name carries a hash of the source, so an edited
-``lockstep.c`` is rebuilt.
+Built without a compiler (the extension is optional), or ``PYATFTPD_NATIVE=0``: the
+Python fast lane serves instead, byte for byte the same (it stays the reference);
+the server says which once at start, and the ``done`` event says which lane served
+(``lane``).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
+import importlib.util
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
-from pathlib import Path
 
 log = logging.getLogger("pyatftpd")
 
-SOURCE = Path(__file__).with_name("lockstep.c")
+MODULE = "netboot.tftp._lockstep"
 STOPPED = -100000
 SHORT_READ = -100001
 
@@ -40,63 +36,48 @@ def enabled() -> bool:
     return os.environ.get("PYATFTPD_NATIVE", "1") not in ("0", "no", "off", "")
 
 
-def _cache_dir() -> Path:
-    if os.environ.get("PYATFTPD_CACHE"):
-        return Path(os.environ["PYATFTPD_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pyatftpd"
-
-
-def _build(source: bytes) -> Path | None:
-    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if compiler is None:
-        log.info("native lane off: no C compiler (apt-get install -y gcc); the Python lane serves")
-        return None
-    digest = hashlib.sha256(source).hexdigest()[:16]
-    target = _cache_dir() / f"lockstep-{digest}-{os.uname().machine}.so"
-    if target.exists():
-        return target
+def built_path() -> str | None:
+    """Where the package build put the loop, or None when it was built without it."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-            built = Path(scratch) / target.name
-            result = subprocess.run(
-                [compiler, "-O2", "-shared", "-fPIC", "-o", str(built), str(SOURCE)],
-                capture_output=True, text=True, timeout=60, check=False,
-            )
-            if result.returncode != 0:
-                log.warning("native lane off: %s failed: %s", compiler, result.stderr.strip()[-500:])
-                return None
-            os.replace(built, target)  # atomic: workers building at once agree
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("native lane off: cannot build it in %s (%s); set PYATFTPD_CACHE", target.parent, exc)
+        spec = importlib.util.find_spec(MODULE)
+    except (ImportError, ValueError):
         return None
-    return target
+    return spec.origin if spec is not None and spec.origin else None
+
+
+def _load() -> ctypes.CDLL | None:
+    if not enabled():
+        log.info("native lane off (PYATFTPD_NATIVE=0): the Python lane serves lock-step reads")
+        return None
+    path = built_path()
+    if path is None:
+        log.info(
+            "native lane not built (no C compiler when the package was installed): the Python lane "
+            "serves lock-step reads; reinstall with gcc present to build it"
+        )
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+        function = lib.pyatftpd_lockstep
+    except (OSError, AttributeError) as exc:
+        log.warning("native lane off: cannot load %s (%s); the Python lane serves", path, exc)
+        return None
+    function.restype = ctypes.c_long
+    function.argtypes = [
+        ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_longlong, ctypes.c_longlong,
+        ctypes.c_void_p, ctypes.c_long, ctypes.POINTER(ctypes.c_long),
+        ctypes.POINTER(ctypes.c_int),
+    ]
+    return lib
 
 
 def library() -> ctypes.CDLL | None:
-    """The loaded loop, or None (then the Python fast lane serves).  Built once per process."""
+    """The loaded loop, or None (then the Python fast lane serves).  Loaded once per process;
+    the server loads it before forking its workers, so the choice is said once."""
     with _lock:
-        if _loaded:
-            return _loaded[0]
-        lib: ctypes.CDLL | None = None
-        if enabled():
-            try:
-                path = _build(SOURCE.read_bytes())
-                if path is not None:
-                    lib = ctypes.CDLL(str(path))
-                    function = lib.pyatftpd_lockstep
-                    function.restype = ctypes.c_long
-                    function.argtypes = [
-                        ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_longlong, ctypes.c_longlong,
-                        ctypes.c_void_p, ctypes.c_long, ctypes.POINTER(ctypes.c_long),
-                        ctypes.POINTER(ctypes.c_int),
-                    ]
-            except OSError as exc:
-                log.warning("native lane off: %s", exc)
-                lib = None
-        _loaded.append(lib)
-        return lib
+        if not _loaded:
+            _loaded.append(_load())
+        return _loaded[0]
 
 
 class NativeLane:

@@ -14,6 +14,7 @@ request (unicast, multicast, MTFTP, upload) must pass through the same checks:
 from __future__ import annotations
 
 import os
+import stat
 
 from netboot.tftp.packets import ErrorCode
 
@@ -28,6 +29,21 @@ class PathRefused(ValueError):
 
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _stat(path: str, filename: str) -> os.stat_result | None:
+    """``os.stat``, None when nothing is there; a folder the server user cannot search is
+    a permission problem, said as such (``os.path.exists`` would call it "not found")."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        raise PathRefused(
+            f"access violation: permission denied on the way to {filename!r} "
+            f"(the server runs as uid {os.geteuid()}: make the served folders readable by it)",
+            ErrorCode.ACCESS_VIOLATION,
+        ) from None
 
 
 def resolve(root: str, filename: str, *, must_exist: bool = True) -> str:
@@ -59,9 +75,10 @@ def resolve(root: str, filename: str, *, must_exist: bool = True) -> str:
                 f"access violation: {filename!r} leads outside the served directory",
                 ErrorCode.ACCESS_VIOLATION,
             )
-        if not os.path.exists(real):
+        info = _stat(real, filename)
+        if info is None:
             raise PathRefused(f"file not found: {filename!r}", ErrorCode.FILE_NOT_FOUND)
-        if not os.path.isfile(real):
+        if not stat.S_ISREG(info.st_mode):
             raise PathRefused(f"{filename!r} is not a regular file", ErrorCode.FILE_NOT_FOUND)
         return real
     parent = os.path.realpath(os.path.dirname(candidate))
@@ -69,7 +86,8 @@ def resolve(root: str, filename: str, *, must_exist: bool = True) -> str:
         raise PathRefused(
             f"access violation: {filename!r} leads outside the served directory", ErrorCode.ACCESS_VIOLATION
         )
-    if not os.path.isdir(parent):
+    info = _stat(parent, filename)
+    if info is None or not stat.S_ISDIR(info.st_mode):
         raise PathRefused(f"directory of {filename!r} does not exist", ErrorCode.FILE_NOT_FOUND)
     target = os.path.join(parent, parts[-1])
     if os.path.islink(target):

@@ -47,6 +47,10 @@ _CMSG_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
 UNKNOWN_TID_ERROR = encode_error(
     ErrorCode.UNKNOWN_TID, "unknown transfer ID: this port serves another client"
 )
+#: What a client in mid-transfer hears when the server stops (atftpd sends ERROR 0 too).
+SHUTDOWN_ERROR = encode_error(ErrorCode.NOT_DEFINED, "server shutting down: try again later")
+#: How long a stop waits for transfer threads to close their files.
+STOP_GRACE = 1.0
 
 
 class Balancer(Protocol):
@@ -141,8 +145,17 @@ class TftpServer:
         finally:
             for listener in self.listeners:
                 self._loop.remove_reader(listener.sock.fileno())
-            for driver in list(self.drivers):
-                driver.close()
+            self._stop_transfers()
+
+    def _stop_transfers(self) -> None:
+        """Tell every client in mid-transfer (ERROR 0), then let the threads close their files."""
+        drivers = list(self.drivers)
+        for driver in drivers:
+            driver.farewell(SHUTDOWN_ERROR)
+        deadline = self.loop.time() + STOP_GRACE
+        for driver in drivers:
+            if isinstance(driver, ThreadDriver):
+                driver.join(max(0.0, deadline - self.loop.time()))
 
     def stop(self) -> None:
         if self._stopped is not None:

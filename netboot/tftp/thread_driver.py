@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netboot.tftp import native_lane
-from netboot.tftp.driver import Core, EventSink
+from netboot.tftp.driver import Core, EventSink, peers_of
 
 log = logging.getLogger("pyatftpd")
 
@@ -122,6 +122,19 @@ class ThreadDriver:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def farewell(self, packet: bytes) -> None:
+        """Stop, and send ``packet`` (an ERROR) to the peer from the transfer's own port."""
+        peers = [] if self._closed else peers_of(self.core)
+        self.close()
+        for addr in peers:
+            try:
+                if self._peer is not None and addr == self._peer:
+                    self.sock.send(packet)
+                else:
+                    self.sock.sendto(packet, addr)
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Ask the thread to stop (it notices within one tick)."""

@@ -8,17 +8,16 @@ steps (:func:`open_source`, :func:`negotiate_or_refuse`) for its sessions.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 
 from netboot.tftp.handler import RequestContext
-from netboot.tftp.netascii import NetasciiSource, from_netascii
+from netboot.tftp.netascii import NetasciiSource
 from netboot.tftp.options import Negotiation, OptionRefused, negotiate
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
 from netboot.tftp.read_transfer import ReadTransfer
 from netboot.tftp.sources import BlockSource, FileSource
+from netboot.tftp.upload import FileSink, UploadRefused
 from netboot.tftp.write_transfer import WriteTransfer
 
 log = logging.getLogger("pyatftpd")
@@ -178,39 +177,6 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> ReadTransfe
     return core
 
 
-class FileSink:
-    """Writes an upload to a temporary file next to the target, renamed on success."""
-
-    def __init__(self, target: str, netascii: bool) -> None:
-        self.target = target
-        self._netascii = netascii
-        self._fd, self._tmp = tempfile.mkstemp(prefix=".upload-", dir=os.path.dirname(target))
-        self._chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if self._netascii:
-            self._chunks.append(data)
-        else:
-            os.write(self._fd, data)
-
-    def commit(self) -> None:
-        if self._netascii:
-            os.write(self._fd, from_netascii(b"".join(self._chunks)))
-        os.fchmod(self._fd, 0o644)
-        os.close(self._fd)
-        self._fd = -1
-        os.replace(self._tmp, self.target)
-
-    def abort(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        try:
-            os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
-
-
 def _start_write(ctx: RequestContext, release: Callable[[], None]) -> bool:
     request = ctx.request
     server = ctx.server
@@ -224,10 +190,16 @@ def _start_write(ctx: RequestContext, release: Callable[[], None]) -> bool:
     if negotiation is None:
         return False
     if config.max_upload_bytes is not None and (negotiation.tsize or 0) > config.max_upload_bytes:
-        ctx.refuse(ErrorCode.DISK_FULL, f"upload of {negotiation.tsize} bytes exceeds the limit")
+        ctx.refuse(
+            ErrorCode.DISK_FULL,
+            f"upload of {negotiation.tsize} bytes exceeds the limit of {config.max_upload_bytes} bytes",
+        )
         return False
     try:
-        sink = FileSink(target, request.mode == "netascii")
+        sink = FileSink(target, request.mode == "netascii", request.filename)
+    except UploadRefused as exc:
+        ctx.refuse(exc.code, exc.message)
+        return False
     except OSError as exc:
         ctx.refuse(ErrorCode.ACCESS_VIOLATION, f"cannot create {request.filename!r}: {exc.strerror}")
         return False

@@ -10,6 +10,7 @@ through a counter in shared memory.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -17,6 +18,8 @@ import signal
 import time
 from collections.abc import Callable
 from types import FrameType
+
+from netboot.serverlog import reopen_logs
 
 log = logging.getLogger("pyatftpd")
 
@@ -122,7 +125,10 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
-        stopping = True
+        if signum == signal.SIGHUP:
+            reopen_logs()  # logrotate: each process reopens its own --logfile
+        else:
+            stopping = True
         for pid in children:
             try:
                 os.kill(pid, signum)
@@ -131,6 +137,10 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
 
     for signum in _FORWARDED:
         signal.signal(signum, forward)
+    # Move everything imported so far out of the garbage collector's sight: its passes in
+    # the workers would otherwise write to (and so un-share) every page of those objects.
+    gc.collect()
+    gc.freeze()
     for index in range(count):
         if stopping:
             break

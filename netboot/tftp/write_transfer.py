@@ -5,11 +5,13 @@ Why: some labs collect logs or images from clients.  The machine mirrors
 ``receive_datagram``, answers foreign TIDs with ERROR 5, re-ACKs a duplicate DATA
 (the client's retransmission) and retransmits its own last ACK only on timeout.
 With ``windowsize`` N it ACKs every N-th block, the final block and after a gap
-(RFC 7440).  The sink is committed only after the final block arrived.
+(RFC 7440).  The sink is committed when the final block arrived, before its ACK
+(a failed commit is answered with ERROR 3, never with that ACK).
 """
 
 from __future__ import annotations
 
+import errno
 import struct
 
 from netboot.tftp import events as ev
@@ -22,6 +24,15 @@ from netboot.tftp.sources import BlockSink
 from netboot.tftp.transfer_base import Address, TransferBase
 
 _ACK = struct.Struct("!HH").pack
+
+
+def _code_for(exc: OSError) -> ErrorCode:
+    """The TFTP error a failed write is answered with: 3 for a full disk or quota, as atftpd."""
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ErrorCode.ACCESS_VIOLATION
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return ErrorCode.DISK_FULL
+    return ErrorCode.NOT_DEFINED
 
 
 class WriteTransfer(TransferBase):
@@ -92,6 +103,11 @@ class WriteTransfer(TransferBase):
         self._outbox.append((self._last_reply, self.peer))
         self._deadline = now + self._timeout
 
+    def cancel(self, reason: str, now: float) -> None:
+        """The server stops: drop the partial upload (the driver tells the client)."""
+        if not self.finished:
+            self._fail(reason, now, notify=False)
+
     def _on_data(self, packet: DataPacket, now: float) -> None:
         delta = (packet.block - self._expected) & 0xFFFF
         if self._trace:
@@ -117,7 +133,7 @@ class WriteTransfer(TransferBase):
         try:
             self._sink.write(payload)
         except OSError as exc:
-            self._fail(f"cannot store the upload: {exc.strerror}", now, notify=True, code=ErrorCode.DISK_FULL)
+            self._fail(f"cannot store the upload: {exc.strerror}", now, notify=True, code=_code_for(exc))
             return
         self.bytes_received += len(payload)
         self._expected += 1
@@ -125,14 +141,16 @@ class WriteTransfer(TransferBase):
         self._retries = 0
         self._deadline = now + self._timeout
         final = len(payload) < self._blksize
-        if final or self._in_window >= self._window:
-            self._send_ack(self._expected - 1)
         if final:
+            # Stored before the last ACK: that ACK tells the client the file is safe.
             try:
                 self._sink.commit()
             except OSError as exc:
-                self._fail(f"cannot store the upload: {exc.strerror}", now, notify=False)
+                self._fail(f"cannot store the upload: {exc.strerror}", now, notify=True, code=_code_for(exc))
                 return
+        if final or self._in_window >= self._window:
+            self._send_ack(self._expected - 1)
+        if final:
             self._done(True, None, now)
 
     def _send_ack(self, block: int) -> None:

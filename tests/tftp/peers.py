@@ -72,7 +72,9 @@ class RunningServer:
         return total / ticks
 
 
-def server_argv(name: str, root: Path, port: int, extra: list[str] | None = None) -> list[str]:
+def server_argv(
+    name: str, root: Path, port: int, extra: list[str] | None = None, python: list[str] | None = None
+) -> list[str]:
     common = [
         "--daemon",
         "--no-fork",
@@ -88,7 +90,7 @@ def server_argv(name: str, root: Path, port: int, extra: list[str] | None = None
     ]
     if name == "atftpd":
         return [ATFTPD, *common, str(root)]
-    return [sys.executable, "-m", "netboot.tftp.cli", *common, str(root)]
+    return [*(python or [sys.executable]), "-m", "netboot.tftp.cli", *common, str(root)]
 
 
 def atftpd_problem() -> str | None:
@@ -106,12 +108,14 @@ def start_server(
     log: Path | None = None,
     taskset: str | None = None,
     env: dict[str, str] | None = None,
+    python: list[str] | None = None,
 ) -> RunningServer:
+    """``python``: the interpreter command for pyatftpd (default: this one)."""
     extra = list(extra or [])
     if events is not None and name == "pyatftpd":
         extra += ["--events", str(events)]
     port = free_udp_port()
-    argv = server_argv(name, root, port, extra)
+    argv = server_argv(name, root, port, extra, python)
     if taskset:
         argv = ["taskset", "-c", taskset, *argv]
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
@@ -218,3 +222,43 @@ def wait_for_events(
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+def raw_upload(
+    address: tuple[str, int],
+    filename: str,
+    data: bytes,
+    *,
+    mode: str = "octet",
+    blksize: int = 512,
+    timeout: float = 3.0,
+) -> None:
+    """Upload ``data`` (as it goes on the wire) with lock-step DATA; raise TftpError on an ERROR.
+
+    Returns only after the ACK of the last block: that ACK is the server's word that
+    the upload is stored.
+    """
+    options = [("blksize", str(blksize))] if blksize != 512 else []
+    request = b"\0\2" + rrq(filename, mode, options)[2:]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(request, address)
+        block = 0
+        peer = address
+        while True:
+            try:
+                reply, peer = sock.recvfrom(70000)
+            except TimeoutError:
+                raise TftpError(-1, f"no answer to block {block}") from None
+            opcode = struct.unpack_from("!H", reply)[0]
+            if opcode == 5:
+                code = struct.unpack_from("!H", reply, 2)[0]
+                raise TftpError(code, reply[4:].rstrip(b"\0").decode(errors="replace"))
+            acked = 0 if opcode == 6 else struct.unpack_from("!H", reply, 2)[0]
+            if acked != block & 0xFFFF:
+                continue
+            if block * blksize > len(data):
+                return
+            piece = data[block * blksize : (block + 1) * blksize]
+            block += 1
+            sock.sendto(struct.pack("!HH", 3, block & 0xFFFF) + piece, peer)

@@ -25,7 +25,10 @@ Parts = tuple[native_lane.NativeLane, socket.socket, bytes]
 def lane_parts(tmp_path: Path) -> Iterator[Parts]:
     lib = native_lane.library()
     if lib is None:
-        pytest.fail("the native lane did not build: is a C compiler installed (apt-get install -y gcc)?")
+        pytest.fail(
+            "the native lane was not built with the package: install gcc (apt-get install -y gcc), "
+            "then reinstall (pip install -e .)"
+        )
     data = bytes(range(256)) * 20  # 5120 bytes: blocks 1..10 full, an empty block 11
     path = tmp_path / "file"
     path.write_bytes(data)
