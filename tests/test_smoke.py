@@ -29,7 +29,8 @@ def _needs_namespace() -> None:
 def test_tftp_and_mtftp_verify_in_the_guest(tmp_path: Path) -> None:
     boots = smoke(["tftp", "mtftp"], "e1000", tmp_path, timeout=180)
     assert [(b.protocol, b.ok) for b in boots] == [("tftp", True), ("mtftp", True)], boots
-    assert "mtftp://192.0.2.1/payload-262144-1.bin" in (tmp_path / "console-mtftp.log").read_text(errors="replace")
+    console = (tmp_path / "console-mtftp.log").read_text(errors="replace")
+    assert "mtftp://192.0.2.1/payload-262144-1.bin" in console
 
 
 def test_debian_kernel_boots_over_mtftp(tmp_path: Path) -> None:
