@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.container import (
+from lab.container import image as container
+from lab.container.image import (
     ARTIFACTS_IN_CONTAINER,
     DEFAULT_BASE,
     DOCKERFILE,
@@ -26,7 +27,6 @@ from lab.container import (
     matrix_command,
     run_options,
 )
-from lab.container import image as container
 
 
 def test_run_options_are_the_least_the_lab_needs() -> None:
@@ -73,7 +73,7 @@ def test_dockerfile_takes_its_base_as_an_argument() -> None:
 
 def test_build_context_leaves_out_local_state(tmp_path: Path) -> None:
     files = container._project_files()
-    assert "images/Dockerfile" in files and "lab/container.py" in files and "pyproject.toml" in files
+    assert "images/Dockerfile" in files and "lab/container/image.py" in files and "pyproject.toml" in files
     assert not [f for f in files if f.startswith((".git/", ".venv/", ".tox/")) or "__pycache__" in f]
     container.prepare_context(tmp_path, wheels=False)
     assert (tmp_path / "images" / "Dockerfile").is_file()

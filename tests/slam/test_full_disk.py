@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lab.netns import Namespace, kill_group
+from lab.infra.namespace import Namespace, kill_group
 
 from tests.slam.session import SERVER_IP, SlamSession, sha256
 from tests.smallfs import fill, small_tmpfs
