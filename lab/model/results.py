@@ -77,6 +77,16 @@ class Delivery:
 
 
 @dataclass
+class IpxeError:
+    """iPXE's own error line from a console (lab.judge.ipxe_error)."""
+
+    line: str  # as the console showed it: "Connection timed out (http://ipxe.org/4c126035)"
+    code: str  # "4c126035"
+    words: str  # the error in words (printed by the ROM, or decoded from the code's top byte)
+    printed: bool = True  # the ROM printed the words (False: decoded here)
+
+
+@dataclass
 class BootEvidence:
     """Everything one VM boot proved or failed to prove."""
 
@@ -99,6 +109,9 @@ class BootEvidence:
     delivery: Delivery | None = None
     #: The VM's tap when the VM stopped: frames handed to QEMU and frames QEMU never read.
     tap: dict[str, int] = field(default_factory=dict)
+    #: The console's last lines (readable text) and iPXE's own last error line.
+    console_tail: list[str] = field(default_factory=list)
+    ipxe_error: IpxeError | None = None
 
     @property
     def failed_stage(self) -> str | None:

@@ -17,7 +17,9 @@ from lab.infra.capture import Capture, CaptureError
 from lab.infra.network import tap_counters
 from lab.infra.vm import Vm
 from lab.judge.delivery import classify, wire_figures
+from lab.judge.ipxe_error import ipxe_error
 from lab.judge.ladder import PROTOCOL_FEATURE
+from lab.model.console_text import erase_backspaces, last_lines
 from lab.model.errors import LabError
 from lab.model.jsonable import to_json
 from lab.model.network import BRIDGE, SERVER_IPV4, VERIFIER_NAME, Slot
@@ -33,9 +35,12 @@ from netboot.events import ServerEvent, events_text
 from roms.catalog import NicModel
 from roms.romset import RomMismatch, RomMissing, RomSet
 
+#: How many console lines evidence.json and JUnit quote.
+CONSOLE_TAIL_LINES = 20
 #: Evidence name -> the file every boot leaves in its folder.
 BOOT_FILES = {
     "console": "console.log",
+    "console_text": "console.txt",
     "console_answers": "answers.log",
     "pcap": "nic.pcap",
     "qemu_cmdline": "qemu.cmdline",
@@ -84,6 +89,9 @@ class BootRun:
                 )  # fmt: skip
             finally:
                 self.vm.stop()
+                text = self.vm.console.text
+                self.evidence.console_tail = last_lines(erase_backspaces(text), CONSOLE_TAIL_LINES)
+                self.evidence.ipxe_error = ipxe_error(text)
                 self._stop_capture()
                 self.evidence.tap = tap_counters(self.lab.ns, self.slot.tap)
                 self.lab.release(self.slot)
