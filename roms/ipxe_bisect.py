@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -160,9 +161,11 @@ def bisect(
     if good_sha == bad_sha:
         raise BisectError(f"--good {good} and --bad {bad} are the same commit")
     patch_list = tuple(Patch.read(p) for p in patches)
-    session = root / "bisect" / f"{time.strftime('%Y%m%dT%H%M%S')}-{bad_sha[:12]}"
+    (root / "bisect").mkdir(parents=True, exist_ok=True)
+    session = Path(
+        tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%dT%H%M%S')}-{bad_sha[:12]}-", dir=root / "bisect")
+    )
     worktree = session / "worktree"
-    session.mkdir(parents=True)
     result = BisectResult(None, None, session=session)
     made: list[Path] = []
     _git(repo, "worktree", "add", "--detach", "--no-checkout", str(worktree), bad_sha)

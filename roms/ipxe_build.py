@@ -145,13 +145,18 @@ class BuildResult:
 Progress = Callable[[str], None]
 
 
-def stderr_progress(prefix: str = "roms build") -> Progress:
+def timed_progress(stream: TextIO | None = None, prefix: str = "roms build") -> Progress:
+    """Progress lines with the seconds since the start: ``roms build [  12.3 s] text`` (stderr by default)."""
     start = time.monotonic()
 
     def show(text: str) -> None:
-        print(f"{prefix} [{time.monotonic() - start:6.1f} s] {text}", file=sys.stderr, flush=True)
+        print(f"{prefix} [{time.monotonic() - start:6.1f} s] {text}", file=stream or sys.stderr, flush=True)
 
     return show
+
+
+def stderr_progress(prefix: str = "roms build") -> Progress:
+    return timed_progress(None, prefix)
 
 
 # --- the build copy -------------------------------------------------------------------------------
@@ -553,12 +558,3 @@ def _write_out(out: Path, copy: BuildCopy, manifest: RomSetManifest) -> None:
     for rom in manifest.roms:
         shutil.copy2(copy.roms / rom.file, out / rom.file)
     write_manifest(out, manifest)
-
-
-def write_progress_to(stream: TextIO) -> Progress:
-    """A Progress that writes plain lines to ``stream`` (tests, logs)."""
-
-    def show(text: str) -> None:
-        stream.write(text + "\n")
-
-    return show

@@ -13,32 +13,33 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+#: Recipe lines start with "> " here (ruff keeps tabs out of the source); make gets tabs.
 MAKEFILE = r"""
 DRIVERS := $(wildcard drivers/net/*.c)
 
 bin/.rom.defs : $(DRIVERS)
-	@mkdir -p bin
-	@echo "  [PARSEROM]"
-	@for f in $(DRIVERS); do d=$$(basename $$f .c); \
-	  sed -n 's/^PCI_ROM ( *0x\([0-9a-f]*\), *0x\([0-9a-f]*\) *).*/\1 \2/p' $$f | while read v p; do \
-	    echo "DRIVER_$$v$$p = $$d"; echo "ROM_TYPE_$$v$$p = pci"; \
-	    echo "PCI_VENDOR_$$v$$p = 0x$$v"; echo "PCI_DEVICE_$$v$$p = 0x$$p"; echo "ROMS += $$v$$p"; \
-	  done; done > $@
+> @mkdir -p bin
+> @echo "  [PARSEROM]"
+> @for f in $(DRIVERS); do d=$$(basename $$f .c); \
+>   sed -n 's/^PCI_ROM ( *0x\([0-9a-f]*\), *0x\([0-9a-f]*\) *).*/\1 \2/p' $$f | while read v p; do \
+>     echo "DRIVER_$$v$$p = $$d"; echo "ROM_TYPE_$$v$$p = pci"; \
+>     echo "PCI_VENDOR_$$v$$p = 0x$$v"; echo "PCI_DEVICE_$$v$$p = 0x$$p"; echo "ROMS += $$v$$p"; \
+>   done; done > $@
 
 -include bin/.rom.defs
 
-bin/%.o : drivers/net/%.c config/local/general.h
-	@mkdir -p bin
-	@echo "  [BUILD] $@"
-	@if grep -q '#error' $<; then echo "$<:1: error: this driver does not compile" >&2; exit 1; fi
-	@cp $< $@
-	@echo $* >> bin/compiled.log
+bin/%.o : drivers/net/%.c $(wildcard config/local/general.h)
+> @mkdir -p bin
+> @echo "  [BUILD] $@"
+> @if grep -q '#error' $<; then echo "$<:1: error: this driver does not compile" >&2; exit 1; fi
+> @cp $< $@
+> @echo $* >> bin/compiled.log
 
 .SECONDEXPANSION:
 bin/%.rom : bin/$$(DRIVER_$$*).o
-	@echo "  [FINISH] $@"
-	@{ cat $<; cat config/local/general.h 2>/dev/null; echo "version $(GITVERSION)"; } > $@
-"""
+> @echo "  [FINISH] $@"
+> @{ cat $<; cat config/local/general.h 2>/dev/null; echo "version $(GITVERSION)"; } > $@
+""".replace("\n> ", "\n\t")
 
 DRIVERS = {
     "intel": ["8086:100e", "8086:100f", "8086:10d3"],
