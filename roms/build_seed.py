@@ -10,9 +10,10 @@ seeds the patched one and one bisect step seeds the next.
 
 What make generated (``src/bin/``, but also ``src/.echocheck``, ``src/util/zbin32``
 and empty ``src/config/local/*.h``, which every object depends on through make's own
-rules) is copied with its timestamps; it is told apart from the seed's sources by the
-list of files the seed was prepared with (``list_files`` at preparation time), so a
-file deleted between two commits is not brought back.
+rules) is copied with its timestamps, except finished images (see ``_final_output``);
+it is told apart from the seed's sources by the list of files the seed was prepared
+with (``list_files`` at preparation time), so a file deleted between two commits is
+not brought back.
 """
 
 from __future__ import annotations
@@ -34,6 +35,21 @@ def list_files(tree: Path) -> list[str]:
     return sorted(files)
 
 
+def _final_output(rel: str) -> bool:
+    """A finished image in ``src/bin*/`` (``8086100e.rom``, its ``.tmp`` and map): never taken from a seed.
+
+    Its banner carries the commit (GITVERSION on make's command line, a change make cannot
+    see) and make deletes the version object as an intermediate, so a seeded ROM would
+    look up to date and name the seed's commit.  Objects (``.o``), libraries (``.a``), the
+    dependency files and make's dot-lists are kept: they are what saves the time.
+    """
+    parts = Path(rel).parts
+    if len(parts) != 3 or parts[0] != "src" or not parts[1].startswith("bin"):
+        return False
+    name = parts[2]
+    return not (name.startswith(".") or name.endswith((".o", ".a")))
+
+
 def seed_build_copy(seed: Path, seed_sources: Iterable[str], tree: Path) -> tuple[int, int, int]:
     """Bring ``seed``'s generated files into ``tree`` and align timestamps.
 
@@ -45,7 +61,7 @@ def seed_build_copy(seed: Path, seed_sources: Iterable[str], tree: Path) -> tupl
     mine = list_files(tree)
     copied = 0
     for rel in list_files(seed):
-        if rel in sources:
+        if rel in sources or _final_output(rel):
             continue
         target = tree / rel
         if target.exists() or target.is_symlink():
@@ -53,10 +69,6 @@ def seed_build_copy(seed: Path, seed_sources: Iterable[str], tree: Path) -> tupl
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(seed / rel, target, follow_symlinks=False)
         copied += 1
-    # The version object bakes in GITVERSION (the commit) from make's command line, a change
-    # make cannot see: drop it so every ROM's banner names this tree.
-    for stale in (tree / "src").glob("bin*/version.*.o"):
-        stale.unlink()
     now = time.time()
     kept = changed = 0
     for rel in mine:

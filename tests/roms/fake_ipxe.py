@@ -2,7 +2,7 @@
 
 Its ``src/Makefile`` makes ``bin/.rom.defs`` from ``PCI_ROM`` lines in
 ``drivers/net/*.c`` (in the format iPXE's parserom.pl writes), "compiles" a driver by
-copying it to ``bin/<driver>.o`` (appending its name to ``bin/compiled.log``), fails
+copying it to ``bin/<driver>.o`` (appending its name to ``bin/.compiled.log``), fails
 on a driver holding ``#error``, and links ``bin/<id>.rom`` from the driver object,
 ``config/local/general.h`` and ``GITVERSION``.  So the build machinery's reuse,
 seeding, patching and failure paths are tested here without a compiler run of minutes.
@@ -33,8 +33,10 @@ bin/%.o : drivers/net/%.c $(wildcard config/local/general.h)
 > @echo "  [BUILD] $@"
 > @if grep -q '#error' $<; then echo "$<:1: error: this driver does not compile" >&2; exit 1; fi
 > @cp $< $@
-> @echo $* >> bin/compiled.log
+> @echo $* >> bin/.compiled.log
 
+# iPXE lists every object in its library, so none is an intermediate make deletes.
+.SECONDARY:
 .SECONDEXPANSION:
 bin/%.rom : bin/$$(DRIVER_$$*).o
 > @echo "  [FINISH] $@"
@@ -89,5 +91,5 @@ def commit_all(repo: Path, message: str) -> str:
 
 def compiled(tree: Path) -> list[str]:
     """The drivers the fake make compiled in a build copy's tree, in order."""
-    log = tree / "src" / "bin" / "compiled.log"
+    log = tree / "src" / "bin" / ".compiled.log"
     return log.read_text().split() if log.is_file() else []

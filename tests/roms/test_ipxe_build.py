@@ -221,6 +221,23 @@ def test_a_patched_build_is_seeded_from_the_unpatched_one_and_compiles_only_what
     assert manifest.patches[0]["sha256"] == Patch.read(patch).sha256
 
 
+def test_a_seeded_build_of_another_commit_relinks_its_roms_with_its_own_commit(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    first = build_romset(
+        BuildRequest(open_source(repo), (), (), ("e1000",)), tmp_path / "a", tmp_path / "c", QUIET
+    )
+    (repo / "README").write_text("no source of the ROM changes\n")
+    second = commit_all(repo, "README only")
+    later = build_romset(
+        BuildRequest(open_source(repo), (), (), ("e1000",)), tmp_path / "b", tmp_path / "c", QUIET
+    )
+    assert later.seeded_from == first.copy.name
+    assert compiled(later.copy / "ipxe") == compiled(first.copy / "ipxe")  # no driver compiled again
+    assert (
+        f"version {second}" in (tmp_path / "b" / "8086100e.rom").read_text()
+    )  # but the ROM is this commit's
+
+
 def test_a_patch_that_does_not_apply_names_the_patch_and_its_log(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     patch = tmp_path / "stale.patch"
