@@ -16,6 +16,10 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+# The packages ``lab roms build`` needs (one list, in roms/build_deps.py); checked with
+# ``--build`` only, so a machine that never builds ROMs needs none of them.
+from roms.build_deps import BUILD_PACKAGES
+
 #: Debian package -> why the project needs it.
 PACKAGES: dict[str, str] = {
     "qemu-system-x86": "the lab's virtual machines",
@@ -32,6 +36,9 @@ PACKAGES: dict[str, str] = {
     "util-linux": "unshare and nsenter for the sealed namespace",
     "cpio": "packs the full boot initramfs (images/fullboot.py)",
 }
+
+
+__all__ = ["BUILD_PACKAGES", "PACKAGES", "install_command", "missing_packages", "provision"]
 
 
 def missing_packages(names: Sequence[str]) -> list[str]:
@@ -77,9 +84,11 @@ def provision(names: Sequence[str], is_root: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report, never install")
+    parser.add_argument("--build", action="store_true", help="also the packages `lab roms build` needs")
     args = parser.parse_args(argv)
     is_root = os.geteuid() == 0 and not args.check
-    return provision(list(PACKAGES), is_root)
+    names = list(PACKAGES) + [p for p in BUILD_PACKAGES if args.build and p not in PACKAGES]
+    return provision(names, is_root)
 
 
 if __name__ == "__main__":

@@ -38,3 +38,12 @@ def test_nothing_missing_is_silent_success(capsys: pytest.CaptureFixture[str]) -
 def test_every_project_package_is_installed_here() -> None:
     """tox runs `python -m lab.provision` first, so by now nothing may be missing."""
     assert provision.missing_packages(list(provision.PACKAGES)) == []
+
+
+def test_the_rom_build_packages_are_checked_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[list[str]] = []
+    monkeypatch.setattr(provision, "provision", lambda names, is_root: asked.append(list(names)) or 0)
+    provision.main(["--check"])
+    provision.main(["--check", "--build"])
+    assert "liblzma-dev" not in asked[0]
+    assert {"liblzma-dev", "make", "perl", "patch"} <= set(asked[1]) and asked[1][: len(asked[0])] == asked[0]

@@ -34,6 +34,7 @@ TFTP_C = "src/net/udp/tftp.c"
 
 pytestmark = [
     pytest.mark.ipxe_build,
+    pytest.mark.timeout(1800),  # the first run compiles iPXE (the module's shared build)
     pytest.mark.skipif(
         not ARCHIVES or not PATCH.is_file(),
         reason=f"no iPXE source archive and tftm-socket-address.patch in {ARCHIVE_DIR} "
