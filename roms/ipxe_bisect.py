@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from roms.ipxe_build import BuildError, BuildRequest, Patch, Progress, build_romset, copy_for, stderr_progress
+from roms.ipxe_build import (
+    BuildError,
+    BuildRequest,
+    Patch,
+    Progress,
+    build_romset,
+    copy_for,
+    remove_copy,
+    stderr_progress,
+)
 from roms.ipxe_tree import TreeError, TreeSource, cache_root, open_source, resolve_commit
 
 GOOD, BAD, SKIP = 0, 1, 125
@@ -206,7 +214,7 @@ def bisect(
         _git(repo, "worktree", "prune", check=False)
         if not keep_copies:
             for copy in made:
-                shutil.rmtree(copy, ignore_errors=True)
+                remove_copy(copy)
                 copy.with_name(copy.name + ".lock").unlink(missing_ok=True)
     result.seconds = time.monotonic() - started
     if result.first_bad:

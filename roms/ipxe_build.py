@@ -231,6 +231,12 @@ def _locked(directory: Path, blocking: bool = True) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def remove_copy(directory: Path) -> None:
+    """Delete a build copy once no build uses it (waits for its lock); the lock file stays."""
+    with _locked(directory):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _find_seed(request: BuildRequest, cache: Path, exclude: Path) -> BuildCopy | None:
     """The copy to seed from: the same tree unpatched, else the latest copy with the same options."""
     if request.patches:

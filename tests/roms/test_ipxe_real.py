@@ -10,7 +10,6 @@ step are seeded from it and compile only the files that differ.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from roms.catalog import CATALOG
 from roms.header import bios_header_ids
 from roms.ipxe_bisect import bisect, shell_verdict
-from roms.ipxe_build import BuildRequest, BuildResult, Patch, build_romset, copy_for
+from roms.ipxe_build import BuildRequest, BuildResult, Patch, build_romset, copy_for, remove_copy
 from roms.ipxe_tree import cache_root, extract, open_source
 from roms.manifest import read_manifest, sha256_file
 from roms.payload import rom_has_feature, rom_ipxe_version
@@ -83,9 +82,13 @@ def test_the_same_request_again_reuses_the_cached_rom_without_make(
 def test_the_patched_build_compiles_only_what_the_patch_touches(
     upstream: BuildResult, tmp_path: Path
 ) -> None:
-    request = BuildRequest(open_source(ARCHIVES[-1]), (Patch.read(PATCH),), ("slam",), ("e1000",))
-    stale = copy_for(request, cache_root()).directory
-    shutil.rmtree(stale, ignore_errors=True)  # measure the seeded build, not a cached one
+    # A copy of the patch with a note above it: patch(1) skips the note, but the cache key
+    # differs, so this test owns its build copy (CI's upstream-fix set keeps its own) and can
+    # remove it to measure a seeded build rather than a cached one.
+    patch = tmp_path / PATCH.name
+    patch.write_text(f"netboot-lab test copy of {PATCH}\n\n" + PATCH.read_text())
+    request = BuildRequest(open_source(ARCHIVES[-1]), (Patch.read(patch),), ("slam",), ("e1000",))
+    remove_copy(copy_for(request, cache_root()).directory)
     fixed = build_romset(request, tmp_path / "fixed", progress=_progress)
     assert fixed.seeded_from == upstream.copy.name
     compiled = [line.split()[-1] for line in (fixed.copy / "logs" / "make.log").read_text().splitlines()
