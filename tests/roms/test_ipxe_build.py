@@ -339,6 +339,10 @@ def test_cli_build_then_show(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "v1.0 (with slam)" in capsys.readouterr().out
     assert build_cli.main(["roms", "build", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
     assert "does not exist" in capsys.readouterr().err
+    (repo / "README").write_text("edited, not committed\n")
+    argv = ["roms", "build", str(repo), "--nics", "e1000", "--cache", str(tmp_path / "cache")]
+    assert build_cli.main([*argv, "--out", str(tmp_path / "out2")]) == 0
+    assert "has uncommitted changes; building the commit v1.0 without them" in capsys.readouterr().err
 
 
 def test_progress_lines_carry_elapsed_seconds(tmp_path: Path) -> None:
