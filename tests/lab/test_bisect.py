@@ -30,7 +30,8 @@ pytestmark = [
     pytest.mark.timeout(1800),
     pytest.mark.skipif(
         not ARCHIVES or not PATCH.is_file(),
-        reason=f"no iPXE source archive and tftm-socket-address.patch in {ARCHIVE_DIR} (set LAB_IPXE_ARCHIVE_DIR)",
+        reason=f"no iPXE source archive and tftm-socket-address.patch in {ARCHIVE_DIR} "
+        "(set LAB_IPXE_ARCHIVE_DIR)",
     ),
 ]
 
