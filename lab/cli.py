@@ -37,7 +37,7 @@ from lab.model.matrix_plan import (
     select_rows,
     upstream_plan,
 )
-from lab.model.plan import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS
+from lab.model.plan import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS, with_cell_loss
 from lab.model.results import CellResult, RunInfo, TrainResult
 from lab.model.status import Status
 from lab.model.train_plan import DEFAULT_TRAIN_SIZE, FULL_BOOT_CHOICES, TRAIN_NICS
@@ -192,7 +192,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--lab-loss",
         type=int,
         default=5,
-        help="percent loss each way on one VM's tap in an extra mtftp train (0: none; default 5)",
+        help="percent loss each way on one VM's tap in an extra mtftp train (0: none; default 5); "
+        "for loss on single VMs see --lab-cell-loss",
     )
     group.add_argument(
         "--lab-legacy-train",
@@ -209,11 +210,25 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_loss_options(parser: argparse.ArgumentParser) -> None:
+    """Loss on the cells' VMs: one VM, one protocol, a loss figure, its fetch time."""
+    group = parser.add_argument_group("loss on single VMs")
+    group.add_argument(
+        "--lab-cell-loss",
+        type=int,
+        default=0,
+        metavar="PERCENT",
+        help="percent loss each way on every cell VM's tap, from its first TFTP request (after "
+        "DHCP); the columns get /lossPERCENT and each boot prints its fetch time (default 0: none)",
+    )
+
+
 def add_lab_options(parser: argparse.ArgumentParser) -> None:
     add_selection_options(parser)
     add_firmware_options(parser)
     add_slice_options(parser)
     add_train_options(parser)
+    add_loss_options(parser)
     gate = parser.add_argument_group("gate and reports")
     gate.add_argument(
         "--expect",
@@ -248,6 +263,9 @@ def request_from(args: argparse.Namespace, sets: list[RomSet]) -> MatrixRequest:
         raise ValueError(f"--lab-train-nics: unknown NIC model {unknown[0]!r}")
     if absent := [n for n in train_nics if nic(n).qemu_device is None]:
         raise ValueError(f"--lab-train-nics: QEMU cannot emulate {', '.join(absent)}; pick others")
+    for option, percent in (("--lab-loss", args.lab_loss), ("--lab-cell-loss", args.lab_cell_loss)):
+        if not 0 <= percent < 100:
+            raise ValueError(f"{option} {percent}: give a percent from 0 to 99")
     full_boot = None if args.lab_full_boot == "auto" else _csv(args.lab_full_boot)
     if full_boot and (bad := [p for p in full_boot if p not in FULL_BOOT_CHOICES]):
         raise ValueError(
@@ -266,6 +284,7 @@ def request_from(args: argparse.Namespace, sets: list[RomSet]) -> MatrixRequest:
         train_size=args.lab_train_size,
         train_nics=train_nics,
         loss_percent=args.lab_loss,
+        cell_loss_percent=args.lab_cell_loss,
         legacy_train=args.lab_legacy_train,
         full_boot=full_boot,
     )
@@ -372,6 +391,7 @@ def cmd_matrix(args: argparse.Namespace, argv: list[str]) -> int:
         if upstream
         else MatrixPlan()
     )
+    extra.cells = with_cell_loss(extra.cells, request.cell_loss_percent)
     sets += upstream
     whole = joined(plan_matrix(request, sets[: len(sets) - len(upstream)]), extra).select(tuple(args.only))
     plan = whole.shard(*shard)
@@ -443,6 +463,7 @@ def _run_info(
             "mcast_size": request.mcast_size,
             "train_size": request.train_size,
             "loss_percent": request.loss_percent,
+            "cell_loss_percent": request.cell_loss_percent,
             "shard": args.shard,
             "only": list(args.only),
             "plan": plan,

@@ -14,7 +14,7 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 
-from lab.model.plan import CellPlan, protocol_plan
+from lab.model.plan import CellPlan, protocol_plan, with_cell_loss
 from lab.model.train_plan import FULL_BOOT_PROTOCOLS, TrainPlan, train_plans
 from roms.catalog import CATALOG, DESIGN_NICS
 from roms.romset import RomSet
@@ -81,6 +81,8 @@ class MatrixRequest:
     train_size: int = 6 * 1024 * 1024
     train_nics: tuple[str, ...] = ()
     loss_percent: int = 0
+    #: Loss each way on every cell's VM (``--lab-cell-loss``); 0: none.
+    cell_loss_percent: int = 0
     legacy_train: bool = False
     #: None: the default full boots (those of FULL_BOOT_PROTOCOLS among ``trains``).
     full_boot: tuple[str, ...] | None = None
@@ -187,7 +189,7 @@ def plan_matrix(request: MatrixRequest, rom_sets: list[RomSet]) -> MatrixPlan:
         request.trains, servers, [s.name for s in rom_sets], request.train_size, request.loss_percent,
         request.legacy_train, request.train_nics, full_boot,
     )  # fmt: skip
-    return MatrixPlan(cells, trains)
+    return MatrixPlan(with_cell_loss(cells, request.cell_loss_percent), trains)
 
 
 #: The ROM sets CI builds from the upstream iPXE archive (`--lab-upstream-sets`, docs/roms.md):

@@ -29,6 +29,7 @@ from lab.report.timeline import draw_pictures
 from lab.run.evidence import count_capture
 from lab.run.lab import EventMark, Lab
 from lab.run.ladder import run_ladder
+from lab.run.loss import LossAfterDhcp
 from lab.run.services import services_for
 from lab.wire.counts import WireSummary
 from netboot.events import ServerEvent, events_text
@@ -70,6 +71,8 @@ class BootRun:
         self.other_unicast_bytes = 0
         #: Server events for this VM, set by finish().
         self.events: list[ServerEvent] = []
+        #: Loss on this VM's tap (``launch(loss=...)``), ended before the tap leaves the bridge.
+        self.loss: LossAfterDhcp | None = None
 
     def preflight(self, status: Status, reason: str) -> None:
         self.evidence.stages.append(StageRecord("preflight", status, 0.0, 0.0, message=reason))
@@ -94,6 +97,7 @@ class BootRun:
                 self.evidence.ipxe_error = ipxe_error(text)
                 self._stop_capture()
                 self.evidence.tap = tap_counters(self.lab.ns, self.slot.tap)
+                self.end_loss()
                 self.lab.release(self.slot)
             self.evidence.seconds = time.monotonic() - t0
             self._collect(self.slot)
@@ -109,6 +113,16 @@ class BootRun:
             self.evidence.reason = f"ERROR@lab: {problem} (driver verdict withheld: {self.evidence.reason})"
         write_evidence(self.evidence, self.directory)
         return self.evidence
+
+    def start_loss(self, percent: int) -> None:
+        """``percent`` % loss each way on this VM's tap from its first TFTP request."""
+        assert self.slot is not None
+        self.loss = LossAfterDhcp(self.lab, self.slot, percent).__enter__()
+
+    def end_loss(self) -> None:
+        if self.loss is not None:
+            self.loss.__exit__()
+            self.evidence.loss = self.loss.record()
 
     def _draw_timeline(self) -> None:
         """The multicast session as a picture beside the evidence (docs/timeline.md)."""
@@ -185,6 +199,7 @@ def _sha256(path: Path) -> str:
 def launch(
     lab: Lab, model: NicModel, rom_set: RomSet, size: int, seed: int, directory: Path, check_rom: bool = True,
     protocol: str = "tftp", capture: bool | None = None, slot: Slot | None = None, server: str | None = None,
+    loss: int = 0,
 ) -> BootRun:  # fmt: skip
     """Start one VM that fetches and verifies one payload; ``finish()`` collects the verdict.
 
@@ -230,9 +245,12 @@ def launch(
             run.preflight(Status.ERROR, f"wire capture failed: {exc}")
             lab.release(slot)
             return run
+    if loss:
+        run.start_loss(loss)
     try:
         run.vm = lab.start_vm(model, rom, slot, directory)
     except LabError as exc:
         run.preflight(Status.ERROR, str(exc))
+        run.end_loss()
         lab.release(slot)
     return run
