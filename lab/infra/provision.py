@@ -44,6 +44,7 @@ PACKAGES: dict[str, str] = {
     "tcpdump": "packet captures for wire evidence (lab.capture falls back to AF_PACKET in a userns)",
     "util-linux": "unshare and nsenter for the sealed namespace",
     "cpio": "packs the full boot initramfs (images/fullboot.py)",
+    "chromium": "renders matrix.html headless: the first-screen test (tests/lab_unit/test_report_screen.py)",
 }
 
 
