@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from lab.model.console_text import erase_backspaces
 from lab.model.results import IpxeError
 
 _URL = re.compile(
@@ -29,7 +30,12 @@ _CODE_ONLY = re.compile(r"^(?:Error )?0x[0-9a-f]+$", re.I)
 
 
 def ipxe_error(console: str) -> IpxeError | None:
-    """The last iPXE error line of ``console`` (cleaned console text), or None."""
+    """The last iPXE error line of ``console`` (cleaned console text), or None.
+
+    Backspaces are applied first: iPXE redraws its progress ("  0%" and four backspaces)
+    on the line its error ends, and the words must not carry that.
+    """
+    console = erase_backspaces(console)
     found = list(_URL.finditer(console))
     if not found:
         return None
