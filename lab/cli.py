@@ -45,6 +45,7 @@ from lab.report import write_reports
 from lab.report.diff import MatrixDiff, diff, diff_markdown
 from lab.report.matrix_json import read_matrix
 from lab.report.merge import MergeError, merge_runs
+from lab.report.screenshot import screenshot
 from lab.report.summary import summarise
 from lab.run.bisect import CellTarget, bisect_cell
 from lab.run.matrix import default_jobs, run_plan
@@ -490,9 +491,9 @@ def finish(
     summary = summarise(results, trains, verdicts.counts() if expectations else None)
     print(f"\nlab matrix: {info.wall_seconds:.1f} s. {summary.line()}", file=sys.stderr)
     _say_gate(verdicts, str(info.extra.get("rerun", "lab matrix")))
-    print(
-        f"lab matrix: reports in {out_dir} (matrix.md, matrix.html, matrix.json, junit.xml)", file=sys.stderr
-    )
+    shot = screenshot(paths["html"], out_dir / "matrix.png")
+    files = "matrix.md, matrix.html, " + ("" if shot else "matrix.png, ") + "matrix.json, junit.xml"
+    print(f"lab matrix: reports in {out_dir} ({files})" + (f"; {shot}" if shot else ""), file=sys.stderr)
     print(paths["md"])
     status = verdicts.exit_status()
     print(f"lab matrix: exit {status} ({EXIT_CODES.splitlines()[status + 1].strip()[3:]})", file=sys.stderr)

@@ -34,7 +34,8 @@ def test_a_lossy_cell_fetches_through_the_loss_and_says_how_long_it_took(tmp_pat
     assert boot["loss"]["injected"] is True and boot["loss"]["percent"] == 10
     assert boot["fetch_seconds"] > 0
     # 10 % of ~370 frames each way were dropped: the server must have sent some block again.
-    events = [json.loads(line) for line in (run.parent / boot["files"]["tftp_events"]).read_text().splitlines()]
+    log = run.parent / boot["files"]["tftp_events"]
+    events = [json.loads(line) for line in log.read_text().splitlines()]
     resent = [e for e in events if e["event"] == "retransmit"]
     resent_in_done = sum(e.get("retransmits", 0) for e in events if e["event"] == "done")
     assert resent or resent_in_done, "no retransmission: the loss was not on the tap"

@@ -9,13 +9,7 @@ table end.  The screenshot stays in the test's folder for a human to look at.
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
-import subprocess
 from pathlib import Path
-
-import pytest
 
 from lab.judge.expectations import Expectation, Expectations, gate_run
 from lab.model.plan import BootPlan, CellKey
@@ -32,8 +26,9 @@ from lab.model.results import (
 from lab.model.status import Status
 from lab.report.html import matrix_html
 from lab.report.matrix_json import matrix_json
+from lab.report.screenshot import screenshot
+from tests.report_probe import assert_first_screen, need_chromium, probe_first_screen
 
-WIDTH, HEIGHT = 1400, 900
 ROWS = (
     "e1000",
     "e1000e",
@@ -63,24 +58,6 @@ COLUMNS = (
 )
 REGRESSION = "rtl8139/mtftp/debian/pyatftpd"
 ERROR_LINE = "Connection timed out (https://ipxe.org/4c0a6035)"
-PROBE = """<pre id="probe"></pre><script>
-const box = (el) => el ? el.getBoundingClientRect() : null;
-const row = [...document.querySelectorAll('#findings tr')].find(r => r.textContent.includes('%s'));
-const out = {height: window.innerHeight, width: window.innerWidth,
-  summary: box(document.getElementById('summary')),
-  error: box(row && row.querySelector('.error-line')), trains: box(document.getElementById('trains')),
-  error_text: row ? row.querySelector('.error-line').textContent : null};
-document.getElementById('probe').textContent = JSON.stringify(out);
-</script></body>"""
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail(
-            "Debian's chromium is needed for this test: sudo apt-get install --no-install-recommends chromium"
-        )
-    return found
 
 
 def _cell(nic: str, rom_set: str, protocol: str, server: str, status: Status, folder: Path) -> CellResult:
@@ -173,36 +150,10 @@ def _page(folder: Path) -> str:
 
 
 def test_summary_regression_error_line_and_trains_fit_the_first_screen(tmp_path: Path) -> None:
-    chromium = _chromium()
+    need_chromium()
     page = _page(tmp_path)
-    (tmp_path / "matrix.html").write_text(page)
-    probed = tmp_path / "probed.html"
-    probed.write_text(page.replace("</body>", PROBE % REGRESSION, 1))
-    common = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        f"--window-size={WIDTH},{HEIGHT}",
-        "--hide-scrollbars",
-        "--virtual-time-budget=3000",
-    ]
-    dom = subprocess.run(
-        [*common, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120
-    )
-    subprocess.run(
-        [*common, f"--screenshot={tmp_path / 'first-screen.png'}", (tmp_path / "matrix.html").as_uri()],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
-    assert found and found.group(1), f"the probe did not run: {dom.stderr[-2000:]}"
-    where = json.loads(found.group(1).replace("&quot;", '"'))
-    assert where["width"] == WIDTH
-    assert where["summary"]["bottom"] <= HEIGHT
-    assert where["error"] is not None, "the regression is not among the open findings"
-    assert where["error_text"] == ERROR_LINE
-    assert where["error"]["bottom"] <= HEIGHT, f"iPXE's error line ends at {where['error']['bottom']} px"
-    assert where["trains"]["bottom"] <= HEIGHT, f"the trains table ends at {where['trains']['bottom']} px"
+    html = tmp_path / "matrix.html"
+    html.write_text(page)
+    assert screenshot(html, tmp_path / "matrix.png") is None  # kept for a human to look at
+    assert_first_screen(probe_first_screen(html, REGRESSION), ERROR_LINE)
     assert "32 cells did not pass, as the expectations say" in page  # folded, still one click away
