@@ -22,7 +22,7 @@ from roms.romset import RomSet
 #: Rough seconds each kind of work takes on 2 cores under TCG (measured 2026-12-06: 60 boots
 #: in 195 s with 2 at a time; trains from 20 s to 280 s).  Only used to balance shards.
 BOOT_SECONDS = {"tftp": 6.0, "tftm": 8.0, "mtftp": 10.0, "x-slam": 6.0}
-QUERIER_BOOT_SECONDS = 30.0
+QUERIER_BOOT_SECONDS = 8.0
 TRAIN_SECONDS = 120.0
 LOSSY_TRAIN_SECONDS = 170.0
 FULL_BOOT_SECONDS = 280.0

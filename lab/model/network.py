@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 #: The lab's bridge and the server's addresses on it (192.0.2.0/24 is TEST-NET-1).
 BRIDGE = "br0"
+#: br0's own MAC, fixed (locally administered): a bridge that takes its MAC from its lowest
+#: port changes it when a tap joins, and the kernel then flushes every neighbour entry on
+#: it, the pinned ones of :func:`lab.infra.network.pin_neighbours` included.
+BRIDGE_MAC = "02:00:00:00:02:01"
 SERVER_IPV4 = "192.0.2.1"
 SERVER_IPV6 = "2001:db8::1"
 #: IPv6 on the bridge lets dnsmasq answer router solicitations: Debian's 2019 iPXE ROMs
@@ -50,6 +54,12 @@ class Slot:
     @property
     def ipv4(self) -> str:
         return f"192.0.2.{100 + self.index}"
+
+    @property
+    def ipv6_addresses(self) -> tuple[str, str]:
+        """The guest's link-local and SLAAC addresses (EUI-64 of :attr:`mac`, as iPXE forms them)."""
+        suffix = f"5054:ff:fe1a:{self.lab_index:02x}{self.index:02x}"
+        return f"fe80::{suffix}", f"2001:db8::{suffix}"
 
     @property
     def tap(self) -> str:

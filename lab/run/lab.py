@@ -18,7 +18,7 @@ from images.verifier import build_verifier
 from lab.infra.dnsmasq import Dnsmasq
 from lab.infra.host import vm_support_problem
 from lab.infra.namespace import Namespace
-from lab.infra.network import add_tap, build_network, remove_tap
+from lab.infra.network import add_tap, build_network, pin_neighbours, remove_tap
 from lab.infra.qemu import QemuSpec
 from lab.infra.slam_service import SlamService
 from lab.infra.tftp_service import TftpService
@@ -85,6 +85,8 @@ class Lab:
         self.ns.start()
         build_network(self.ns, self.config.topology)
         lab_slots = slots(self.config.index, self.config.slot_count)
+        if self.config.topology.snooping:
+            pin_neighbours(self.ns, lab_slots)
         for slot in lab_slots:
             self._free.put(slot)
         self.dhcp = Dnsmasq(self.ns, lab_slots, self.services_dir)

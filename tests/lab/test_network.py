@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pytest
 
 from lab.infra.namespace import Namespace
-from lab.infra.network import add_tap, build_network, remove_tap
-from lab.model.network import Topology
+from lab.infra.network import add_tap, build_network, pin_neighbours, remove_tap
+from lab.model.network import Topology, slots
 
 pytestmark = pytest.mark.netns
 
@@ -43,6 +44,21 @@ def test_taps_are_enslaved_up_and_removable(netns: Namespace) -> None:
     assert "UP" in link["flags"]
     remove_tap(netns, "tap5")
     assert netns.run(["ip", "link", "show", "tap5"], check=False).returncode != 0
+
+
+def test_pinned_guest_neighbours_survive_taps_joining_the_bridge(netns: Namespace) -> None:
+    """A snooping bridge never forwards the host's neighbour solicitations to iPXE (no MLD);
+    the pinned entries must outlive the bridge's first port, which used to change its MAC
+    and flush them (the Debian ROMs then waited 16-30 s in DHCP)."""
+    build_network(netns, Topology.parse("snoop+querier"))
+    guests = slots(0, 2)
+    pin_neighbours(netns, guests)
+    add_tap(netns, "tap0")
+    add_tap(netns, "tap1")
+    table = netns.run(["ip", "-6", "neigh", "show", "dev", "br0"]).stdout
+    for guest in guests:
+        for address in guest.ipv6_addresses:
+            assert f"{ipaddress.ip_address(address)} lladdr {guest.mac} PERMANENT" in table, table
 
 
 def test_unknown_topology_names_the_choices() -> None:
