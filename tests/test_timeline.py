@@ -17,6 +17,7 @@ from lab.model.status import Status
 from lab.model.train_plan import TrainPlan
 from lab.report import timeline as tl
 from lab.report import timeline_inputs as inputs
+from lab.report import timeline_redraw as redraw
 from lab.report.timeline import (
     ACK,
     DONE,
@@ -624,6 +625,18 @@ def test_a_trains_vms_are_named_and_their_failures_timed_from_their_folders(tmp_
     assert "; " not in one.reason, "the generic diagnosis repeats the stage: left out"
     assert two.at == pytest.approx(2032.0) and two.reason.endswith(f"; {vms[2].diagnosis}")
     assert inputs.train_failures(train, {"192.0.2.101": 3000.0})[0].at == pytest.approx(3030.0)
+
+
+def test_redraw_finds_a_copied_runs_folders_and_a_boots_address(tmp_path: Path) -> None:
+    moved = redraw.rebase(Path("/elsewhere/20261206T0/trains/t1/vm0-e1000"), tmp_path)
+    assert moved == tmp_path / "trains" / "t1" / "vm0-e1000"
+    assert redraw.rebase(Path("/elsewhere/run/boots/b1"), tmp_path) == tmp_path / "boots" / "b1"
+    (tmp_path / "dhcp.log").write_text(
+        "dnsmasq-dhcp[8]: 1 DHCPOFFER(br0) 192.0.2.101 52:54:00:1a:00:01\n"
+        "dnsmasq-dhcp[8]: 1 DHCPACK(br0) 192.0.2.101 52:54:00:1a:00:01 \n"
+    )
+    assert redraw.boot_address(tmp_path) == "192.0.2.101"
+    assert redraw.boot_address(tmp_path / "nowhere") is None
 
 
 def test_labels_at_one_spot_are_moved_apart_and_stay_in_their_panel() -> None:
