@@ -642,7 +642,7 @@ def test_redraw_finds_a_copied_runs_folders_and_a_boots_address(tmp_path: Path) 
 def test_labels_at_one_spot_are_moved_apart_and_stay_in_their_panel() -> None:
     from lab.report import timeline_draw as draw
 
-    fig, renderer = draw._agg((4.0, 3.0), 110)
+    fig, renderer = draw._agg((6.0, 4.0), 110)
     ax = fig.add_axes((0.1, 0.1, 0.8, 0.8))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 10)

@@ -345,7 +345,9 @@ class _Placer:
     """
 
     RADII = (7, 14, 24, 38, 56, 80, 110, 150)
-    ANGLES = (45, 0, 90, -45, 135, 180, -90, -135)
+    #: Clear pixels between two labels, so "11" and "12" never read as "1112".
+    GAP_PX = 4
+    ANGLES = (45, 0, 90, -45, 135, 180, -90, -135, 22.5, 67.5, -22.5, -67.5, 112.5, 157.5, -112.5, -157.5)
 
     def __init__(self, renderer: Any) -> None:
         self.renderer = renderer
@@ -374,7 +376,9 @@ class _Placer:
                     label.set_ha("left" if dx > 0.5 else "right" if dx < -0.5 else "center")
                     label.set_va("bottom" if dy > 0.5 else "top" if dy < -0.5 else "center")
                     box = label.get_window_extent(self.renderer)
-                    if not _contains(inside, box) or any(box.overlaps(b) for b in self.labels):
+                    if not _contains(inside, box) or any(
+                        box.padded(self.GAP_PX).overlaps(b) for b in self.labels
+                    ):
                         continue
                     if avoid_shapes and any(box.overlaps(b) for b in self.shapes):
                         continue
