@@ -654,3 +654,20 @@ def test_labels_at_one_spot_are_moved_apart_and_stay_in_their_panel() -> None:
     inside = ax.bbox
     assert all(inside.x0 <= b.x0 and b.x1 <= inside.x1 and b.y1 <= inside.y1 for b in boxes), "in the panel"
     assert draw._compact([3, 4, 5, 9, 11, 12]) == "3-5,9,11,12"
+
+
+def test_one_vms_share_of_a_trains_events_is_still_its_sessions_picture(tmp_path: Path) -> None:
+    """A train VM's folder holds its own events: its join, but not the session's start."""
+    raw = [
+        ev(0.0, "done", client=f"{C}:1", file="vm3.ipxe", blocks=1),
+        ev(0.1, "done", client=f"{C}:2", file="verifier.elf", blocks=6),
+        ev(0.2, "mcast_join", client=f"{C}:3", late=True, stream_block=430),
+        ev(150.0, "done", client=f"{C}:3"),
+        ev(150.0, "mcast_session_end", group_ratio=1.1),
+    ]
+    line = build_timeline(write_events(tmp_path / "e.jsonl", raw), names=NAMES)
+    dones = [d.t for d in line.of_kind(DONE)]
+    assert dones == [pytest.approx(149.8)], "the boot script's and the verifier's are left out"
+    assert line.of_kind(JOIN)[0].block == 430
+    main = next(ax for ax in render_timeline(line).axes if ax.get_label() == "main")
+    assert main.get_ylim()[1] > 430, "the join's block is on the plot"

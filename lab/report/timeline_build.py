@@ -55,11 +55,18 @@ def _title(events: Sequence[ServerEvent], pcap: Path | None = None) -> str:
 
 
 def session_files(events: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Files that had a multicast session, in the order the sessions started."""
+    """Files that had a multicast session, in the order the sessions started (or were joined).
+
+    A join counts too: one VM's share of a train's events starts after the session did.
+    """
     files: list[str] = []
     for event in events:
         name = event.get("file")
-        if event["event"] == "mcast_session_start" and isinstance(name, str) and name not in files:
+        if (
+            event["event"] in ("mcast_session_start", "mcast_join")
+            and isinstance(name, str)
+            and name not in files
+        ):
             files.append(name)
     return files
 

@@ -230,7 +230,8 @@ def _draw_data(ax: Any, timeline: Timeline, colour: dict[str, str], span: tuple[
         ax.plot([t0, t1], [b0, b1], linestyle="--", color=colour[client], linewidth=1.2, zorder=2)
     _vertical_lines(ax, timeline, span)
     ax.set_xlim(*span)
-    top = max([m.block for m in timeline.marks] + [timeline.blocks or 0, 1])
+    noted = [a.block for a in timeline.annotations if a.block is not None]
+    top = max([m.block for m in timeline.marks] + noted + [timeline.blocks or 0, 1])
     low, high = 0, top
     if zoom is not None:
         seen = [m.block for m in marks if m.kind in (GROUP_DATA, UNICAST_DATA)]
