@@ -29,8 +29,8 @@ from lab.report.timeline_model import (
     Failure,
     Mark,
     Timeline,
-    _int,
     annotations_from_events,
+    int_field,
     marks_from_events,
     marks_from_pcap,
     read_event_lines,
@@ -192,7 +192,9 @@ def build_timeline(
     line.annotations += [failure_note(line, f) for f in failures]
     line.annotations.sort(key=lambda a: a.t)
     line.clients = _clients(line)
-    line.blocks = next((_int(e.get("blocks")) for e in events if e["event"] == "mcast_session_start"), None)
+    line.blocks = next(
+        (int_field(e.get("blocks")) for e in events if e["event"] == "mcast_session_start"), None
+    )
     if line.blocks is None and marks:
         line.blocks = max(m.block for m in marks)
     ratios = [e.get("group_ratio") for e in events if e.event == "mcast_session_end"]

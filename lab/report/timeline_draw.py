@@ -52,7 +52,6 @@ from lab.report.timeline_model import (
     REFUSED,
     TAIL,
     UNICAST_DATA,
-    Annotation,
     Timeline,
 )
 
@@ -530,8 +529,3 @@ def _title(fig: Any, ax: Any, lines: Sequence[str], failed: str) -> None:
     if failed:
         fig.text(middle, box.y1 + 0.06 / fig.get_figheight(), failed, ha="center", va="bottom", fontsize=9,
                  color=RED, fontweight="bold")  # fmt: skip
-
-
-def annotation_y(timeline: Timeline, note: Annotation) -> int:
-    """Where a note's shape sits (exported for tests)."""
-    return block_near(timeline, note)

@@ -168,7 +168,7 @@ def read_event_lines(path: Path) -> list[ServerEvent]:
     return read_events(path)
 
 
-def _int(value: object) -> int | None:
+def int_field(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -239,7 +239,7 @@ def annotations_from_events(
         client = event.client_ip
         block = None
         for key in ("block", "from_block", "stream_block"):
-            block = _int(event.get(key))
+            block = int_field(event.get(key))
             if block is not None:
                 break
         if kind == JOIN and block == 0:
@@ -255,7 +255,7 @@ def marks_from_events(events: Iterable[ServerEvent], origin: float) -> list[Mark
     out: list[Mark] = []
     for event in events:
         kind = BLOCK_EVENTS.get(event.event)
-        block = _int(event.get("block"))
+        block = int_field(event.get("block"))
         client = event.client_ip
         if kind is None or block is None:
             continue
