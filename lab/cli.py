@@ -15,19 +15,29 @@ Options mirror the pytest plugin's ``--lab-*`` options so a cell can be rerun ei
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import lab.extra_check  # noqa: F401  (first: exits with the fix when the 'lab' extra is missing)
 from lab.container.image import add_container_commands
 from lab.infra.host import vm_support_problem
 from lab.infra.qemu import ACCELS
 from lab.judge.expectations import Expectations, ExpectationsError, GateResult, gate_run, load_expectations
-from lab.model.matrix_plan import MatrixPlan, MatrixRequest, cell_id, plan_matrix, select_rows
-from lab.model.plan import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS
+from lab.model.matrix_plan import (
+    MatrixPlan,
+    MatrixRequest,
+    cell_id,
+    joined,
+    plan_matrix,
+    select_rows,
+    upstream_plan,
+)
+from lab.model.plan import DEFAULT_MCAST_SIZE, DEFAULT_SIZES, PROTOCOLS, with_cell_loss
 from lab.model.results import CellResult, RunInfo, TrainResult
 from lab.model.status import Status
 from lab.model.train_plan import DEFAULT_TRAIN_SIZE, FULL_BOOT_CHOICES, TRAIN_NICS
@@ -35,12 +45,20 @@ from lab.report import write_reports
 from lab.report.diff import MatrixDiff, diff, diff_markdown
 from lab.report.matrix_json import read_matrix
 from lab.report.merge import MergeError, merge_runs
+from lab.report.screenshot import screenshot
 from lab.report.summary import summarise
+from lab.run.bisect import CellTarget, bisect_cell
 from lab.run.matrix import default_jobs, run_plan
 from lab.run.progress import BootProgress, commit, qemu_version, train_progress
 from lab.run.services import TFTP_SERVERS
 from lab.run.trains import run_trains
+from roms.build_cli import add_roms_commands
 from roms.catalog import CATALOG, nic
+from roms.ipxe_bisect import BisectError
+from roms.ipxe_build import BuildError, stderr_progress
+from roms.ipxe_spec import FORM, build_spec, parse_ipxe_src
+from roms.ipxe_tree import TreeError
+from roms.manifest import read_manifest
 from roms.romset import DEBIAN_ROM_DIR, RomSet, RomSetError, rom_sets
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent / "expectations"
@@ -110,6 +128,27 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_firmware_options(parser: argparse.ArgumentParser) -> None:
+    """ROM sets built from iPXE source (docs/howto.md, "Test your iPXE branch")."""
+    group = parser.add_argument_group("ROM sets built from iPXE source")
+    group.add_argument(
+        "--lab-ipxe-src",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help=f"build (or reuse) a ROM set from an iPXE checkout or source archive and add it: {FORM}, "
+        "e.g. mine=~/src/ipxe@my-branch,patch=fix.patch,with=slam (repeatable)",
+    )
+    group.add_argument(
+        "--lab-upstream-sets",
+        default="none",
+        metavar="auto|none|DIR",
+        help="add the sets 'upstream' and 'upstream-fix' built (with SLAM) from the iPXE archive and "
+        "tftm-socket-address.patch in DIR; 'auto' looks in $LAB_IPXE_ARCHIVE_DIR, then ../shared/ipxe/ "
+        "beside the checkout, and says in one line when there is none (default %(default)s)",
+    )
+
+
 def add_slice_options(parser: argparse.ArgumentParser) -> None:
     """Which part of the plan this run takes: a few cells (--only) or a shard for CI."""
     group = parser.add_argument_group("a part of the plan")
@@ -154,7 +193,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--lab-loss",
         type=int,
         default=5,
-        help="percent loss each way on one VM's tap in an extra mtftp train (0: none; default 5)",
+        help="percent loss each way on one VM's tap in an extra mtftp train (0: none; default 5); "
+        "for loss on single VMs see --lab-cell-loss",
     )
     group.add_argument(
         "--lab-legacy-train",
@@ -171,10 +211,25 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_loss_options(parser: argparse.ArgumentParser) -> None:
+    """Loss on the cells' VMs: one VM, one protocol, a loss figure, its fetch time."""
+    group = parser.add_argument_group("loss on single VMs")
+    group.add_argument(
+        "--lab-cell-loss",
+        type=int,
+        default=0,
+        metavar="PERCENT",
+        help="percent loss each way on every cell VM's tap, from its first TFTP request (after "
+        "DHCP); the columns get /lossPERCENT and each boot prints its fetch time (default 0: none)",
+    )
+
+
 def add_lab_options(parser: argparse.ArgumentParser) -> None:
     add_selection_options(parser)
+    add_firmware_options(parser)
     add_slice_options(parser)
     add_train_options(parser)
+    add_loss_options(parser)
     gate = parser.add_argument_group("gate and reports")
     gate.add_argument(
         "--expect",
@@ -209,6 +264,9 @@ def request_from(args: argparse.Namespace, sets: list[RomSet]) -> MatrixRequest:
         raise ValueError(f"--lab-train-nics: unknown NIC model {unknown[0]!r}")
     if absent := [n for n in train_nics if nic(n).qemu_device is None]:
         raise ValueError(f"--lab-train-nics: QEMU cannot emulate {', '.join(absent)}; pick others")
+    for option, percent in (("--lab-loss", args.lab_loss), ("--lab-cell-loss", args.lab_cell_loss)):
+        if not 0 <= percent < 100:
+            raise ValueError(f"{option} {percent}: give a percent from 0 to 99")
     full_boot = None if args.lab_full_boot == "auto" else _csv(args.lab_full_boot)
     if full_boot and (bad := [p for p in full_boot if p not in FULL_BOOT_CHOICES]):
         raise ValueError(
@@ -227,6 +285,7 @@ def request_from(args: argparse.Namespace, sets: list[RomSet]) -> MatrixRequest:
         train_size=args.lab_train_size,
         train_nics=train_nics,
         loss_percent=args.lab_loss,
+        cell_loss_percent=args.lab_cell_loss,
         legacy_train=args.lab_legacy_train,
         full_boot=full_boot,
     )
@@ -248,6 +307,44 @@ def load_gate(specs: list[str], sets: list[RomSet]) -> Expectations | None:
         merged.cells += book.cells
         merged.trains += book.trains
     return merged
+
+
+def built_sets(specs: list[str]) -> list[RomSet]:
+    """The ROM sets of ``--lab-ipxe-src``, built now or found in the cache."""
+    out = []
+    for text in specs:
+        spec = parse_ipxe_src(text)
+        result = build_spec(spec, progress=stderr_progress(f"roms build {spec.name}"))
+        out.append(RomSet(spec.name, result.out))
+    return out
+
+
+def archive_dir(choice: str) -> Path | None:
+    """Where ``--lab-upstream-sets`` finds the iPXE archive (None: nowhere)."""
+    if choice == "none":
+        return None
+    if choice != "auto":
+        return Path(choice).expanduser()
+    env = os.environ.get("LAB_IPXE_ARCHIVE_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "ipxe"
+
+
+def upstream_sets(choice: str) -> list[RomSet]:
+    """The 'upstream' and 'upstream-fix' sets (SLAM on; the fix as the patch), or [] with one line why."""
+    folder = archive_dir(choice)
+    if folder is None:
+        return []
+    archives = sorted(folder.glob("ipxe-*.tar.*")) if folder.is_dir() else []
+    patch = folder / "tftm-socket-address.patch"
+    if not archives or not patch.is_file():
+        print(
+            f"lab: no upstream iPXE columns: no ipxe-*.tar.* and tftm-socket-address.patch in {folder} "
+            "(set LAB_IPXE_ARCHIVE_DIR or --lab-upstream-sets DIR)",
+            file=sys.stderr,
+        )
+        return []
+    archive = archives[-1]
+    return built_sets([f"upstream={archive},with=slam", f"upstream-fix={archive},patch={patch},with=slam"])
 
 
 def _shown(path: Path) -> str:
@@ -282,14 +379,22 @@ def rerun_argv(argv: list[str]) -> list[str]:
 
 def cmd_matrix(args: argparse.Namespace, argv: list[str]) -> int:
     try:
-        sets = rom_sets(args.lab_rom_dir)
+        sets = rom_sets(args.lab_rom_dir) + built_sets(args.lab_ipxe_src)
+        upstream = upstream_sets(args.lab_upstream_sets)
         request = request_from(args, sets)
-        expectations = load_gate(args.expect, sets)
+        expectations = load_gate(args.expect, sets + upstream)
         shard = _shard(args.shard)
-    except (RomSetError, ValueError, ExpectationsError) as exc:
+    except (RomSetError, ValueError, ExpectationsError, BuildError, TreeError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 2
-    whole = plan_matrix(request, sets).select(tuple(args.only))
+    extra = (
+        upstream_plan(request.nics, upstream, request.mcast_size, request.train_size)
+        if upstream
+        else MatrixPlan()
+    )
+    extra.cells = with_cell_loss(extra.cells, request.cell_loss_percent)
+    sets += upstream
+    whole = joined(plan_matrix(request, sets[: len(sets) - len(upstream)]), extra).select(tuple(args.only))
     plan = whole.shard(*shard)
     if args.only and not plan.ids:
         print(f"lab: --only {' '.join(args.only)} matches no cell or train of this plan", file=sys.stderr)
@@ -316,9 +421,13 @@ def cmd_matrix(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def rom_set_origin(rom_set: RomSet) -> str:
-    """Where a ROM set came from, in words without the machine's paths."""
+    """Where a ROM set came from, in words without the machine's paths: the iPXE tree and its
+    patches for a set the lab built (its manifest), the package for Debian's."""
     if rom_set.directory == DEBIAN_ROM_DIR:
         return "Debian's ipxe-qemu package"
+    manifest = read_manifest(rom_set.directory)
+    if manifest is not None:
+        return f"built from {manifest.label()}"
     return f"--lab-rom-dir {rom_set.name}=.../{rom_set.directory.name}"
 
 
@@ -355,6 +464,7 @@ def _run_info(
             "mcast_size": request.mcast_size,
             "train_size": request.train_size,
             "loss_percent": request.loss_percent,
+            "cell_loss_percent": request.cell_loss_percent,
             "shard": args.shard,
             "only": list(args.only),
             "plan": plan,
@@ -381,9 +491,9 @@ def finish(
     summary = summarise(results, trains, verdicts.counts() if expectations else None)
     print(f"\nlab matrix: {info.wall_seconds:.1f} s. {summary.line()}", file=sys.stderr)
     _say_gate(verdicts, str(info.extra.get("rerun", "lab matrix")))
-    print(
-        f"lab matrix: reports in {out_dir} (matrix.md, matrix.html, matrix.json, junit.xml)", file=sys.stderr
-    )
+    shot = screenshot(paths["html"], out_dir / "matrix.png")
+    files = "matrix.md, matrix.html, " + ("" if shot else "matrix.png, ") + "matrix.json, junit.xml"
+    print(f"lab matrix: reports in {out_dir} ({files})" + (f"; {shot}" if shot else ""), file=sys.stderr)
     print(paths["md"])
     status = verdicts.exit_status()
     print(f"lab matrix: exit {status} ({EXIT_CODES.splitlines()[status + 1].strip()[3:]})", file=sys.stderr)
@@ -428,6 +538,67 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return finish(merged.cells, merged.trains, merged.info, args.out.resolve(), expectations, args.baseline)
 
 
+def add_bisect_command(sub: Any) -> None:
+    bisect = sub.add_parser(
+        "bisect",
+        help="the first iPXE commit that broke a cell: git bisect, one build and one boot per step",
+        epilog="exit status: 0 the first bad commit was found, 3 skipped commits hide it, 2 it could not run",
+    )
+    bisect.add_argument("src", type=Path, metavar="SRC", help="an iPXE git checkout (never changed)")
+    bisect.add_argument("--good", required=True, metavar="REV", help="a commit where the cell passes")
+    bisect.add_argument("--bad", required=True, metavar="REV", help="a commit where it fails")
+    bisect.add_argument("--cell", required=True, metavar="NIC/PROTOCOL", help="e.g. e1000/tftm")
+    bisect.add_argument(
+        "--server", default="pyatftpd", choices=TFTP_SERVERS, help="TFTP server (default pyatftpd)"
+    )
+    bisect.add_argument(
+        "--patch", action="append", default=[], type=Path, help="apply to every step (repeatable)"
+    )
+    bisect.add_argument(
+        "--with",
+        dest="with_",
+        action="append",
+        default=[],
+        choices=("slam",),
+        help="build option (x-slam cells get slam anyway)",
+    )
+    bisect.add_argument("--lab-artifacts", default="lab-artifacts", help="where each step's evidence goes")
+    bisect.add_argument("--lab-accel", choices=ACCELS, default="tcg")
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        target = CellTarget.parse(args.cell, args.server)
+        artifacts = (
+            Path(args.lab_artifacts).resolve() / f"bisect-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        )
+        result = bisect_cell(
+            args.src,
+            args.good,
+            args.bad,
+            target,
+            artifacts,
+            tuple(args.with_),
+            tuple(args.patch),
+            args.lab_accel,
+        )
+    except (ValueError, BisectError, BuildError, TreeError) as exc:
+        print(f"lab bisect: {exc}", file=sys.stderr)
+        return 2
+    for number, step in enumerate(result.steps, 1):
+        print(
+            f"step {number}: {step.commit[:12]} {step.verdict:4s} (build {step.build_seconds:.0f} s, boot "
+            f"{step.verdict_seconds:.0f} s) {step.subject}; evidence: {artifacts / step.commit[:12]}"
+        )
+    if result.first_bad:
+        print(f"first bad commit: {result.first_bad} {result.first_bad_subject}")
+    else:
+        print("skipped commits hide the first bad one; it is one of: " + " ".join(result.candidates))
+    print(f"total {time.monotonic() - started:.0f} s")
+    return 0 if result.first_bad else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="lab", description="the multicast boot lab")
@@ -457,7 +628,9 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--out", type=Path, required=True, help="folder for the merged matrix")
     merge.add_argument("--expect", action="append", default=[], metavar="FILE", help="as for lab matrix")
     merge.add_argument("--baseline", type=Path, default=None, metavar="OLD", help="as for lab matrix")
+    add_bisect_command(sub)
     add_container_commands(sub)
+    add_roms_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "matrix":
         return cmd_matrix(args, argv[1:])
@@ -465,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_diff(args)
     if args.command == "merge":
         return cmd_merge(args)
+    if args.command == "bisect":
+        return cmd_bisect(args)
     return int(args.func(args))
 
 

@@ -1,7 +1,7 @@
 """``lab`` without the package's ``lab`` extra: say which extra to install, not a traceback.
 
 Why a module of its own, imported first by ``lab/cli.py``: the console script imports
-``lab.cli``, whose imports need the extra (dpkt, matplotlib, docker), so the
+``lab.cli``, whose imports need the extra (dpkt, matplotlib, docker, jinja2), so the
 check has to run before them.  It only looks the modules up; it imports none.
 """
 
@@ -11,7 +11,7 @@ import importlib.util
 import sys
 
 #: Top-level modules of the ``lab`` extra (pyproject.toml, [project.optional-dependencies]).
-LAB_EXTRA_MODULES = ("dpkt", "matplotlib", "docker")
+LAB_EXTRA_MODULES = ("dpkt", "matplotlib", "docker", "jinja2")
 
 
 def missing_lab_modules() -> list[str]:

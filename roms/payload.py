@@ -92,3 +92,17 @@ def rom_lists_pci_id(path: Path | str, vendor: int, device: int) -> bool | None:
         return None
     needle = struct.pack("<HH", vendor, device)
     return any(needle in body for body in bodies)
+
+
+def rom_has_feature(path: Path | str, name: str) -> bool | None:
+    """Whether the ROM body holds ``name`` as a NUL-delimited string, as iPXE's feature table keeps it.
+
+    iPXE prints its ``Features:`` line at run time from the names in its feature table
+    (``FEATURE(..., "SLAM", ...)``), so a feature built in leaves its name in the body
+    (beside its URI scheme: ``x-slam\\0SLAM\\0``).  None when the body cannot be unpacked.
+    """
+    bodies = _bodies(path)
+    if not bodies:
+        return None
+    needle = b"\x00" + name.encode("ascii") + b"\x00"
+    return any(needle in body for body in bodies)

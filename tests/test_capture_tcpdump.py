@@ -19,6 +19,7 @@ import pytest
 from lab.infra.capture import Capture
 from lab.infra.namespace import Namespace
 from lab.infra.network import make_veth_segment
+from lab.model.jsonable import to_json
 from lab.wire.counts import parse_pcap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ def root_netns() -> Iterator[Namespace]:
 
 
 def counts(path: Path) -> dict[str, object]:
-    data = parse_pcap(path).to_json()
+    data = to_json(parse_pcap(path))
     for section in ("clients", "groups"):
         for row in data[section].values():
             row.pop("first_ts")

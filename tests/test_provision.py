@@ -79,3 +79,12 @@ def test_no_tftp_service_is_enabled_on_this_host() -> None:
     if provision.missing_packages(["atftpd"]) == []:
         state = subprocess.run(["systemctl", "is-enabled", "atftpd.socket"], capture_output=True, text=True)
         assert state.stdout.strip() == "masked"
+
+
+def test_the_rom_build_packages_are_checked_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[list[str]] = []
+    monkeypatch.setattr(provision, "provision", lambda names, is_root: asked.append(list(names)) or 0)
+    provision.main(["--check"])
+    provision.main(["--check", "--build"])
+    assert "liblzma-dev" not in asked[0]
+    assert {"liblzma-dev", "make", "perl", "patch"} <= set(asked[1]) and asked[1][: len(asked[0])] == asked[0]

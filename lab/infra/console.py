@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from lab.model.console_text import clean
+from lab.model.console_text import clean, readable
 
-__all__ = ["Console", "ConsoleClosed", "Match", "clean"]
+__all__ = ["Console", "ConsoleClosed", "Match", "clean", "readable"]
 
 
 @dataclass
@@ -86,9 +86,19 @@ class Console:
             pass
         finally:
             self._log.close()
+            self._write_text()
             with self._cond:
                 self._closed = True
                 self._cond.notify_all()
+
+    def _write_text(self) -> None:
+        """``console.txt`` beside the raw log: what a person reads (no escapes, no erased dots)."""
+        with self._cond:
+            raw = bytes(self._raw)
+        try:
+            self.log_path.with_suffix(".txt").write_text(readable(raw))
+        except OSError:
+            pass  # the raw log is the evidence; the text copy is a convenience
 
     def _answer(self) -> None:
         if not self._answers or self._typist is None:

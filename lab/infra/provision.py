@@ -25,6 +25,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+# The packages ``lab roms build`` needs (one list, in roms/build_deps.py); checked with
+# ``--build`` only, so a machine that never builds ROMs needs none of them.
+from roms.build_deps import BUILD_PACKAGES
+
 #: Debian package -> why the project needs it.
 PACKAGES: dict[str, str] = {
     "qemu-system-x86": "the lab's virtual machines",
@@ -40,6 +44,7 @@ PACKAGES: dict[str, str] = {
     "tcpdump": "packet captures for wire evidence (lab.capture falls back to AF_PACKET in a userns)",
     "util-linux": "unshare and nsenter for the sealed namespace",
     "cpio": "packs the full boot initramfs (images/fullboot.py)",
+    "chromium": "renders matrix.html headless: the first-screen test (tests/lab_unit/test_report_screen.py)",
 }
 
 
@@ -154,9 +159,11 @@ def _install(names: Sequence[str], is_root: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report, never install")
+    parser.add_argument("--build", action="store_true", help="also the packages `lab roms build` needs")
     args = parser.parse_args(argv)
     is_root = os.geteuid() == 0 and not args.check
-    return provision(list(PACKAGES), is_root)
+    names = list(PACKAGES) + [p for p in BUILD_PACKAGES if args.build and p not in PACKAGES]
+    return provision(names, is_root)
 
 
 if __name__ == "__main__":

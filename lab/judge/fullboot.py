@@ -18,6 +18,7 @@ from typing import Any
 
 from images.bootscript import FETCH_FAILED, FETCH_START, FETCHED
 from images.fullboot import parse_marker
+from lab.judge.ipxe_error import ipxe_error
 from lab.judge.ladder import ROM_BANNER, lacks_feature
 from lab.judge.train import (
     corrupt_check,
@@ -27,7 +28,7 @@ from lab.judge.train import (
     settle,
     stream_check,
 )
-from lab.model.results import BootEvidence, Delivery, StageRecord, TrainCheck, TrainResult
+from lab.model.results import BootEvidence, Delivery, IpxeError, StageRecord, TrainCheck, TrainResult
 from lab.model.status import Status
 from netboot.events import ServerEvent, as_server_events
 
@@ -59,6 +60,8 @@ class FullBootVm:
     seconds: float = 0.0
     fetched_ok: bool = False  # iPXE printed "LAB fetched": it called both files ok
     tap_counters: dict[str, int] = field(default_factory=dict)
+    console_tail: list[str] = field(default_factory=list)
+    ipxe_error: IpxeError | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ def judge_console(vm: FullBootVm, text: str, end: ConsoleEnd, carried_sha256: st
                   timeout: float) -> None:  # fmt: skip
     """Fill ``vm``'s status, outcome and detail from its console text."""
     vm.fetched_ok = FETCHED in text
+    vm.ipxe_error = ipxe_error(text)
     missing = rom_lacks(text, protocol)
     if missing is not None:
         vm.status, vm.outcome, vm.detail = (
@@ -126,6 +130,7 @@ def full_boot_evidence(vm: FullBootVm) -> BootEvidence:
     evidence.stages.append(StageRecord("full boot", vm.status, vm.seconds, vm.seconds, message=vm.detail))
     evidence.delivery = Delivery(vm.outcome)
     evidence.tap = vm.tap_counters
+    evidence.console_tail, evidence.ipxe_error = vm.console_tail, vm.ipxe_error
     return evidence
 
 

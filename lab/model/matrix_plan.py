@@ -14,7 +14,7 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 
-from lab.model.plan import CellPlan, protocol_plan
+from lab.model.plan import CellPlan, protocol_plan, with_cell_loss
 from lab.model.train_plan import FULL_BOOT_PROTOCOLS, TrainPlan, train_plans
 from roms.catalog import CATALOG, DESIGN_NICS
 from roms.romset import RomSet
@@ -81,6 +81,8 @@ class MatrixRequest:
     train_size: int = 6 * 1024 * 1024
     train_nics: tuple[str, ...] = ()
     loss_percent: int = 0
+    #: Loss each way on every cell's VM (``--lab-cell-loss``); 0: none.
+    cell_loss_percent: int = 0
     legacy_train: bool = False
     #: None: the default full boots (those of FULL_BOOT_PROTOCOLS among ``trains``).
     full_boot: tuple[str, ...] | None = None
@@ -187,4 +189,33 @@ def plan_matrix(request: MatrixRequest, rom_sets: list[RomSet]) -> MatrixPlan:
         request.trains, servers, [s.name for s in rom_sets], request.train_size, request.loss_percent,
         request.legacy_train, request.train_nics, full_boot,
     )  # fmt: skip
+    return MatrixPlan(with_cell_loss(cells, request.cell_loss_percent), trains)
+
+
+#: The ROM sets CI builds from the upstream iPXE archive (`--lab-upstream-sets`, docs/roms.md):
+#: as published, and with the one-line RFC 2090 fix.  Both have SLAM.
+UPSTREAM_SETS = ("upstream", "upstream-fix")
+
+
+def upstream_plan(
+    nics: tuple[str, ...], rom_sets: list[RomSet], mcast_size: int, train_size: int
+) -> MatrixPlan:
+    """What CI asks of the upstream sets: every protocol by pyatftpd/pyslamd on every row (one
+    payload each: the edge sizes are Debian's columns' job), and the trains that show what
+    Debian's ROMs cannot: x-slam on both sets, tftm by multicast on the fixed one.
+
+    Why so few: ``tox`` must stay under 45 minutes with the sets' first build included.
+    """
+    sets = [s for s in rom_sets if s.name in UPSTREAM_SETS]
+    cells = protocol_plan(list(nics), sets, ["pyatftpd"], ("tftp", "tftm", "mtftp", "x-slam"), (mcast_size,),
+                          mcast_size)  # fmt: skip
+    trains = []
+    for rom_set in sets:
+        if rom_set.name == "upstream-fix":
+            trains.append(TrainPlan("tftm", "pyatftpd", rom_set.name, train_size))
+        trains.append(TrainPlan("x-slam", "pyslamd", rom_set.name, train_size))
     return MatrixPlan(cells, trains)
+
+
+def joined(*plans: MatrixPlan) -> MatrixPlan:
+    return MatrixPlan([c for p in plans for c in p.cells], [t for p in plans for t in p.trains])

@@ -10,7 +10,7 @@ verifier hashes the first multiboot module and then ends QEMU).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from roms.catalog import nic
 from roms.romset import RomSet
@@ -31,6 +31,8 @@ class CellKey:
     server: str = "pyatftpd"
     topology: str = "flood"
     train: int = 1
+    #: Percent loss each way on the VM's tap from its first TFTP request (``--lab-cell-loss``).
+    loss: int = 0
 
     @property
     def column(self) -> str:
@@ -40,6 +42,8 @@ class CellKey:
             parts.append(self.topology)
         if self.train != 1:
             parts.append(f"train{self.train}")
+        if self.loss:
+            parts.append(f"loss{self.loss}")
         return "/".join(parts)
 
     @property
@@ -62,6 +66,8 @@ class BootPlan:
 
 @dataclass
 class CellPlan:
+    """A cell and its boots, or the verdict that says why it cannot run here."""
+
     key: CellKey
     boots: list[BootPlan] = field(default_factory=list)
     #: Set when the cell cannot run here: ("NOT_EMULATED" | "SKIP", reason).
@@ -121,3 +127,15 @@ def protocol_plan(
                 boots = [BootPlan(key, b.size, b.seed) for b in cell.boots]
                 cells.append(CellPlan(key, boots, cell.verdict))
     return cells
+
+
+def with_cell_loss(cells: list[CellPlan], percent: int) -> list[CellPlan]:
+    """The same cells with ``percent`` loss on their VMs' taps: new columns (``.../lossN``),
+    so a lossy cell never stands in for the clean one in a report or an expectation."""
+    if not percent:
+        return cells
+    out = []
+    for cell in cells:
+        key = replace(cell.key, loss=percent)
+        out.append(CellPlan(key, [BootPlan(key, b.size, b.seed) for b in cell.boots], cell.verdict))
+    return out

@@ -77,10 +77,20 @@ class Delivery:
 
 
 @dataclass
+class IpxeError:
+    """iPXE's own error line from a console (lab.judge.ipxe_error)."""
+
+    line: str  # as the console showed it: "Connection timed out (http://ipxe.org/4c126035)"
+    code: str  # "4c126035"
+    words: str  # the error in words (printed by the ROM, or decoded from the code's top byte)
+    printed: bool = True  # the ROM printed the words (False: decoded here)
+
+
+@dataclass
 class BootEvidence:
     """Everything one VM boot proved or failed to prove."""
 
-    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("failed_stage",)
+    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("failed_stage", "fetch_seconds")
 
     status: Status = Status.MISS
     reason: str = ""
@@ -99,11 +109,23 @@ class BootEvidence:
     delivery: Delivery | None = None
     #: The VM's tap when the VM stopped: frames handed to QEMU and frames QEMU never read.
     tap: dict[str, int] = field(default_factory=dict)
+    #: The console's last lines (readable text) and iPXE's own last error line.
+    console_tail: list[str] = field(default_factory=list)
+    ipxe_error: IpxeError | None = None
+    #: Loss injected on the VM's tap (``--lab-cell-loss``): percent, from when, how.
+    loss: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed_stage(self) -> str | None:
         bad = [s for s in self.stages if s.status not in (Status.PASS, Status.SKIP)]
         return bad[0].name if bad else None
+
+    @property
+    def fetch_seconds(self) -> float | None:
+        """The payload's fetch as the guest's console timed it (from the kernel's "fetched"
+        marker to the payload's), None when the fetch did not finish."""
+        stage = next((s for s in self.stages if s.name == "payload" and s.status is Status.PASS), None)
+        return round(stage.seconds, 3) if stage is not None else None
 
     @property
     def outcome(self) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lab.judge.expectations import GateResult, gate_run
 from lab.model.results import CellResult, RunInfo, TrainResult
-from lab.report.html import matrix_html
+from lab.report.html import matrix_html, write_indexes
 from lab.report.junit import junit_xml
 from lab.report.markdown import matrix_markdown
 from lab.report.matrix_json import matrix_json
@@ -39,4 +39,5 @@ def write_reports(
     paths["md"].write_text(matrix_markdown(results, info, out_dir, trains, gate, changes))
     paths["junit"].write_text(junit_xml(results, info, out_dir, trains, gate))
     paths["html"].write_text(matrix_html(data))
+    write_indexes(data, out_dir)
     return paths

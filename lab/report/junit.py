@@ -14,6 +14,7 @@ give the same counts.  How the gate maps onto JUnit (docs/matrix.md, "JUnit"):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -30,9 +31,24 @@ def _console_excerpt(cell: CellResult | None) -> str:
     if cell is None or not cell.boots:
         return ""
     worst = min(cell.boots, key=lambda b: b.evidence.status.priority)
-    console = worst.evidence.files.get("console", worst.directory / "console.log")
-    tail = console_tail(Path(console))
-    return f"console of {worst.directory.name} (last lines):\n{tail}" if tail else ""
+    evidence = worst.evidence
+    tail = "\n".join(evidence.console_tail) or console_tail(
+        Path(evidence.files.get("console", worst.directory / "console.log"))
+    )
+    error = (
+        f"iPXE's error: {evidence.ipxe_error.line} ({evidence.ipxe_error.words})\n"
+        if evidence.ipxe_error
+        else ""
+    )
+    return f"{error}console of {worst.directory.name} (last lines):\n{tail}" if tail or error else ""
+
+
+def _ipxe_line(cell: CellResult | None) -> str:
+    """iPXE's own error line of the cell's worst boot ("" when it printed none)."""
+    if cell is None or not cell.boots:
+        return ""
+    worst = min(cell.boots, key=lambda b: b.evidence.status.priority)
+    return f"; iPXE: {worst.evidence.ipxe_error.line}" if worst.evidence.ipxe_error else ""
 
 
 def _verdict(case: ET.Element, judgement: Judgement, reason: str, excerpt: str) -> str:
@@ -79,6 +95,7 @@ def junit_xml(
                 value=to_json(boot.directory, out_dir),
             )
         judgement = by_name[("cell", name)]
+        judgement = replace(judgement, outcome=judgement.outcome + _ipxe_line(cell))
         counts[_verdict(case, judgement, cell.reason, _console_excerpt(cell))] += 1
         counts["tests"] += 1
     for train in trains:

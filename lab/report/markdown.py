@@ -206,7 +206,7 @@ def matrix_markdown(
     if versions:
         lines += ["", "iPXE versions seen in ROM banners: " + ", ".join(versions)]
     lines += _trains_markdown(trains, out_dir, marks)
-    lines += _details_markdown(results)
+    lines += _details_markdown(results, str(info.extra.get("rerun", "lab matrix")))
     return "\n".join(lines) + "\n"
 
 
@@ -224,8 +224,9 @@ def _medians_markdown(results: Sequence[CellResult]) -> list[str]:
     return lines
 
 
-def _details_markdown(results: Sequence[CellResult]) -> list[str]:
-    """Every cell that did not pass: its reason and the evidence in words."""
+def _details_markdown(results: Sequence[CellResult], rerun: str) -> list[str]:
+    """Every cell that did not pass: its reason, iPXE's own error line, the evidence in words,
+    and the command that re-runs just it."""
     details = [r for r in results if r.status in (Status.FAIL, Status.ERROR, Status.MISS)]
     if not details:
         return []
@@ -239,7 +240,9 @@ def _details_markdown(results: Sequence[CellResult]) -> list[str]:
             "```",
         ]
         for b in r.boots:
+            if b.evidence.ipxe_error is not None:
+                lines.append(f"iPXE ({b.plan.size} B): `{b.evidence.ipxe_error.line}`  ")
             if b.evidence.delivery is not None and b.evidence.delivery.evidence:
-                lines.append(f"Evidence ({b.plan.size} B): {b.evidence.delivery.evidence}")
-        lines.append("")
+                lines.append(f"Evidence ({b.plan.size} B): {b.evidence.delivery.evidence}  ")
+        lines += [f"Re-run: `{rerun} --only {r.key.nic}/{r.key.column}`", ""]
     return lines

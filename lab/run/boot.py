@@ -17,7 +17,9 @@ from lab.infra.capture import Capture, CaptureError
 from lab.infra.network import tap_counters
 from lab.infra.vm import Vm
 from lab.judge.delivery import classify, wire_figures
+from lab.judge.ipxe_error import ipxe_error
 from lab.judge.ladder import PROTOCOL_FEATURE
+from lab.model.console_text import erase_backspaces, last_lines
 from lab.model.errors import LabError
 from lab.model.jsonable import to_json
 from lab.model.network import BRIDGE, SERVER_IPV4, VERIFIER_NAME, Slot
@@ -28,15 +30,19 @@ from lab.report.timeline_inputs import boot_inputs, wall_clock
 from lab.run.evidence import count_capture
 from lab.run.lab import EventMark, Lab
 from lab.run.ladder import run_ladder
+from lab.run.loss import LossAfterDhcp
 from lab.run.services import services_for
 from lab.wire.counts import WireSummary
 from netboot.events import ServerEvent, events_text
 from roms.catalog import NicModel
 from roms.romset import RomMismatch, RomMissing, RomSet
 
+#: How many console lines evidence.json and JUnit quote.
+CONSOLE_TAIL_LINES = 20
 #: Evidence name -> the file every boot leaves in its folder.
 BOOT_FILES = {
     "console": "console.log",
+    "console_text": "console.txt",
     "console_answers": "answers.log",
     "pcap": "nic.pcap",
     "qemu_cmdline": "qemu.cmdline",
@@ -66,6 +72,8 @@ class BootRun:
         self.other_unicast_bytes = 0
         #: Server events for this VM, set by finish().
         self.events: list[ServerEvent] = []
+        #: Loss on this VM's tap (``launch(loss=...)``), ended before the tap leaves the bridge.
+        self.loss: LossAfterDhcp | None = None
 
     def preflight(self, status: Status, reason: str) -> None:
         self.evidence.stages.append(StageRecord("preflight", status, 0.0, 0.0, message=reason))
@@ -85,8 +93,12 @@ class BootRun:
                 )  # fmt: skip
             finally:
                 self.vm.stop()
+                text = self.vm.console.text
+                self.evidence.console_tail = last_lines(erase_backspaces(text), CONSOLE_TAIL_LINES)
+                self.evidence.ipxe_error = ipxe_error(text)
                 self._stop_capture()
                 self.evidence.tap = tap_counters(self.lab.ns, self.slot.tap)
+                self.end_loss()
                 self.lab.release(self.slot)
             self.evidence.seconds = time.monotonic() - t0
             self._collect(self.slot)
@@ -102,6 +114,16 @@ class BootRun:
             self.evidence.reason = f"ERROR@lab: {problem} (driver verdict withheld: {self.evidence.reason})"
         write_evidence(self.evidence, self.directory)
         return self.evidence
+
+    def start_loss(self, percent: int) -> None:
+        """``percent`` % loss each way on this VM's tap from its first TFTP request."""
+        assert self.slot is not None
+        self.loss = LossAfterDhcp(self.lab, self.slot, percent).__enter__()
+
+    def end_loss(self) -> None:
+        if self.loss is not None:
+            self.loss.__exit__()
+            self.evidence.loss = self.loss.record()
 
     def _draw_timeline(self) -> None:
         """The multicast session as a picture beside the evidence (docs/timeline.md)."""
@@ -181,6 +203,7 @@ def _sha256(path: Path) -> str:
 def launch(
     lab: Lab, model: NicModel, rom_set: RomSet, size: int, seed: int, directory: Path, check_rom: bool = True,
     protocol: str = "tftp", capture: bool | None = None, slot: Slot | None = None, server: str | None = None,
+    loss: int = 0,
 ) -> BootRun:  # fmt: skip
     """Start one VM that fetches and verifies one payload; ``finish()`` collects the verdict.
 
@@ -226,9 +249,12 @@ def launch(
             run.preflight(Status.ERROR, f"wire capture failed: {exc}")
             lab.release(slot)
             return run
+    if loss:
+        run.start_loss(loss)
     try:
         run.vm = lab.start_vm(model, rom, slot, directory)
     except LabError as exc:
         run.preflight(Status.ERROR, str(exc))
+        run.end_loss()
         lab.release(slot)
     return run

@@ -32,12 +32,13 @@ from lab.judge.fullboot import (
     session_figures,
     success_pattern,
 )
+from lab.model.console_text import erase_backspaces, last_lines
 from lab.model.errors import LabError
 from lab.model.network import BRIDGE, SERVER_IPV4, SLAM_PORT, Slot
 from lab.model.results import TrainResult, TrainVm
 from lab.model.status import Status
 from lab.model.train_plan import TrainPlan
-from lab.run.boot import write_evidence
+from lab.run.boot import CONSOLE_TAIL_LINES, write_evidence
 from lab.run.evidence import count_capture
 from lab.run.lab import Lab
 from lab.run.services import services_for
@@ -100,9 +101,9 @@ def run_fullboot_vms(
     (directory / "server.events.jsonl").write_text(events_text(events))
     for vm in vms:
         evidence = full_boot_evidence(vm)
-        evidence.files.update(
-            {"console": vm.directory / "console.log", "nic_pcap": vm.directory / "nic.pcap"}
-        )
+        for name, file in (("console", "console.log"), ("console_text", "console.txt"),
+                           ("nic_pcap", "nic.pcap")):
+            evidence.files[name] = vm.directory / file
         write_evidence(evidence, vm.directory)
     return payload, vms, cap.result, events
 
@@ -160,6 +161,7 @@ def _watch(machine: Vm, vm: FullBootVm, payload: FullBoot, timeout: float, proto
     except (TimeoutError, ConsoleClosed):
         end = ConsoleEnd(None)
     vm.seconds = time.monotonic() - machine.started
+    vm.console_tail = last_lines(erase_backspaces(machine.console.text), CONSOLE_TAIL_LINES)
     judge_console(vm, machine.console.text, end, payload.carried_sha256, protocol, timeout)
 
 

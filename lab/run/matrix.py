@@ -105,7 +105,7 @@ def _boot(slot: LabSlot, boot: BootPlan, rom_set: RomSet, where: Path) -> BootOu
     try:
         lab = slot.for_boot(boot)
         run = launch(lab, nic(boot.key.nic), rom_set, boot.size, boot.seed, where, protocol=boot.key.protocol,
-                     server=boot.key.server)  # fmt: skip
+                     server=boot.key.server, loss=boot.key.loss)  # fmt: skip
         evidence = run.finish()
     except LabError as exc:
         evidence = broken_evidence(exc.status, str(exc))

@@ -31,9 +31,10 @@ class BootProgress:
         first = ev.reason.splitlines()[0][:100] if ev.reason else ""
         where = "" if ev.status is Status.PASS else f" {ev.failed_stage or ''}: {first}"
         key = outcome.plan.key
+        fetch = f" (fetch {ev.fetch_seconds:.1f} s)" if ev.fetch_seconds is not None else ""
         line = (
             f"[{done:>3}/{total}] {ev.status.value:<5} {key.nic:<10} {key.column:<24} "
-            f"{outcome.plan.size:>8} B {ev.seconds:5.1f} s{where}"
+            f"{outcome.plan.size:>8} B {ev.seconds:5.1f} s{fetch}{where}"
         )
         if self.tty:
             sys.stderr.write("\r\033[K")

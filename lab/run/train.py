@@ -15,7 +15,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from lab.infra.capture import Capture
-from lab.infra.loss import LossInjection, add_loss, remove_loss
 from lab.judge.delivery import classify, wire_figures
 from lab.judge.diagnosis import diagnose, refused_fallback
 from lab.judge.train import judge
@@ -29,6 +28,7 @@ from lab.report.timeline_inputs import train_failures, train_names
 from lab.run.boot import BootRun, launch, write_evidence
 from lab.run.evidence import count_capture
 from lab.run.lab import Lab
+from lab.run.loss import LossAfterDhcp
 from lab.run.services import services_for
 from lab.wire.counts import WireSummary
 from lab.wire.frames import read_frames
@@ -64,44 +64,6 @@ def boot_train(
     return runs, starts, evidences
 
 
-class LossAfterDhcp:
-    """Loss on one tap from the moment its VM first asks the TFTP server for anything.
-
-    Why not from boot: with 5 % loss each way from power-on, the VM's DHCP exchange lost
-    packets and waited out iPXE's DHCP timers, so it asked for the payload 15 s after the
-    others (block 3884 of 12289) and any MTFTP server had to send a third of the file
-    again (1.397 x measured): a figure about DHCP, not about multicast delivery.  Why not
-    from its payload request (tried): a lossy VM that happens to ask first is the master
-    for the whole pass, and every lost DATA or ACK then stalls all four VMs on a timer
-    (the train ran out of time at 270 s).  So the lossy VM starts last and its loss
-    starts at its boot-script request: its verifier and payload travel with loss.
-    """
-
-    def __init__(self, lab: Lab, slot: Slot, percent: int) -> None:
-        self.lab, self.slot, self.percent = lab, slot, percent
-        self.mark = lab.mark()
-        self.injected: LossInjection | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self) -> LossAfterDhcp:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        if self.injected is not None:
-            remove_loss(self.lab.ns, self.injected)
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            if any(e.client_ip == self.slot.ipv4 for e in self.lab.tftp_events_since(self.mark)):
-                self.injected = add_loss(self.lab.ns, self.slot.tap, self.percent)
-                return
-            self._stop.wait(0.05)
-
-
 def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> TrainResult:
     """Boot ``plan.nics`` ``plan.gap`` s apart against ``lab``, capture br0 and every tap, check."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -130,10 +92,7 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
         vm = TrainVm(plan.nics[index], slots[index].ipv4, run.directory, evidences[index], starts[index])
         train.vms.append(_observe(vm, plan, run, slots[index], cap, summaries, events, name))
     if loss is not None and loss.injected is not None:
-        injected = loss.injected
-        train.loss = {"tap": slots[-1].tap, "vm": len(slots) - 1, "percent": plan.loss_percent,
-                      "from": "the VM's first TFTP request (after its DHCP)", "method": injected.method,
-                      "ingress_method": injected.ingress_method}  # fmt: skip
+        train.loss = {**loss.record(), "vm": len(slots) - 1}
     bridge = summaries.get(BRIDGE)
     judge(train, events, bridge.group_bytes() if bridge is not None else None)
     finish_train(train)

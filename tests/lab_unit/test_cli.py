@@ -69,3 +69,12 @@ def test_train_nics_must_be_known_and_emulated(capsys: pytest.CaptureFixture[str
     assert "unknown NIC model 'bogus'" in capsys.readouterr().err
     assert main(["matrix", "--lab-train-nics", "e1000,3c509"]) == 2
     assert "QEMU cannot emulate 3c509; pick others" in capsys.readouterr().err
+
+
+def test_loss_options_take_a_percent(capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main
+
+    assert main(["matrix", "--lab-cell-loss", "100"]) == 2
+    assert "--lab-cell-loss 100: give a percent from 0 to 99" in capsys.readouterr().err
+    assert main(["matrix", "--lab-loss", "-1"]) == 2
+    assert "--lab-loss -1: give a percent" in capsys.readouterr().err

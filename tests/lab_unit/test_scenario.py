@@ -61,3 +61,17 @@ def test_train_plans_per_protocol_server_and_one_lossy_train() -> None:
     assert [p.column for p in without] == ["mtftp/d/pyatftpd/train4"]
     tftm = train_plans(("tftm",), ["pyatftpd"], ["d"], 1, 0, full_boot=("tftm",))
     assert [p.column for p in tftm] == ["tftm/d/pyatftpd/train4", "tftm/d/pyatftpd/train4-fullboot"]
+
+
+def test_cell_loss_gives_every_cell_its_own_lossy_column(tmp_path: Path) -> None:
+    """A lossy cell must never stand in for the clean one in a report or an expectation."""
+    from lab.model.plan import protocol_plan, with_cell_loss
+
+    (tmp_path / "pxe-e1000.rom").write_bytes(b"\x55\xaa")
+    clean = protocol_plan(["e1000", "tg3"], [RomSet("debian", tmp_path)], ["pyatftpd"], ("tftp",), (2 << 20,))
+    lossy = with_cell_loss(clean, 5)
+    assert [c.key.column for c in lossy] == ["tftp/debian/pyatftpd/loss5"] * 2
+    assert [b.key.loss for b in lossy[0].boots] == [5] and lossy[0].boots[0].size == 2 << 20
+    assert lossy[1].verdict == clean[1].verdict  # tg3 stays NOT_EMULATED
+    assert with_cell_loss(clean, 0) == clean
+    assert lossy[0].boots[0].slug != clean[0].boots[0].slug  # own artifact folder

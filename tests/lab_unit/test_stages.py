@@ -39,6 +39,14 @@ def test_full_boot_passes_and_records_every_stage(tmp_path: Path) -> None:
     assert ev.rom["features"] == "DNS HTTP TFTP MBOOT"
     assert ev.stages[1].detail["driver"] == "rtl8139"
     assert ev.payloads[0].seen_sha256 == DIGEST
+    payload = next(s for s in ev.stages if s.name == "payload")
+    assert ev.fetch_seconds == round(payload.seconds, 3)
+
+
+def test_a_fetch_that_never_finished_has_no_fetch_time(tmp_path: Path) -> None:
+    ev = _walk(BANNER + DHCP + "LAB fetch-start\r\nLAB kernel-fetched\r\nLAB fetch-failed\r\n", tmp_path, 0)
+    assert ev.failed_stage == "payload"
+    assert ev.fetch_seconds is None
 
 
 def test_wrong_bytes_are_a_driver_fail_at_verified(tmp_path: Path) -> None:

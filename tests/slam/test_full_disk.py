@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from lab.infra.namespace import Namespace, kill_group
 
+from lab.infra.namespace import Namespace, kill_group
 from tests.slam.session import SERVER_IP, SlamSession, sha256
 from tests.smallfs import fill, small_tmpfs
 
