@@ -12,7 +12,7 @@ from typing import Any
 import dpkt  # type: ignore[import-untyped]
 import pytest
 
-from lab.model.results import BootEvidence, StageRecord, TrainResult, TrainVm
+from lab.model.results import BootEvidence, IpxeError, StageRecord, TrainResult, TrainVm
 from lab.model.status import Status
 from lab.model.train_plan import TrainPlan
 from lab.report import timeline as tl
@@ -590,11 +590,18 @@ def failed_boot(stage: str = "payload", at: float = 17.578) -> BootEvidence:
 
 
 def test_a_boots_failure_is_timed_from_qemus_start() -> None:
-    error = "Connection timed out (http://ipxe.org/4c126035)"
-    failure = inputs.boot_failure(failed_boot(), A, 1000.0, error)
+    evidence = failed_boot()
+    evidence.ipxe_error = IpxeError("Connection timed out (http://ipxe.org/4c126035)", "4c126035",
+                                    "Connection timed out")  # fmt: skip
+    failure = inputs.boot_failure(evidence, A, 1000.0, "tap silent for 9 s")
     stage = "FAIL at stage payload: failure pattern seen: 'LAB fetch-failed'"
-    assert failure == Failure(A, pytest.approx(1017.578), f"{stage}; {error}")
-    assert inputs.boot_failure(failed_boot(), A, None) == Failure(A, None, failure.reason.split(";")[0])
+    ipxe = "iPXE: Connection timed out (http://ipxe.org/4c126035)"
+    assert failure == Failure(A, pytest.approx(1017.578), f"{stage}; {ipxe}; tap silent for 9 s")
+    # a ROM without the message table prints the code alone: the decoded words follow it
+    evidence.ipxe_error = IpxeError("http://ipxe.org/4c126035", "4c126035", "Connection timed out", False)
+    decoded = "; iPXE: http://ipxe.org/4c126035 (Connection timed out)"
+    assert inputs.boot_failure(evidence, A, 1000.0).reason.endswith(decoded)
+    assert inputs.boot_failure(failed_boot(), A, None) == Failure(A, None, stage)
     passed = BootEvidence(stages=[StageRecord("rom", Status.PASS, 0.3, 0.3)])
     passed.settle()
     assert inputs.boot_failure(passed, A, 1000.0) is None

@@ -56,8 +56,9 @@ def failed_stage(evidence: BootEvidence) -> StageRecord | None:
 def boot_failure(
     evidence: BootEvidence, client_ip: str, started_unix: float | None, words: str = ""
 ) -> Failure | None:
-    """A failed boot as a failure: its stage and message, and ``words`` (iPXE's error line, a
-    diagnosis), at ``started_unix`` + the stage's ``at``.  None when the boot did not fail."""
+    """A failed boot as a failure: its stage and message, iPXE's error line (from the evidence)
+    and ``words`` (a diagnosis), at ``started_unix`` + the stage's ``at``.  None when the boot
+    did not fail."""
     if evidence.status not in FAILED:
         return None
     stage = failed_stage(evidence)
@@ -70,10 +71,18 @@ def boot_failure(
     else:
         reason = evidence.reason or evidence.status.value
     generic = f"failed at stage {stage.name}" if stage is not None else ""
-    for part in words.split("; ") if words else []:
+    for part in _ipxe_words(evidence) + (words.split("; ") if words else []):
         if part not in reason and part != generic:
             reason += f"; {part}"
     return Failure(client_ip, at, reason)
+
+
+def _ipxe_words(evidence: BootEvidence) -> list[str]:
+    """iPXE's own error line, with its words when the ROM printed only the code."""
+    error = evidence.ipxe_error
+    if error is None:
+        return []
+    return [f"iPXE: {error.line}" + (f" ({error.words})" if error.words and not error.printed else "")]
 
 
 def boot_inputs(
