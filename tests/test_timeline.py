@@ -237,7 +237,7 @@ def test_pcap_alone_takes_joins_from_read_requests(tmp_path: Path) -> None:
     joins = line.of_kind(JOIN)
     assert [(j.client, j.block) for j in joins] == [(A, None), (B, 50)], "one join per burst of requests"
     assert joins[1].label == f"RRQ {B}"
-    assert line.title == "capture r.pcap"
+    assert line.title == "train.bin: capture r.pcap", "the file its clients asked for on the MTFTP port"
     assert all(m.kind != "rrq" for m in line.marks)
 
 
@@ -417,6 +417,7 @@ def test_a_capture_alone_keeps_only_the_transfers_of_the_multicast_file(tmp_path
     assert line.count(ACK, A) == 3 and line.count(GROUP_DATA) == 2
     assert [j.label for j in line.of_kind(JOIN)] == [f"RRQ e1000 {A}"]
     assert line.origin == pytest.approx(T0 + 0.5), "t = 0 at the payload's request"
+    assert line.title == "payload.bin: capture c.pcap"
 
 
 def test_a_plain_request_for_the_multicast_file_is_told_apart(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ MOST_OF_THE_SESSION = 0.6
 SAME_JOIN_SECONDS = 5.0
 
 
-def _title(events: Sequence[ServerEvent], pcap: Path | None = None) -> str:
+def _title(events: Sequence[ServerEvent], pcap: Path | None = None, files: Sequence[str] = ()) -> str:
     for event in events:
         if event["event"] == "mcast_session_start":
             mode = event.get("mode", "multicast")
@@ -51,7 +51,8 @@ def _title(events: Sequence[ServerEvent], pcap: Path | None = None) -> str:
             return f"{event.get('file', '?')} by {mode} on {where} ({event.get('bytes', '?')} B)"
         if event["event"] == "transaction":
             return f"SLAM transaction {event.get('session', '?')} ({event.get('bytes', '?')} B)"
-    return f"capture {pcap.name}" if pcap is not None else "session timeline"
+    what = f"{', '.join(files)}: " if files else ""
+    return f"{what}capture {pcap.name}" if pcap is not None else f"{what}session timeline"
 
 
 def session_files(events: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -187,7 +188,7 @@ def build_timeline(
         requests = [(ts - origin, m) for ts, m in stamped if m.kind in REQUEST_KINDS]
         annotations = _joins_from_requests(requests, marks, names or {})
     line = Timeline(
-        _title(events, pcap_path), origin, marks, annotations, [], None, sources, dict(names or {})
+        _title(events, pcap_path, files), origin, marks, annotations, [], None, sources, dict(names or {})
     )
     line.annotations += [failure_note(line, f) for f in failures]
     line.annotations.sort(key=lambda a: a.t)
