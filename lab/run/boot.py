@@ -26,6 +26,7 @@ from lab.model.network import BRIDGE, SERVER_IPV4, VERIFIER_NAME, Slot
 from lab.model.results import BootEvidence, PayloadCheck, StageRecord
 from lab.model.status import Status
 from lab.report.timeline import draw_pictures
+from lab.report.timeline_inputs import boot_inputs, wall_clock
 from lab.run.evidence import count_capture
 from lab.run.lab import EventMark, Lab
 from lab.run.ladder import run_ladder
@@ -126,7 +127,10 @@ class BootRun:
 
     def _draw_timeline(self) -> None:
         """The multicast session as a picture beside the evidence (docs/timeline.md)."""
-        pictures, error = draw_pictures(self.directory)
+        ip = self.slot.ipv4 if self.slot is not None else "?"
+        started = wall_clock(self.vm.started) if self.vm is not None else None
+        names, failures = boot_inputs(self.model.name, ip, self.evidence, started)
+        pictures, error = draw_pictures(self.directory, names=names, failures=failures)
         if error is not None:
             self.evidence.notes["timeline"] = error
         for index, path in enumerate(pictures):

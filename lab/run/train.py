@@ -24,6 +24,7 @@ from lab.model.results import BootEvidence, TrainResult, TrainVm
 from lab.model.status import Status
 from lab.model.train_plan import TrainPlan
 from lab.report.timeline import draw_pictures
+from lab.report.timeline_inputs import train_failures, train_names
 from lab.run.boot import BootRun, launch, write_evidence
 from lab.run.evidence import count_capture
 from lab.run.lab import Lab
@@ -125,6 +126,6 @@ def _observe(
 
 def finish_train(train: TrainResult) -> None:
     """Draw the train's session(s) and write train.json beside its artifacts."""
-    pictures, error = draw_pictures(train.directory)
+    pictures, error = draw_pictures(train.directory, names=train_names(train), failures=train_failures(train))
     train.timelines, train.timeline_error = pictures, error or ""
     (train.directory / "train.json").write_text(json.dumps(to_json(train, train.directory), indent=1) + "\n")
