@@ -114,6 +114,8 @@ class BootEvidence:
     ipxe_error: IpxeError | None = None
     #: Loss injected on the VM's tap (``--lab-cell-loss``): percent, from when, how.
     loss: dict[str, Any] = field(default_factory=dict)
+    #: Unix time QEMU started: puts a failure on a timeline even in a copied run folder.
+    started_unix: float | None = None
 
     @property
     def failed_stage(self) -> str | None:

@@ -109,11 +109,13 @@ def train_failures(train: TrainResult, started_unix: Mapping[str, float] | None 
     """Each failed VM of a train, with its diagnosis, at the time its stage failed.
 
     ``started_unix``: VM IP -> Unix time its QEMU started; a VM not in it is timed from its
-    folder's ``qemu.cmdline``.
+    evidence (``started_unix``), else from its folder's ``qemu.cmdline`` (runs made before).
     """
     out = []
     for vm in train.vms:
-        start = (started_unix or {}).get(vm.ip) or vm_started_unix(vm.directory)
+        start = (
+            (started_unix or {}).get(vm.ip) or vm.evidence.started_unix or vm_started_unix(vm.directory)
+        )
         failure = boot_failure(vm.evidence, vm.ip, start, vm.diagnosis)
         if failure is not None:
             out.append(failure)

@@ -128,8 +128,7 @@ class BootRun:
     def _draw_timeline(self) -> None:
         """The multicast session as a picture beside the evidence (docs/timeline.md)."""
         ip = self.slot.ipv4 if self.slot is not None else "?"
-        started = wall_clock(self.vm.started) if self.vm is not None else None
-        names, failures = boot_inputs(self.model.name, ip, self.evidence, started)
+        names, failures = boot_inputs(self.model.name, ip, self.evidence, self.evidence.started_unix)
         pictures, error = draw_pictures(self.directory, names=names, failures=failures)
         if error is not None:
             self.evidence.notes["timeline"] = error
@@ -253,6 +252,7 @@ def launch(
         run.start_loss(loss)
     try:
         run.vm = lab.start_vm(model, rom, slot, directory)
+        run.evidence.started_unix = wall_clock(run.vm.started)
     except LabError as exc:
         run.preflight(Status.ERROR, str(exc))
         run.end_loss()
