@@ -16,7 +16,7 @@ def test_golden_argv_for_a_tcg_vm() -> None:
         "-m", "256",
         "-serial", "stdio",
         "-monitor", "none",
-        "-netdev", "tap,id=n0,ifname=tap3,script=no,downscript=no",
+        "-netdev", "tap,id=n0,ifname=tap3,script=no,downscript=no,vnet_hdr=off",
         "-device", "e1000,netdev=n0,mac=52:54:00:1a:00:03,romfile=/roms/pxe-e1000.rom,bootindex=1",
         "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
     ]  # fmt: skip
