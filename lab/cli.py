@@ -200,7 +200,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--lab-legacy-train",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="an extra mtftp train of e1000, rtl8139, pcnet, eepro100 (default off)",
+        help="an extra mtftp train of e1000, pcnet, ne2k_pci, eepro100 (default off)",
     )
     group.add_argument(
         "--lab-full-boot",

@@ -38,6 +38,14 @@ class ConsoleClosed(Exception):
     """QEMU closed its console (it exited) before a pattern appeared."""
 
 
+class ConsoleAborted(Exception):
+    """Someone watching the VM from outside (:mod:`lab.run.stall`) ended the wait, with why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 #: Something that types keys on the console (QEMU's stdin).
 Typist = Callable[[bytes], None]
 
@@ -63,6 +71,7 @@ class Console:
         self._raw = bytearray()
         self._cond = threading.Condition()
         self._closed = False
+        self._aborted: str | None = None
         self._cursor = 0
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed by the drain thread
         name = f"console:{log_path.parent.name}"
@@ -144,12 +153,20 @@ class Console:
                         self._cursor = m.end()
                     groups = {k: v for k, v in m.groupdict().items() if v is not None}
                     return Match(m.re.pattern, m.group(0), groups, failed, time.monotonic())
+                if self._aborted is not None:
+                    raise ConsoleAborted(self._aborted)
                 if self._closed:
                     raise ConsoleClosed()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError()
                 self._cond.wait(min(remaining, 0.5))
+
+    def abort(self, reason: str) -> None:
+        """End the current (and every later) :meth:`expect` with ConsoleAborted(``reason``)."""
+        with self._cond:
+            self._aborted = reason
+            self._cond.notify_all()
 
     def wait_closed(self, timeout: float) -> bool:
         self._thread.join(timeout)

@@ -118,8 +118,9 @@ def add_tap(ns: Namespace, name: str) -> None:
 
 
 def tap_counters(ns: Namespace, name: str) -> dict[str, int]:
-    """The host side of a VM's tap: frames handed to QEMU (``tx_packets``) and frames the
-    kernel dropped because QEMU had not read them (``tx_dropped``: the tap's queue was full).
+    """The host side of a VM's tap: frames handed to QEMU (``tx_packets``), frames the
+    kernel dropped because QEMU had not read them (``tx_dropped``: the tap's queue was
+    full), and frames the guest sent (``rx_packets``).
 
     Why: a frame on the tap's capture may still never reach the guest.  These counters
     tell "the emulated NIC did not take it" (QEMU stopped reading: its ring was full, the
@@ -128,8 +129,12 @@ def tap_counters(ns: Namespace, name: str) -> dict[str, int]:
     result = ns.run(["ip", "-s", "-j", "link", "show", "dev", name], check=False)
     try:
         (link,) = json.loads(result.stdout or "[]")
-        tx = link["stats64"]["tx"]
-        return {"tx_packets": int(tx["packets"]), "tx_dropped": int(tx["dropped"])}
+        tx, rx = link["stats64"]["tx"], link["stats64"]["rx"]
+        return {
+            "tx_packets": int(tx["packets"]),
+            "tx_dropped": int(tx["dropped"]),
+            "rx_packets": int(rx["packets"]),
+        }
     except (ValueError, KeyError, TypeError):
         return {}
 

@@ -48,3 +48,11 @@ class StageFailed(DriverFailure):
     def __init__(self, stage: str, line: str) -> None:
         super().__init__(stage, f"failure pattern seen: {line!r}")
         self.line = line
+
+
+class StageStalled(DriverFailure):
+    """The guest went silent in a stage: it sent nothing while nothing came to it, where a
+    live iPXE would have retried (:mod:`lab.run.stall`)."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(stage, reason)

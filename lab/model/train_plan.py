@@ -16,11 +16,10 @@ from lab.model.plan import SLAM_SERVER
 #: Four QEMU models with four different iPXE drivers (intel, realtek, virtio-net, vmxnet3):
 #: the train that checks the *server* with a mixed crowd.
 TRAIN_NICS = ("e1000", "rtl8139", "virtio-net-pci", "vmxnet3")
-#: The older PCI models (pcnet32, eepro100) behind an e1000 and an rtl8139: the train that
-#: checks how those *drivers* cope with a multicast stream they do not drive.  On a 2-core
-#: TCG host they have failed it with both servers (docs/matrix.md, "Trains"), while their
-#: single-VM cells and 2-VM trains pass; kept so the matrix keeps showing it.
-LEGACY_TRAIN_NICS = ("e1000", "rtl8139", "pcnet", "eepro100")
+#: The older PCI models (pcnet32, ns8390 on ne2k_pci, eepro100) behind an e1000: the train
+#: that checks how those *drivers* cope with a multicast stream they do not drive
+#: (docs/matrix.md, "Trains"; docs/findings.md for what it found).
+LEGACY_TRAIN_NICS = ("e1000", "pcnet", "ne2k_pci", "eepro100")
 TRAIN_GAP_SECONDS = 0.5
 #: Measured here: one stock-ROM client takes MTFTP's 512-byte lock-step blocks at about
 #: 120 KB/s under TCG, and four VMs on two cores about half that.  The VMs' requests come

@@ -32,6 +32,7 @@ from lab.run.lab import EventMark, Lab
 from lab.run.ladder import run_ladder
 from lab.run.loss import LossAfterDhcp
 from lab.run.services import services_for
+from lab.run.stall import StallWatch
 from lab.wire.counts import WireSummary
 from netboot.events import ServerEvent, events_text
 from roms.catalog import NicModel
@@ -86,11 +87,12 @@ class BootRun:
         if not self._done and self.vm is not None and self.slot is not None:
             t0 = time.monotonic()
             try:
-                run_ladder(
-                    self.vm.console, self.vm.proc, self.payload, self.evidence, self.vm.started,
-                    timeout_scale=self.lab.config.timeout_scale,
-                    required_feature=PROTOCOL_FEATURE.get(self.protocol),
-                )  # fmt: skip
+                with StallWatch(self.lab.ns, self.slot.tap, self.vm.console, self.protocol):
+                    run_ladder(
+                        self.vm.console, self.vm.proc, self.payload, self.evidence, self.vm.started,
+                        timeout_scale=self.lab.config.timeout_scale,
+                        required_feature=PROTOCOL_FEATURE.get(self.protocol),
+                    )  # fmt: skip
             finally:
                 self.vm.stop()
                 text = self.vm.console.text

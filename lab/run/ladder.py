@@ -11,9 +11,9 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from lab.infra.console import Console, ConsoleClosed, Match
+from lab.infra.console import Console, ConsoleAborted, ConsoleClosed, Match
 from lab.judge.ladder import BOOT_LADDER, LadderJudge, Stage
-from lab.model.errors import StageFailed, StageTimeout
+from lab.model.errors import StageFailed, StageStalled, StageTimeout
 from lab.model.results import BootEvidence, PayloadCheck
 
 
@@ -27,6 +27,8 @@ def wait_stage(console: Console, stage: Stage, timeout_scale: float = 1.0) -> Ma
         match = console.expect(stage.success, stage.failures, timeout)
     except TimeoutError:
         raise StageTimeout(stage.name, timeout, console.tail()) from None
+    except ConsoleAborted as exc:
+        raise StageStalled(stage.name, exc.reason) from None
     if match.failed:
         raise StageFailed(stage.name, match.groups.get("error", match.text).strip())
     return match
@@ -55,7 +57,7 @@ def run_ladder(
             match = wait_stage(console, stage, timeout_scale)
         except StageFailed as exc:
             judge.failed(record, stage, str(exc), exc.line, time.monotonic() - last)
-        except StageTimeout as exc:
+        except (StageTimeout, StageStalled) as exc:
             judge.failed(record, stage, str(exc), None, time.monotonic() - last)
         except ConsoleClosed:
             status = proc.wait()
