@@ -32,7 +32,7 @@ MTFTP_GROUP = ("239.255.1.1", 3001)
 SLAM_GROUP = ("239.255.1.1", 10000)
 BLKSIZE = 1432
 LAST_BLOCK_BYTES = 100
-SLAM_HEADER = bytes.fromhex("a0 65 53 f1 00 45 b5 45 ab")  # protocols.md 4.2: 1461 bytes, bs 1451
+SLAM_HEADER = bytes.fromhex("a0 65 53 f1 00 45 b5 45 ab")  # tests/slam/test_codec.py: 1461 bytes, bs 1451
 KERNEL_JOIN_GROUP = "239.255.7.7"
 FRAGMENT_GROUP = ("239.255.0.9", 1758)
 FRAGMENT_DATA_BYTES = 1996
@@ -120,7 +120,7 @@ def scenario() -> list[bytes]:
     broadcast = ("ff:ff:ff:ff:ff:ff", "255.255.255.255")
     frames.append(ether(a_mac, broadcast[0], udp("0.0.0.0", 68, broadcast[1], 67, dhcp(1, 1, a_mac))))
     frames.append(ether(SERVER_MAC, broadcast[0], udp(SERVER_IP, 67, broadcast[1], 68, dhcp(2, 2, a_mac))))
-    # A: tftm:// RRQ exactly as iPXE sends it (protocols.md 3.2), retransmitted once.
+    # A: tftm:// RRQ exactly as iPXE sends it (netboot/clients/ipxe_tftp.py), retransmitted once.
     rrq = b"\x00\x01boot.img\x00octet\x00blksize\x001432\x00tsize\x000\x00multicast\x00\x00"
     client_to_server(a_ip, a_mac, 2001, 69, rrq)
     client_to_server(a_ip, a_mac, 2001, 69, rrq)
@@ -142,7 +142,7 @@ def scenario() -> list[bytes]:
         to_group(MTFTP_GROUP, 40001, tftp_data(block, 512))
     client_to_server(b_ip, b_mac, 2002, 40001, b"\x00\x05\x00\x00TFTP Aborted\x00")
     server_to(b_ip, b_mac, 40001, 2002, b"\x00\x05\x00\x05Unknown transfer ID\x00")
-    # B: SLAM round (protocols.md 4.2): NACK, ping, two blocks to the group, disconnect.
+    # B: SLAM round (netboot/slam/packets.py): NACK, ping, two blocks to the group, disconnect.
     client_to_server(b_ip, b_mac, 2003, 10000, bytes.fromhex("20 21 00"))
     server_to(b_ip, b_mac, 10000, 2003, SLAM_HEADER)
     to_group(SLAM_GROUP, 10000, SLAM_HEADER + b"\x20" + b"S" * 1451)

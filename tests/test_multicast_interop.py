@@ -1,8 +1,8 @@
 """Real peers: Debian's atftp client against pyatftpd, and Debian's atftpd as the reference
 server for the iPXE-faithful clients (RFC 2090 and PXE MTFTP).
 
-Where atftpd fails, the failure is atftpd's documented behaviour (protocols.md 2.5/2.6,
-lab-findings.md), and the same scenario passes against pyatftpd.
+Where atftpd fails, the failure is atftpd's documented behaviour (docs/findings.md,
+the atftpd sections), and the same scenario passes against pyatftpd.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ ATFTPD_CASES = {
         ["--count", "3"],
         "atftpd keeps iPXE's silent, finished non-masters in its list and promotes them one after the "
         "other; a client still missing blocks hears nothing and hits iPXE's 15.75 s limit "
-        "(protocols.md 2.5)",
+        "(docs/findings.md#atftpd-stale-members)",
     ),
 }
 
@@ -107,7 +107,7 @@ def _mtftp_server(veth_lab: tuple[Namespace, Path], kind: str, extra: list[str])
 def test_mtftp_late_joiners_zero_filled_with_atftpd_exact_with_pyatftpd(
     veth_lab: tuple[Namespace, Path], kind: str
 ) -> None:
-    """lab-findings.md: with atftpd, iPXE late joiners report success over zero-filled holes.
+    """With atftpd, iPXE late joiners report success over zero-filled holes (docs/findings.md).
 
     Mechanism (confirmed with VMs, docs/multicast.md): atftpd ignores a request for a
     running transfer; the client listens, reopens when the pass ends, is ignored again,

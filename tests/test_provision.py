@@ -81,6 +81,20 @@ def test_no_tftp_service_is_enabled_on_this_host() -> None:
         assert state.stdout.strip() == "masked"
 
 
+@pytest.mark.skipif(shutil.which("apt-cache") is None, reason="no apt-cache: not an apt system")
+def test_debian_tftpd_hpa_would_remove_atftpd() -> None:
+    """Why only the tftp-hpa client is in PACKAGES (docs/findings.md): the server package
+    conflicts with atftpd and replaces it.  If Debian drops the conflict, this fails and the
+    server may join the reference peers."""
+    show = subprocess.run(["apt-cache", "show", "tftpd-hpa"], capture_output=True, text=True, check=False)
+    if show.returncode != 0 or not show.stdout.strip():
+        pytest.skip("apt knows no tftpd-hpa package here (no package lists: apt-get update)")
+    fields = dict(line.split(": ", 1) for line in show.stdout.split("\n\n")[0].splitlines() if ": " in line)
+    conflicts = {part.split()[0] for part in fields.get("Conflicts", "").split(",") if part.strip()}
+    assert "atftpd" in conflicts, fields.get("Conflicts")
+    assert "tftpd-hpa" not in provision.PACKAGES and "tftp-hpa" in provision.PACKAGES
+
+
 def test_the_rom_build_packages_are_checked_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[list[str]] = []
     monkeypatch.setattr(provision, "provision", lambda names, is_root: asked.append(list(names)) or 0)

@@ -3,7 +3,7 @@
 Why two methods: netem is the standard tool, but this machine's kernel has no netem
 (``CONFIG_NET_SCH_NETEM`` unset: "Specified qdisc kind is unknown").  nftables netdev
 hooks drop a random share of frames on ingress and egress of one device and work
-here (lab-findings.md).  We try netem first and fall back, and the result names the
+here (docs/findings.md#kernel-no-netem).  We try netem first and fall back, and the result names the
 method so the matrix report can say how loss was made.
 
 netem is a qdisc, so it acts on egress only (toward the VM); loss on frames *from* the
@@ -62,7 +62,7 @@ def _check_device(device: str) -> None:
 
 
 def nft_ruleset(table: str, device: str, percent: int, egress: bool, ingress: bool) -> str:
-    """The netdev table of lab-findings.md; chains on separate lines (nft requires it)."""
+    """The netdev table of docs/evidence.md; chains on separate lines (nft requires it)."""
     lines = [f"table netdev {table} {{"]
     if egress:
         lines.append(

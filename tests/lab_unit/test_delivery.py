@@ -141,7 +141,7 @@ def test_a_client_that_never_asked_took_nothing_from_the_stream(tmp_path: Path) 
 
 
 def _slam_data(packet: int) -> bytes:
-    def enc(value: int) -> bytes:  # protocols.md 4.1: 1-byte form for < 0x20 is 0x20|n
+    def enc(value: int) -> bytes:  # netboot/slam/ints.py: 1-byte form for < 0x20 is 0x20|n
         if value < 0x20:
             return bytes([0x20 | value])
         return bytes([0x40 | (value >> 8), value & 0xFF])
