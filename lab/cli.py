@@ -199,8 +199,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--lab-legacy-train",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="an extra mtftp train of e1000, pcnet, ne2k_pci, eepro100 (default off)",
+        default=True,
+        help="an extra mtftp train of the older drivers: e1000, pcnet, ne2k_pci, eepro100 (default on)",
     )
     group.add_argument(
         "--lab-full-boot",

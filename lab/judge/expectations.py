@@ -23,17 +23,24 @@ column for trains) fits is used::
     reason = "iPXE's tftm:// cannot hear the group and atftpd has no unicast fallback (docs/findings.md)"
 
 A non-PASS or multi-valued entry must say why (``reason``); the loader refuses it otherwise.
+
+A train entry may name NICs whose VM is known to fail for a reason of its own (a driver
+defect in docs/findings.md), ``vms_may_fail = ["eepro100"]``: the train is then expected
+when its only failed check is "every VM verified the bytes" and only those NICs failed it.
+Every other check still counts (they judge the VMs that verified), and any other NIC's
+failure is a regression, so a known-broken driver cannot hide the server's.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.judge.cells import cell_name, cell_outcome
+from lab.judge.train import EVERY_VM_CHECK
 from lab.model.results import CellResult, TrainResult
 from lab.model.status import Status
 
@@ -79,6 +86,8 @@ class Expectation:
     statuses: tuple[Status, ...]
     outcomes: tuple[str, ...] = ()
     reason: str = ""
+    #: Trains only: NICs whose VM may fail the every-VM check (a known driver defect).
+    vms_may_fail: tuple[str, ...] = ()
 
     def allows(self, status: Status, outcome: str) -> bool:
         return status in self.statuses and (not self.outcomes or outcome in self.outcomes)
@@ -119,13 +128,18 @@ class Expectations:
                 return expectation
         return None
 
-    def judge(self, kind: str, name: str, status: Status, outcome: str) -> Judgement:
+    def judge(
+        self, kind: str, name: str, status: Status, outcome: str, failed_vms: tuple[str, ...] | None = None
+    ) -> Judgement:
+        """``failed_vms``: a train whose only failed check is the every-VM check, and the NICs
+        that failed it (None otherwise)."""
         entry = self.entry(kind, name)
+        known = entry is not None and failed_vms is not None and set(failed_vms) <= set(entry.vms_may_fail)
         if status in (Status.ERROR, Status.MISS):
             verdict = LAB_BROKE
         elif entry is None:
             verdict = NEW
-        elif entry.allows(status, outcome):
+        elif entry.allows(status, outcome) or (known and status is Status.FAIL):
             verdict = EXPECTED
         else:
             verdict = UNEXPECTED_PASS if _better(status, outcome, entry) else REGRESSION
@@ -175,10 +189,15 @@ def _entry(path: Path, kind: str, index: int, raw: dict[str, object]) -> Expecta
         raise ExpectationsError(f"{where} ({match}): outcome must be a list of outcome names")
     if not isinstance(reason, str):
         raise ExpectationsError(f"{where} ({match}): reason must be text")
-    plain = parsed == (Status.PASS,) and len(outcomes) <= 1
+    may_fail = raw.get("vms_may_fail", [])
+    if not isinstance(may_fail, list) or not all(isinstance(n, str) and n for n in may_fail):
+        raise ExpectationsError(f'{where} ({match}): vms_may_fail must list NIC names, e.g. ["eepro100"]')
+    if may_fail and kind != "train":
+        raise ExpectationsError(f"{where} ({match}): vms_may_fail is for [[train]] entries only")
+    plain = parsed == (Status.PASS,) and len(outcomes) <= 1 and not may_fail
     if not plain and not reason.strip():
         raise ExpectationsError(f"{where} ({match}): a non-PASS or multi-valued entry needs a reason")
-    return Expectation(tuple(patterns), parsed, tuple(outcomes), reason)
+    return Expectation(tuple(patterns), parsed, tuple(outcomes), reason, tuple(may_fail))
 
 
 @dataclass
@@ -208,16 +227,29 @@ def gate(
     expectations: Expectations | None,
     cells: Sequence[tuple[str, Status, str]],
     trains: Sequence[tuple[str, Status, str]],
+    train_vm_failures: Mapping[str, tuple[str, ...]] | None = None,
 ) -> GateResult:
     """Judge ``(name, status, outcome)`` of every cell and train; without expectations every
-    FAIL fails the gate (nothing is known to fail) and ERROR/MISS is the lab's."""
+    FAIL fails the gate (nothing is known to fail) and ERROR/MISS is the lab's.
+    ``train_vm_failures``: train -> the NICs that failed it, for trains whose only failed
+    check is the every-VM check (:func:`vm_only_failures`)."""
     empty = Expectations(Path("(none)"))
     book = expectations or empty
     result = GateResult(expectations.path if expectations else None)
-    for kind, items in (("cell", cells), ("train", trains)):
-        for name, status, outcome in items:
-            result.judgements.append(book.judge(kind, name, status, outcome))
+    for name, status, outcome in cells:
+        result.judgements.append(book.judge("cell", name, status, outcome))
+    for name, status, outcome in trains:
+        failed = (train_vm_failures or {}).get(name)
+        result.judgements.append(book.judge("train", name, status, outcome, failed))
     return result
+
+
+def vm_only_failures(train: TrainResult) -> tuple[str, ...] | None:
+    """The NICs that failed ``train`` when its only failed check is the every-VM check, else None."""
+    failed_checks = [c.name for c in train.checks if c.ok is False]
+    if failed_checks != [EVERY_VM_CHECK] or train.outcome == "ok-but-corrupt":
+        return None
+    return tuple(v.nic for v in train.vms if v.status is not Status.PASS)
 
 
 def gate_run(
@@ -228,4 +260,5 @@ def gate_run(
         expectations,
         [(cell_name(r), r.status, cell_outcome(r)) for r in results],
         [(t.plan.column, t.status, t.outcome) for t in trains],
+        {t.plan.column: failed for t in trains if (failed := vm_only_failures(t)) is not None},
     )

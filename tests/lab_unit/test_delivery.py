@@ -126,6 +126,24 @@ def test_train_needs_every_vm_in_the_server_events_and_late_vms_from_the_stream(
     assert train.status is Status.FAIL
 
 
+def test_a_vm_that_died_before_asking_fails_only_the_every_vm_check() -> None:
+    """Its own failure is reported once; the session checks judge the VMs that verified, so
+    the gate can tell a known-broken driver's VM from the server's trouble."""
+    dead = _vm("eepro100", Status.FAIL, "failed", 1.5, 0)
+    dead.transfer = None
+    vms = [
+        _vm("e1000", Status.PASS, "multicast", 0, 0),
+        _vm("pcnet", Status.PASS, "multicast", 0.5, 800),
+        dead,
+    ]
+    train = _judge(
+        vms, [{"event": "mcast_join", "client": f"{v.ip}:1", "late": i > 0} for i, v in enumerate(vms[:2])]
+    )
+    failed = [c.name for c in train.checks if c.ok is False]
+    assert failed == ["every VM verified the bytes", "group bytes <= 1.2 x payload"]  # no capture here
+    assert "eepro100=FAIL" in _by_name(train)["every VM verified the bytes"].detail
+
+
 def test_all_fallback_train_passes_with_stream_checks_not_applicable() -> None:
     vms = [_vm(n, Status.PASS, "unicast-fallback", i / 2, 0) for i, n in enumerate(("e1000", "rtl8139"))]
     train = _judge(vms, [{"event": "done", "client": f"{v.ip}:1"} for v in vms])

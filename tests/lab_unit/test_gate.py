@@ -229,3 +229,51 @@ def test_every_written_matrix_validates_against_its_schema_and_holds_no_absolute
     jsonschema.validate(data, schema)
     assert [s for s in _strings(data) if s.startswith("/")] == []
     assert data["summary"]["gate"]["expected"] == 3
+
+
+def _legacy_train(tmp_path: Path, failing: tuple[str, ...], other_failed_check: bool = False) -> TrainResult:
+    from lab.model.results import TrainCheck, TrainVm
+    from lab.model.train_plan import LEGACY_TRAIN_NICS
+
+    plan = TrainPlan("mtftp", "pyatftpd", "debian", 4096, nics=LEGACY_TRAIN_NICS, label="legacy")
+    vms = [
+        TrainVm(n, f"192.0.2.{100 + i}", tmp_path / f"vm{i}",
+                BootEvidence(Status.FAIL if n in failing else Status.PASS))
+        for i, n in enumerate(LEGACY_TRAIN_NICS)
+    ]  # fmt: skip
+    checks = [TrainCheck("every VM verified the bytes", not failing, "...")]
+    checks.append(TrainCheck("group bytes <= 1.2 x payload", not other_failed_check, "1.3 x"))
+    status = Status.FAIL if failing or other_failed_check else Status.PASS
+    outcome = "failed" if status is Status.FAIL else "multicast"
+    return TrainResult(plan, status, outcome, tmp_path, vms, checks)
+
+
+def test_a_known_broken_drivers_vm_may_fail_a_train_but_hides_nothing_else(tmp_path: Path) -> None:
+    """vms_may_fail: the eepro100's own failure is expected; pcnet's, or a train-wide check's, is not."""
+    from lab.judge.expectations import gate_run
+
+    known = Expectation(("*-legacy",), (Status.PASS,), ("multicast",), "eepro100 writes to 0", ("eepro100",))
+    book = _book(trains=(known,))
+    verdict = {
+        what: gate_run(book, [], [train]).judgements[0].verdict
+        for what, train in (
+            ("eepro100", _legacy_train(tmp_path, ("eepro100",))),
+            ("none", _legacy_train(tmp_path, ())),
+            ("pcnet", _legacy_train(tmp_path, ("pcnet",))),
+            ("eepro100+pcnet", _legacy_train(tmp_path, ("eepro100", "pcnet"))),
+            ("eepro100+ratio", _legacy_train(tmp_path, ("eepro100",), other_failed_check=True)),
+        )
+    }
+    assert verdict == {"eepro100": EXPECTED, "none": EXPECTED, "pcnet": REGRESSION,
+                       "eepro100+pcnet": REGRESSION, "eepro100+ratio": REGRESSION}  # fmt: skip
+
+
+def test_vms_may_fail_is_for_trains_and_needs_a_reason(tmp_path: Path) -> None:
+    bad_kind = tmp_path / "a.toml"
+    bad_kind.write_text('[[cell]]\nmatch = "*"\nstatus = ["PASS"]\nvms_may_fail = ["e100"]\nreason = "r"\n')
+    with pytest.raises(ExpectationsError, match="for \\[\\[train\\]\\] entries only"):
+        load_expectations(bad_kind)
+    no_reason = tmp_path / "b.toml"
+    no_reason.write_text('[[train]]\nmatch = "*"\nstatus = ["PASS"]\nvms_may_fail = ["eepro100"]\n')
+    with pytest.raises(ExpectationsError, match="needs a reason"):
+        load_expectations(no_reason)

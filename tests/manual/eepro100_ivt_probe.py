@@ -15,6 +15,12 @@ physical address 0 (the real-mode interrupt vector table) holds a receive descri
 the NIC completed (status C and OK bits, the frame's length at 0x0C) with a frame of the
 SLAM group (destination 01:00:5e:7f:01:01, IPv4) at 0x10.
 
+``--flood`` asks whether the older-driver train's eepro100 stops for the same reason: a
+VM with the set's eepro100 ROM (Debian's by default) fetches the verifier and 4 MiB by plain
+``tftp://`` while the namespace floods the MTFTP group 239.255.1.1 at about 800 frames a
+second, as the other VMs' stream does in a train; the same state is read when the fetch
+has not finished 30 s after the script began (the group MAC is then 01:00:5e:7f:01:01 too).
+
 ``--store-order-only`` needs no VM: it unpacks the eepro100 ROM of the set and of
 Debian's set and says in which order the receive-ring refill stores a descriptor's
 command word and its link (the race the VM shows depends on that order).
@@ -114,21 +120,40 @@ def guest_state(qmp: Path) -> dict[str, Any]:
     }
 
 
-def one_boot(rom_set: RomSet, work: Path, attempt: int) -> dict[str, Any]:
+#: The train's group stream, imitated: 1400-byte datagrams to iPXE's MTFTP group, ~800/s.
+_FLOOD = (
+    "import socket,time\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+    "s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('192.0.2.1'))\n"
+    "end=time.time()+120\n"
+    "while time.time()<end:\n"
+    " [s.sendto(b'x'*1400,('239.255.1.1',3001)) for _ in range(8)]\n"
+    " time.sleep(0.01)\n"
+)
+
+
+def one_boot(rom_set: RomSet, work: Path, attempt: int, flood: bool = False) -> dict[str, Any]:
     qmp = work / f"qmp-{attempt}.sock"
+    protocol, size, start, wait = (
+        ("tftp", 4 << 20, r"LAB fetch-start", 30) if flood else ("x-slam", 1 << 20, r"x-slam://", 12)
+    )
     with ProbeLab(LabConfig(work / f"lab{attempt}", index=210 + attempt, capture=False), qmp) as lab:
-        run = launch(lab, nic("eepro100"), rom_set, 1 << 20, 1, work / f"vm{attempt}", protocol="x-slam")
+        run = launch(lab, nic("eepro100"), rom_set, size, 1, work / f"vm{attempt}", protocol=protocol)
         if run.vm is None:
             return {"attempt": attempt, "error": run.evidence.reason}
+        flooder = lab.ns.popen([sys.executable, "-c", _FLOOD]) if flood else None
         try:
-            run.vm.console.expect(r"x-slam://", [], 90, consume=False)
             try:
-                run.vm.console.expect(r"LAB fetche", [], 12, consume=False)
+                run.vm.console.expect(start, [], 90, consume=False)
+                run.vm.console.expect(r"LAB fetche", [], wait, consume=False)
                 return {"attempt": attempt, "fetched": True}
-            except TimeoutError:
+            except TimeoutError:  # before the fetch began, too: a flood can stop it in DHCP
                 return {"attempt": attempt, "fetched": False, "console": run.vm.console.tail(1),
                         **guest_state(qmp)}  # fmt: skip
         finally:
+            if flooder is not None:
+                flooder.kill()
+                flooder.wait()
             run.vm.stop()
 
 
@@ -140,18 +165,21 @@ def store_order(rom: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rom-dir", required=True, help="NAME=DIR of a ROM set built with SLAM")
+    parser.add_argument("--rom-dir", help="NAME=DIR of a ROM set built with SLAM (--flood: default Debian's)")
+    parser.add_argument("--flood", action="store_true", help="plain tftp under a flood of the MTFTP group")
     parser.add_argument("--tries", type=int, default=3, help="boots at most; stops at the first hang")
     parser.add_argument("--store-order-only", action="store_true", help="read the ROMs, boot nothing")
     args = parser.parse_args(argv)
-    rom_set = RomSet.parse(args.rom_dir)
+    if not args.rom_dir and not args.flood:
+        parser.error("--rom-dir is needed (a set with SLAM), except with --flood")
+    rom_set = RomSet.parse(args.rom_dir) if args.rom_dir else RomSet.debian()
     for label, rs in (("debian", RomSet.debian()), (rom_set.name, rom_set)):
         print(json.dumps({"rom_set": label, "refill": store_order(rs.source_rom(nic("eepro100")))}))
     if args.store_order_only:
         return 0
     work = Path(tempfile.mkdtemp(prefix="eepro100-probe-"))
     for attempt in range(1, args.tries + 1):
-        result = one_boot(rom_set, work, attempt)
+        result = one_boot(rom_set, work, attempt, args.flood)
         print(json.dumps(result), flush=True)
         if result.get("fetched") is False:
             return 0
