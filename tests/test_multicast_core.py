@@ -103,10 +103,11 @@ def test_deaf_master_is_served_by_unicast_with_evidence_and_the_group_passes_on(
     names = events(core)
     assert "multicast_not_received" in names
     assert core.members[A].state == "unicast"
-    assert core.master is not None and core.master.addr == B
     sent = parse(core.datagrams_to_send(now))
     assert ("OACK", {b"blksize": b"100", b"tsize": b"1000", b"multicast": b"239.255.0.0,1758,1"}, B) in sent
     assert ("DATA", 4, A) in sent
+    core.receive_datagram(ack(0), B, now + 0.001)  # B answers the offer: the group is its
+    assert core.master is not None and core.master.addr == B
 
 
 def test_master_finishing_promotes_a_late_joiner_which_gets_only_what_it_lacks() -> None:
@@ -118,10 +119,11 @@ def test_master_finishing_promotes_a_late_joiner_which_gets_only_what_it_lacks()
     core.add_request(C, OPTS, 0.06)  # late: blocks 1..6 already went out
     for block in range(6, 12):  # 1000 bytes in 100-byte blocks: 11 blocks, the last one empty
         core.receive_datagram(ack(block), A, 0.06 + block * 0.01)
-    core.datagrams_to_send(1.0)
+    sent = parse(core.datagrams_to_send(1.0))
     assert core.members[A].state == "done"
+    assert ("OACK", {b"blksize": b"100", b"tsize": b"1000", b"multicast": b"239.255.0.0,1758,1"}, C) in sent
+    core.receive_datagram(ack(0), C, 0.2)  # C answers with its first gap: it lacks block 1...
     assert core.master is not None and core.master.addr == C
-    core.receive_datagram(ack(0), C, 0.2)  # C's first gap: it lacks block 1...
     assert parse(core.datagrams_to_send(0.2)) == [("DATA", 1, ("239.255.0.0", 1758))]
     core.receive_datagram(ack(6), C, 0.21)  # ...then 7, which it lost; it heard 8..11 as a non-master
     assert parse(core.datagrams_to_send(0.21)) == [("DATA", 7, ("239.255.0.0", 1758))]
@@ -129,40 +131,75 @@ def test_master_finishing_promotes_a_late_joiner_which_gets_only_what_it_lacks()
     assert core.members[C].state == "done"
 
 
-def test_silent_promoted_client_is_skipped_then_retried_then_given_up() -> None:
+def test_silent_clients_are_offered_the_role_once_and_dropped_without_retries() -> None:
+    """A silent requester (a spoofed address, issue 20) costs what it sent: no second round."""
     tuning = Tuning()
     core = session()
     core.add_request(A, OPTS, 0.0)
-    core.add_request(B, OPTS, 0.0)
+    core.add_request(B, OPTS, 0.0)  # offered the role too: A has not answered yet
     core.receive_datagram(ack(0), A, 0.0)
-    core.add_request(C, OPTS, 0.05)
+    core.add_request(C, OPTS, 0.05)  # late, a listener: A leads
     for block in range(1, 12):
         core.receive_datagram(ack(block), A, 0.05 + block * 0.01)
-    now = 1.0
+    sent = {B: 0, C: 0}
+    now = 0.2
+    while not core.finished and now < 30:
+        core.handle_timer(now)
+        for _kind, _, addr in parse(core.datagrams_to_send(now)):
+            if addr in sent:
+                sent[addr] += 1
+        now += tuning.tick
+    names = events(core)
+    assert core.finished and now < 2.5, "nobody answers: the session ends after one promotion round"
+    assert "mcast_skip" not in names and names.count("mcast_client_gone") == 2
+    assert sent[B] == 1, "B's offer came with its own request: nothing more"
+    assert 2 <= sent[C] <= 1 + tuning.promote_timeout / tuning.retransmit, "its OACK, then one probe round"
+
+
+def test_an_answered_client_that_misses_promotions_is_skipped_then_retried_then_given_up() -> None:
+    tuning = Tuning()
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    core.receive_datagram(ack(0), A, 0.0)
+    core.add_request(B, OPTS, 0.01)
+    core.receive_datagram(ack(0), B, 0.02)  # an RFC 2090 client confirms its mc=0 OACK
+    for block in range(1, 12):
+        core.receive_datagram(ack(block), A, 0.05 + block * 0.01)
+    now = 0.2
     while not core.finished and now < 30:
         core.handle_timer(now)
         core.datagrams_to_send(now)
         now += tuning.tick
     names = events(core)
-    assert core.finished and now < 10, "nobody answers: the session ends within a few seconds"
-    assert "mcast_skip" in names and names.count("mcast_client_gone") == 2
+    assert core.finished and now < 10
+    assert names.count("mcast_skip") == tuning.max_probes - 1 and names.count("mcast_client_gone") == 1
 
 
-def test_waiting_ipxe_clients_hear_something_every_second() -> None:
+def test_waiting_ipxe_clients_hear_something_on_one_schedule() -> None:
+    """Every waiting client hears from the session within two keep-alive rounds."""
+    tuning = Tuning()
     core = session()
     core.add_request(A, OPTS, 0.0)
-    core.add_request(B, OPTS, 0.0)
     core.receive_datagram(ack(0), A, 0.0)
-    core.datagrams_to_send(0.0)
-    heard = []
+    waiting = [("192.0.2.20", 2000 + i) for i in range(5)]
+    for index, client in enumerate(waiting):
+        core.add_request(client, OPTS, 0.3 * index)
+    core.datagrams_to_send(1.5)
+    heard: dict[tuple[str, int], list[float]] = {client: [0.3 * i] for i, client in enumerate(waiting)}
+    sends_at: set[float] = set()
     now = 0.0
-    for step in range(1, 40):
+    for step in range(1, 120):
         now = step * 0.25
         core.receive_datagram(ack(0), A, now)  # a slow master keeps the session busy
         core.handle_timer(now)
-        heard += [now for kind, _, addr in parse(core.datagrams_to_send(now)) if addr == B]
-    gaps = [b - a for a, b in zip([0.0, *heard], heard, strict=False)]
-    assert heard and max(gaps) <= 1.25
+        for _kind, _, addr in parse(core.datagrams_to_send(now)):
+            if addr in heard:
+                heard[addr].append(now)
+                sends_at.add(now)
+    for times in heard.values():
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert gaps and max(gaps) <= 2 * tuning.keepalive + tuning.tick
+    assert len(sends_at) <= 30 / tuning.keepalive + 1, "one round per keepalive, not one per client"
 
 
 def test_files_over_65535_blocks_cannot_be_a_session() -> None:
@@ -206,13 +243,15 @@ def test_mtftp_silent_listener_that_finished_is_released_not_failed() -> None:
     assert core.finished
 
 
-def test_mtftp_request_with_no_stream_flowing_is_answered_at_once() -> None:
+def test_mtftp_request_with_no_stream_flowing_is_answered_at_once_on_the_group() -> None:
     core = session(mtftp=True, size=5000, blksize=512)
     core.add_request(A, [], 0.0)
     core.receive_datagram(ack(1), A, 0.01)
     core.datagrams_to_send(0.01)
     core.add_request(B, [], 0.5)  # the master has been quiet for 0.49 s: nothing for B to hear
-    assert parse(core.datagrams_to_send(0.5)) == [("DATA", 2, B)]
+    assert parse(core.datagrams_to_send(0.5)) == [("DATA", 2, ("239.255.0.0", 1758))]
+    core.add_request(C, [], 0.52)  # the same pause: that group DATA answered C too
+    assert parse(core.datagrams_to_send(0.52)) == []
 
 
 def test_mtftp_repeated_or_reopened_request_is_answered_at_once() -> None:
@@ -226,7 +265,9 @@ def test_mtftp_repeated_or_reopened_request_is_answered_at_once() -> None:
     assert ("DATA", 3, B) in parse(core.datagrams_to_send(0.04))
     reopened = (B[0], B[1] + 7)  # iPXE reopens on a new port after 0.25 s without a packet
     core.add_request(reopened, [], 0.4)
-    assert ("DATA", 3, reopened) in parse(core.datagrams_to_send(0.4))
+    assert ("DATA", 3, ("239.255.0.0", 1758)) in parse(core.datagrams_to_send(0.4))  # it hears that
+    core.add_request(reopened, [], 0.65)  # ...unless it did not: then by unicast
+    assert ("DATA", 3, reopened) in parse(core.datagrams_to_send(0.65))
 
 
 def test_mtftp_request_that_may_not_listen_is_answered_at_once() -> None:

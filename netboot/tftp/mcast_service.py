@@ -209,6 +209,8 @@ class MulticastService:
                 return True
         # A session is lock-step for everyone: windowsize is not acknowledged (it means 1).
         acknowledged = [(n, v) for n, v in negotiation.acknowledged if n.lower() != "windowsize"]
-        handle.core.add_request(ctx.client, acknowledged, ctx.now)
+        admitted = handle.core.add_request(ctx.client, acknowledged, ctx.now)
         handle.driver.kick()
+        if not admitted:
+            return self._decline(ctx, f"the session already has {handle.core.tuning.max_members} members")
         return True

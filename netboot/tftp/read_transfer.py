@@ -13,6 +13,15 @@ Why it looks the way it does:
   timer backs off (RFC 1123 4.2.3.2): ``first_retry`` (1 s), then doubling up to
   ``timeout``.  With atftpd's fixed 5 s, a VM on a 5 % lossy link lost two
   packets of an 8 KB fetch and spent 11 s on it (lab CI, 2026-11-28).
+* Nothing is retransmitted to a peer that has never answered.  A request's source
+  address can be spoofed, and whatever goes to an address that never answers is what
+  an attacker aims at a victim (issue 20: six full DATA for one 17-byte RRQ, 184 x;
+  atftpd sent one).  So the first datagram (OACK or DATA 1) goes out once; a client
+  that lost it asks again (iPXE repeats its RRQ after 0.25 s, RFC 1350 clients after
+  their timeout), and the handler answers each repeated RRQ with it once more
+  (:attr:`first_datagram`, ``unicast.UnicastHandler``).  A peer that never answers is
+  dropped silently after ``timeout`` seconds (no ERROR either).  From its first ACK on,
+  the peer is ``proven`` and lost blocks are retransmitted on the timer.
 * A datagram from a foreign TID is answered with ERROR 5 and changes nothing.
   Garbage from the peer is dropped (and reported); only a well-formed ERROR from
   the peer ends the transfer.
@@ -85,7 +94,10 @@ class ReadTransfer(TransferBase):
         self._sent = 0
         self._retries = 0
         self._init_queues()
-        self._deadline: float | None = now + self._first_rto
+        #: The peer has sent an ACK: from now on lost blocks are retransmitted.
+        self.proven = False
+        #: Until proven, the timer only ends the transfer (see the module docstring).
+        self._deadline: float | None = now + self._timeout
         self._oack: bytes | None = None
         self._lockstep = self._window == 1 and not trace
         #: Highest block the fast lane may send: the full blocks of a lock-step transfer
@@ -98,6 +110,8 @@ class ReadTransfer(TransferBase):
             self._events.append(CoreEvent(ev.OACK, {"options": dict(negotiation.acknowledged)}))
         else:
             self._send_window(1)
+        #: What a repeated RRQ of an unproven peer is answered with (immutable bytes).
+        self.first_datagram: bytes = bytes(self._outbox[0][0])
 
     # -- sans-I/O interface ------------------------------------------------------------
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
@@ -151,6 +165,7 @@ class ReadTransfer(TransferBase):
                 return None
             index = 0
         self._acked = sent
+        self.proven = True
         self._retries = 0
         self._deadline = now + self._first_rto
         self._sent = block
@@ -177,6 +192,7 @@ class ReadTransfer(TransferBase):
         if count <= 0:
             return
         self._acked = self._sent + count - 1
+        self.proven = True
         self._sent += count
         self.bytes_sent += count * self._blksize
         self.native_blocks += count
@@ -186,6 +202,14 @@ class ReadTransfer(TransferBase):
     def handle_timer(self, now: float) -> None:
         deadline = self._deadline
         if deadline is None or now < deadline or self.finished:
+            return
+        if not self.proven:
+            self._finish(
+                False,
+                f"no ACK within {self._timeout:g} s: nothing is retransmitted to an address that "
+                "never answered (it may be spoofed); the client can ask again",
+                now,
+            )
             return
         self._retries += 1
         if self._retries > self._max_retries:
@@ -204,6 +228,10 @@ class ReadTransfer(TransferBase):
 
     # -- internals ---------------------------------------------------------------------
     def _on_ack(self, wire_block: int, now: float) -> None:
+        if not self.proven:
+            self.proven = True
+            if self._deadline is not None:
+                self._deadline = min(self._deadline, now + self._first_rto)
         acked = self._acked
         block = acked + ((wire_block - acked) & 0xFFFF)
         if self._trace:

@@ -110,6 +110,20 @@ class ThreadDriver:
                 except OSError:
                     pass
 
+    def send_aside(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send from the transfer's port outside the core (called from the event loop).
+
+        Goes through the unconnected catcher socket that shares the port when there is
+        one; ``sendto`` on a socket the transfer thread also uses is safe.
+        """
+        sock = self._catcher or self.sock
+        if self._closed:
+            return
+        try:
+            sock.sendto(data, addr)
+        except OSError as exc:
+            log.debug("send to %s failed: %s", addr, exc)
+
     def _close_catcher(self) -> None:
         if self._catcher is not None:
             try:
