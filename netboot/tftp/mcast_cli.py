@@ -111,6 +111,8 @@ class RequestForwarding:
     def _forward(self, ctx: RequestContext) -> bool:
         if not ctx.request.is_read:
             return False
+        if ":" in ctx.client[0] or ":" in ctx.local_ip:
+            return False  # IPv6: no multicast and no MTFTP session for it; unicast here
         header = self._HEADER.pack(
             socket.inet_aton(ctx.client[0]), ctx.client[1], socket.inet_aton(ctx.local_ip or "0.0.0.0")
         )

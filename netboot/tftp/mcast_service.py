@@ -153,6 +153,9 @@ class MulticastService:
             return False
         if request.mode != "octet":
             return self._decline(ctx, f"mode {request.mode} is never multicast")
+        if ":" in ctx.local_ip or ":" in ctx.client[0]:
+            # The pool's groups are IPv4 (atftpd's too): an IPv6 client is served by unicast.
+            return self._decline(ctx, "RFC 2090 groups are IPv4; an IPv6 request is served by unicast")
         try:
             path = os.path.realpath(resolve(config.root, request.filename))
         except PathRefused:
