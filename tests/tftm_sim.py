@@ -10,12 +10,13 @@ one file, the OACK options iPXE asks for, a new session (and wave) when the last
 from __future__ import annotations
 
 import heapq
+import random
 from dataclasses import dataclass, field
 
 from netboot.clients.ipxe_tftp import Finished, IpxeTftpClient, OpenSocket
 from netboot.tftp.mcast_hold import Hold, WaveClock
 from netboot.tftp.mcast_pool import GroupPort
-from netboot.tftp.multicast import MulticastSession
+from netboot.tftp.multicast import MulticastSession, Tuning
 
 Address = tuple[str, int]
 SERVER_IP = "192.0.2.1"
@@ -36,6 +37,11 @@ class SimClient:
     start: float
     #: Default 192.0.2.<10 + index>; give another client's to play that node asking again.
     ip: str | None = None
+    #: Share of datagrams lost each way on this client's link (its tap), seeded.
+    loss: float = 0.0
+    seed: int = 0
+    #: iPXE-faithful client settings (netboot.clients.ipxe_tftp.IpxeTftpClient), e.g. deaf.
+    options: dict[str, object] = field(default_factory=dict)
     core: IpxeTftpClient | None = None
     address: Address = ("0.0.0.0", 0)
     sockets: int = 0
@@ -56,6 +62,7 @@ class TftmSim:
     until_session_ends: bool = False
     #: ``tftm`` (RFC 2090, port 69) or ``mtftp`` (PXE MTFTP, port 1759, 512-byte blocks).
     scheme: str = "tftm"
+    tuning: Tuning | None = None
     #: What the session sent to the silent requesters: datagrams and bytes.
     to_silent: list[tuple[float, bytes]] = field(default_factory=list)
 
@@ -100,11 +107,14 @@ class TftmSim:
                 elif isinstance(event, Finished):
                     self.log.append((now, "client_finished", {"client": index, "ok": event.ok}))
             for data, destination in core.datagrams_to_send(now):
+                if client.loss and uplinks[index].random() < client.loss:
+                    continue  # lost on the way to the server
                 if destination == LISTEN and mtftp:
                     self.log.append((now, "client_fallback", {"client": index}))  # plain TFTP: a failure
                     continue
                 send("listen" if destination == listen else "session", index, data, client.address)
 
+        uplinks = [random.Random(client.seed + 7919) for client in self.clients]
         silent_addresses = {(f"192.0.2.{200 + i % 50}", 6000 + i): i for i in range(len(self.silent))}
         silent_due = sorted(
             (start, address) for address, start in zip(silent_addresses, self.silent, strict=True)
@@ -136,7 +146,7 @@ class TftmSim:
             if session is None:
                 hold = None if mtftp else waves.hold_for("file", source[0], now)
                 session = MulticastSession(
-                    read, len(self.payload), blksize, group, now, mtftp=mtftp, hold=hold
+                    read, len(self.payload), blksize, group, now, mtftp=mtftp, hold=hold, tuning=self.tuning
                 )
                 self.sessions.append(session)
             options = [] if mtftp else [("blksize", str(BLKSIZE)), ("tsize", str(len(self.payload)))]
@@ -164,7 +174,10 @@ class TftmSim:
                 session_io()
             for index, client in enumerate(self.clients):
                 if client.core is None and client.start <= now:
-                    client.core = IpxeTftpClient(SERVER_IP, "/payload", scheme=self.scheme, blksize=BLKSIZE)
+                    client.core = IpxeTftpClient(
+                        SERVER_IP, "/payload", scheme=self.scheme, blksize=BLKSIZE, loss=client.loss,
+                        seed=client.seed, **client.options,  # type: ignore[arg-type]
+                    )
                     client.core.start(now)
                     client_io(index)
             while queue and queue[0][0] <= now:

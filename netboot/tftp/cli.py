@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="S",
-        help="seconds before a retransmission, always (as atftpd); default: 1 s, doubling up to 5 s "
-        "(a client's timeout option overrides either)",
+        help="seconds before a retransmission, always (as atftpd); default: from measured round trips, "
+        "20 ms at least, backing off up to 5 s (a client's timeout option overrides either)",
     )
     p.add_argument(
         "-m",
@@ -250,7 +250,8 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         root=os.path.abspath(args.directory),
         policy=policy,
         retry_timeout=5.0 if args.retry_timeout is None else float(max(1, args.retry_timeout)),
-        first_retry=1.0 if args.retry_timeout is None else None,
+        adaptive_rto=args.retry_timeout is None,
+        first_retry=None,
         max_transfers=max(1, args.maxthread),
         allow_upload=args.allow_upload,
         trace=args.trace,

@@ -9,8 +9,12 @@ Why this design (protocols.md sections 1-3 and 6; docs/multicast.md has the long
 * The master is the oldest unfinished client that answers.  Its ACK n is cumulative
   (iPXE ACKs the first gap of its bitmap) and asks for DATA n+1, which goes to the group.
 * Lost-block repair is ours, not the client's: if the master has not acknowledged the
-  group copy within ``repair_after`` (shorter than iPXE's 0.25 s minimum timer), the
-  block is repeated to the master by unicast.  The master never times out, waiting
+  group copy within its retransmission timeout, the block is repeated to the master by
+  unicast.  The timeout comes from the master's measured round trips (RFC 6298,
+  :mod:`netboot.tftp.rto`, sampled on blocks it acknowledged without a repair; 20 ms at
+  least, 1 s at most, ``repair_after`` before the first sample), so a lost block costs
+  tens of milliseconds on a fast path and a slow master is not repaired (and taken for
+  deaf) needlessly.  ``adaptive_repair=False`` keeps the fixed ``repair_after``.  The master never times out, waiting
   clients keep hearing the stream, and the evidence for deafness comes for free:
 * A master that needed the unicast copy for ``deaf_blocks`` blocks in a row cannot
   hear the group (the stock-ROM bug).  It is served by unicast from the session
@@ -72,6 +76,7 @@ from netboot.tftp.events import CoreEvent
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.packets import ErrorCode, Opcode, encode_error
+from netboot.tftp.rto import RttEstimator
 
 Address = tuple[str, int]
 BlockReader = Callable[[int, int], bytes]
@@ -90,6 +95,10 @@ RELEASED = "released"
 @dataclass
 class Tuning:
     repair_after: float = 0.15
+    #: The master's repair timeout from its round trips (False: always ``repair_after``).
+    adaptive_repair: bool = True
+    repair_floor: float = 0.02
+    repair_ceiling: float = 1.0
     retransmit: float = 0.25
     master_silence: float = 2.0
     promote_timeout: float = 1.0
@@ -132,6 +141,8 @@ class Member:
     #: MTFTP: heard something of the session (unicast DATA, or it joined while the group
     #: stream flowed); only such listeners are probed at the end of a pass.
     contacted: bool = False
+    #: Its round trips while it is the master (the repair timeout, see the docstring).
+    rtt: RttEstimator | None = None
     last_heard: float = 0.0
     last_unicast: float = 0.0
     promoted_at: float | None = None
@@ -227,29 +238,31 @@ class MulticastSession:
             return None
         deadline = self._next_tick
         if self.master is not None and self.pending:
-            wait = self.tuning.repair_after if self.pending_via == "group" else self.tuning.retransmit
-            deadline = min(deadline, self.pending_sent + wait)
+            deadline = min(deadline, self.pending_sent + self._repair_wait(self.master))
         if self._keepalive_due_possible():
             deadline = min(deadline, self.last_group_send + self.tuning.mtftp_gap)
-        if self.group_closed:
-            for _member, due in self._tail_deadlines():
-                deadline = min(deadline, due)
+        for _member, due in self._tail_deadlines():
+            deadline = min(deadline, due)
         if self.hold_until is not None:
             deadline = min(deadline, self.hold_until)
         return deadline
 
     def _tail_deadlines(self) -> list[tuple[Member, float]]:
-        """Closed group: when each unicast tail or unanswered probe must be sent again.
+        """When each unicast-served client's DATA (and, closed group, each probe) goes again.
 
         iPXE's MTFTP client reopens (and then falls back to plain TFTP over a stale size,
         docs/multicast.md) when its 0.25 s timer expires, so a lost unicast DATA is
-        repeated after ``repair_after`` and a probe after ``mtftp_gap``, not on the tick.
+        repeated within its round-trip timeout, at most ``repair_after``, and a probe after
+        ``mtftp_gap``, not on the 0.25 s tick (a deaf ``tftm://`` client gains the same).
         """
         due = []
         for member in self.members.values():
             if member.state == UNICAST and member.pending:
-                due.append((member, member.pending_sent + self.tuning.repair_after))
-            elif member.state == WAITING and member.promoted_at is not None:
+                wait = self.tuning.repair_after
+                if member.rtt is not None:
+                    wait = min(wait, member.rtt.base)
+                due.append((member, member.pending_sent + wait))
+            elif self.group_closed and member.state == WAITING and member.promoted_at is not None:
                 due.append((member, member.last_unicast + self.tuning.mtftp_gap))
         return due
 
@@ -259,13 +272,12 @@ class MulticastSession:
         master = self.master
         if master is not None and self.pending:
             self._master_timer(master, now)
-        if self._keepalive_due_possible() and now - self.last_group_send >= self.tuning.mtftp_gap:
+        if self._keepalive_due_possible() and now >= self.last_group_send + self.tuning.mtftp_gap:
             self._mtftp_keepalive(now)
-        if self.group_closed:
-            for member, due in self._tail_deadlines():
-                if due <= now:
-                    block = member.pending if member.state == UNICAST else member.have + 1
-                    self._send_unicast(member, block, now)
+        for member, due in self._tail_deadlines():
+            if due <= now:
+                block = member.pending if member.state == UNICAST else member.have + 1
+                self._send_unicast(member, block, now)
         if self.hold_until is not None and now >= self.hold_until:
             self._check_hold(now)
         if now >= self._next_tick:
@@ -483,6 +495,7 @@ class MulticastSession:
                 self.master = member
                 member.state = MASTER
                 member.acking = True
+                self._measure(member)
                 self.pending = 0
                 self._emit("mcast_master", client=member.text, from_block=number + 1, reason="probe")
                 self._master_ack(member, number + 1, now)
@@ -497,15 +510,23 @@ class MulticastSession:
             return
         member.acking = True
 
+    def _repair_wait(self, master: Member) -> float:
+        tuning = self.tuning
+        if master.rtt is not None:
+            return master.rtt.rto
+        return tuning.repair_after if self.pending_via == "group" else tuning.retransmit
+
     def _master_ack(self, master: Member, block: int, now: float) -> None:
         if block == self.pending:
             # The master still lacks the pending block: repeat it (not a duplicate within RTT).
-            if now - self.pending_sent >= self.tuning.repair_after / 2:
+            if now - self.pending_sent >= self._repair_wait(master) / 2:
                 self._repair(master, now)
             return
         if self.pending and block > self.pending:
             if self.pending_via == "group":
                 master.consecutive_repairs = 0
+                if master.rtt is not None:  # sent once, answered: a round trip (Karn)
+                    master.rtt.sample(now - self.pending_sent)
             elif master.consecutive_repairs >= self.tuning.deaf_blocks:
                 self._declare_deaf(master, block, now)
                 return
@@ -516,6 +537,8 @@ class MulticastSession:
         if self.pending_via == "group":
             master.consecutive_repairs += 1
             master.repairs += 1
+        if master.rtt is not None:
+            master.rtt.timed_out()
         self._send_unicast(master, self.pending, now)
         if self.mtftp and self.answered_once:
             self._send_group(self.pending, now)  # MTFTP listeners reopen after 0.25 s of silence
@@ -525,8 +548,7 @@ class MulticastSession:
         if now - master.last_heard >= self.tuning.master_silence:
             self._skip(master, now, reason=f"master silent for {now - master.last_heard:.1f} s")
             return
-        wait = self.tuning.repair_after if self.pending_via == "group" else self.tuning.retransmit
-        if now - self.pending_sent >= wait:
+        if now >= self.pending_sent + self._repair_wait(master):  # as get_timer computes it
             self._repair(master, now)
 
     def _declare_deaf(self, member: Member, block: int, now: float) -> None:
@@ -563,8 +585,15 @@ class MulticastSession:
         member.last_heard = now
         member.promoted_at = now  # until its first ACK; skipped (or dropped) if it never answers
         member.repeat_offer = repeat_offer or self.mtftp
+        self._measure(member)
         self.pending = 0
         self._emit("mcast_master", client=member.text, reason=reason, from_block=member.have + 1)
+
+    def _measure(self, member: Member) -> None:
+        """Give a new master its round-trip estimator (kept if it leads again)."""
+        tuning = self.tuning
+        if tuning.adaptive_repair and member.rtt is None:
+            member.rtt = RttEstimator(tuning.repair_floor, tuning.repair_ceiling, tuning.repair_after)
 
     def _finish_member(self, member: Member, now: float, ok: bool, reason: str) -> None:
         member.state = DONE if ok else GONE
@@ -772,8 +801,6 @@ class MulticastSession:
             if member.state == UNICAST:
                 if now - member.last_heard >= tuning.unicast_silence:
                     self._finish_member(member, now, ok=False, reason="unicast client silent")
-                elif now - member.pending_sent >= tuning.retransmit:
-                    self._send_unicast(member, member.pending, now)
             elif (
                 keepalive_round
                 and member.state == WAITING

@@ -18,6 +18,7 @@ from netboot.tftp.options import Negotiation, OptionRefused, negotiate
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
 from netboot.tftp.read_transfer import ReadTransfer
+from netboot.tftp.rto import RttEstimator
 from netboot.tftp.sources import BlockSource, FileSource
 from netboot.tftp.write_transfer import WriteTransfer
 
@@ -196,6 +197,7 @@ def _start_read(
         trace=config.trace,
         check_port=config.check_port,
         first_retry=config.first_retry,
+        rtt=RttEstimator(ceiling=config.retry_timeout) if config.adaptive_rto else None,
     )
     log.info(
         "serving %r to %s (blksize %d, windowsize %d, %s bytes)",
