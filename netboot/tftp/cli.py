@@ -157,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"...but start S seconds after the first request at the latest (default {Hold.max_wait:g}); "
         "waiting clients get an OACK every second, so iPXE never times out",
     )
+    p.add_argument(
+        "--mcast-window",
+        type=int,
+        default=1,
+        metavar="N",
+        help="RFC 2090 and MTFTP sessions: up to N blocks in flight ahead of the master, grown from 1 "
+        "while nobody is seen to fall behind (default 1: lock-step; docs/multicast.md, "
+        "'More than one block in flight': slow listeners can lose a window's surplus)",
+    )
     p.add_argument("directory", nargs="?", default="/srv/tftp")
     return p
 

@@ -14,8 +14,9 @@ Why this design (protocols.md sections 1-3 and 6; docs/multicast.md has the long
   :mod:`netboot.tftp.rto`, sampled on blocks it acknowledged without a repair; 20 ms at
   least, 1 s at most, ``repair_after`` before the first sample), so a lost block costs
   tens of milliseconds on a fast path and a slow master is not repaired (and taken for
-  deaf) needlessly.  ``adaptive_repair=False`` keeps the fixed ``repair_after``.  The master never times out, waiting
-  clients keep hearing the stream, and the evidence for deafness comes for free:
+  deaf) needlessly.  ``adaptive_repair=False`` keeps the fixed ``repair_after``.  The
+  master never times out, waiting clients keep hearing the stream, and the evidence for
+  deafness comes for free:
 * A master that needed the unicast copy for ``deaf_blocks`` blocks in a row cannot
   hear the group (the stock-ROM bug).  It is served by unicast from the session
   socket in parallel, ``multicast_not_received`` records the evidence, and the group
@@ -75,6 +76,7 @@ from typing import Any
 from netboot.tftp.events import CoreEvent
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_pool import GroupPort
+from netboot.tftp.mcast_window import StreamWindow
 from netboot.tftp.packets import ErrorCode, Opcode, encode_error
 from netboot.tftp.rto import RttEstimator
 
@@ -109,6 +111,8 @@ class Tuning:
     keepalive: float = 2.0
     #: Active members (not done or gone) of one session; more requests go unicast.
     max_members: int = 512
+    #: ``--mcast-window``: blocks in flight ahead of the master at most (mcast_window.py).
+    window: int = 1
     deaf_blocks: int = 3
     unicast_silence: float = 10.0
     tick: float = 0.25
@@ -143,6 +147,8 @@ class Member:
     contacted: bool = False
     #: Its round trips while it is the master (the repair timeout, see the docstring).
     rtt: RttEstimator | None = None
+    #: The block from which it was last seen to fall behind a window (mcast_window.py).
+    behind_from: int = 0
     last_heard: float = 0.0
     last_unicast: float = 0.0
     promoted_at: float | None = None
@@ -204,6 +210,13 @@ class MulticastSession:
         self.last_group_block = 0
         self.keepalives = 0
         self.block_last_group = [-1.0] * (self.blocks + 1)
+        #: When each block first went to the group, and whether a window was open then.
+        self.block_first_group = [-1.0] * (self.blocks + 1)
+        self.block_windowed = bytearray(self.blocks + 1)
+        self.window = StreamWindow(self.tuning.window)
+        #: The newest block sent to the group for the current master, and its stuck ACKs.
+        self.sent_ahead = 0
+        self._stuck_acks = 0
         self.probing_until: float | None = None
         #: Some member has answered: a real client is here, keepalives and probes may flow.
         self.answered_once = False
@@ -475,6 +488,8 @@ class MulticastSession:
             self._unicast_ack(member, number, now)
             return
         if member is self.master:
+            if member.promoted_at is not None:  # its first answer as master
+                self._check_behind(member, number + 1, now)
             member.acking = True
             member.promoted_at = None
             self._master_ack(member, number + 1, now)
@@ -496,7 +511,8 @@ class MulticastSession:
                 member.state = MASTER
                 member.acking = True
                 self._measure(member)
-                self.pending = 0
+                self._new_stream()
+                self._check_behind(member, number + 1, now)
                 self._emit("mcast_master", client=member.text, from_block=number + 1, reason="probe")
                 self._master_ack(member, number + 1, now)
             elif not self.mtftp:
@@ -504,6 +520,7 @@ class MulticastSession:
             return
         if self.mtftp:
             member.acking = True
+            self._check_behind(member, number + 1, now)
             return
         if not member.acking and number == 0:
             member.rfc_style = True  # RFC 2090 example: a non-master confirms its OACK with ACK 0
@@ -517,11 +534,20 @@ class MulticastSession:
         return tuning.repair_after if self.pending_via == "group" else tuning.retransmit
 
     def _master_ack(self, master: Member, block: int, now: float) -> None:
+        """The master asks for ``block`` (its ACK is the block before its first gap)."""
         if block == self.pending:
+            if self.sent_ahead > self.pending:
+                # Later blocks are in flight and each brings the same ACK: it lost this one.
+                self._stuck_acks += 1
+                if self._stuck_acks == 2:
+                    self._window_sign("the master's ACKs stopped at a gap", now)
+                    self._repair(master, now)
+                return
             # The master still lacks the pending block: repeat it (not a duplicate within RTT).
             if now - self.pending_sent >= self._repair_wait(master) / 2:
                 self._repair(master, now)
             return
+        self._stuck_acks = 0
         if self.pending and block > self.pending:
             if self.pending_via == "group":
                 master.consecutive_repairs = 0
@@ -530,8 +556,24 @@ class MulticastSession:
             elif master.consecutive_repairs >= self.tuning.deaf_blocks:
                 self._declare_deaf(master, block, now)
                 return
-        self._send_group(block, now)
-        self.pending, self.pending_sent, self.pending_via = block, now, "group"
+            self.window.acknowledged(min(block, self.sent_ahead + 1) - self.pending)
+        if block > self.sent_ahead:
+            self._send_group(block, now)
+            self.sent_ahead = block
+        self.pending, self.pending_sent, self.pending_via = block, self.block_last_group[block], "group"
+        last = min(self.blocks, block + self.window.blocks - 1)
+        for ahead in range(self.sent_ahead + 1, last + 1):
+            self._send_group(ahead, now)
+        self.sent_ahead = max(self.sent_ahead, last)
+
+    def _window_sign(self, reason: str, now: float) -> None:
+        """Evidence that a client does not keep up with the window (mcast_window.py)."""
+        if self.tuning.window <= 1:
+            return
+        before = self.window.blocks
+        self.window.fell_behind()
+        self._emit("mcast_window", blocks=self.window.blocks, before=before, reason=reason,
+                   closed=self.window.closed)
 
     def _repair(self, master: Member, now: float) -> None:
         if self.pending_via == "group":
@@ -586,8 +628,27 @@ class MulticastSession:
         member.promoted_at = now  # until its first ACK; skipped (or dropped) if it never answers
         member.repeat_offer = repeat_offer or self.mtftp
         self._measure(member)
-        self.pending = 0
+        self._new_stream()
         self._emit("mcast_master", client=member.text, reason=reason, from_block=member.have + 1)
+
+    def _new_stream(self) -> None:
+        """A new master: nothing of its stream is in flight yet; the window starts at 1."""
+        self.pending = 0
+        self.sent_ahead = 0
+        self._stuck_acks = 0
+        self.window.restart()
+
+    def _check_behind(self, member: Member, first_gap: int, now: float) -> None:
+        """A client asks for a block that went out in a window while it listened: it fell behind."""
+        if not (1 <= first_gap <= self.blocks) or first_gap <= member.behind_from:
+            return
+        first_sent = self.block_first_group[first_gap]
+        if not self.block_windowed[first_gap] or first_sent < member.joined_at:
+            return
+        if first_gap + self.window.blocks > self.sent_ahead and member is self.master:
+            return  # still in flight to this master: its own gap is handled by its ACKs
+        member.behind_from = first_gap
+        self._window_sign(f"{member.text} missed block {first_gap}, sent in a window while it listened", now)
 
     def _measure(self, member: Member) -> None:
         """Give a new master its round-trip estimator (kept if it leads again)."""
@@ -838,6 +899,10 @@ class MulticastSession:
         return self.read((block - 1) * self.blksize, self.blksize)
 
     def _send_group(self, block: int, now: float) -> None:
+        if self.block_first_group[block] < 0:
+            self.block_first_group[block] = now
+            if self.window.blocks > 1:
+                self.block_windowed[block] = 1
         payload = self._payload(block)
         self._out.append((struct.pack("!HH", Opcode.DATA, block & 0xFFFF) + payload, self.group_addr))
         self.group_bytes += len(payload)
