@@ -120,9 +120,15 @@ class TftmSim:
             (start, address) for address, start in zip(silent_addresses, self.silent, strict=True)
         )
 
+        def live() -> list[MulticastSession]:
+            """Sessions still running: the one taking requests, and any that only linger."""
+            return [s for s in self.sessions if not s.finished]
+
         def session_io() -> None:
-            if session is None:
-                return
+            for running in self.sessions:  # a session that just ended still has its last events
+                one_session_io(running)
+
+        def one_session_io(session: MulticastSession) -> None:
             for data, destination in session.datagrams_to_send(now):
                 if destination in silent_addresses:
                     self.to_silent.append((now, data))
@@ -141,8 +147,8 @@ class TftmSim:
         def request(index: int, data: bytes, source: Address) -> None:
             nonlocal session
             assert mtftp or b"multicast\0" in data, "a tftm client asked without the multicast option"
-            if session is not None and session.finished:
-                session = None
+            if session is not None and not session.accepting():
+                session = None  # ended, or lingers for a quiet client: a new request opens another
             if session is None:
                 hold = None if mtftp else waves.hold_for("file", source[0], now)
                 session = MulticastSession(
@@ -156,15 +162,16 @@ class TftmSim:
             candidates = [queue[0][0]] if queue else []
             if silent_due:
                 candidates.append(silent_due[0][0])
-            if session is not None and (timer := session.get_timer()) is not None:
-                candidates.append(timer)
+            for running in live():
+                if (timer := running.get_timer()) is not None:
+                    candidates.append(timer)
             for client in self.clients:
                 if client.core is None:
                     candidates.append(client.start)
                 elif not client.core.done and (timer := client.core.get_timer()) is not None:
                     candidates.append(timer)
             everyone_done = all(c.core is not None and c.core.done for c in self.clients)
-            session_over = not self.until_session_ends or session is None or session.finished
+            session_over = not self.until_session_ends or not live()
             if not candidates or (everyone_done and not silent_due and session_over):
                 break
             now = max(now, min(candidates))
@@ -187,15 +194,16 @@ class TftmSim:
                 if kind == "listen":
                     request(index, data, source)
                 elif kind == "session":
-                    if session is not None:
-                        session.receive_datagram(data, source, now)
+                    owner = next((s for s in live() if source in s.members), session)
+                    if owner is not None:
+                        owner.receive_datagram(data, source, now)
                 elif kind == "group":
                     core.receive_datagram(data, source, now, group=group_address)
                 else:
                     core.receive_datagram(data, source, now)
                 client_io(index)
-            if session is not None:
-                session.handle_timer(now)
+            for running in live():
+                running.handle_timer(now)
             session_io()
             for index, client in enumerate(self.clients):
                 if client.core is not None and not client.core.done:

@@ -45,6 +45,16 @@ Why this design (protocols.md sections 1-3 and 6; docs/multicast.md has the long
   long: a deaf waiting client would otherwise hit iPXE's 15.75 s silence limit.
 * At most ``max_members`` members are active at once; the service serves more by
   unicast (a flood of requests must not grow one session without bound).
+* No slow listener is left behind (issue 18: a TCG guest that was not scheduled for a
+  second or two missed its promotion, was dropped, and timed out).  A client that heard
+  the stream (it answered, or joined while a master that answered led) and then went
+  quiet is skipped, never failed: the group goes on without it, and once nobody is left
+  the session *lingers* (``give_up_after``, 16 s, longer than iPXE's 15.75 s silence
+  limit) without sending anything.  A late ACK in that time brings it back, and it gets
+  the rest (it leads, the group being free).  Only when the linger ends, or a client
+  served by unicast stays silent as long, is it given up, with an ERROR it can act on
+  (never silence); an MTFTP client that stops ACKing what it hears is just a quiet
+  listener again.
 * ``mtftp=True`` is PXE MTFTP: no OACK, 512-byte blocks.  A request that arrives while
   the group stream flows is left to the stream: the requester hears group DATA within
   ``listen_window`` and stays a silent listener, as MTFTP intends (an iPXE client that
@@ -114,7 +124,10 @@ class Tuning:
     #: ``--mcast-window``: blocks in flight ahead of the master at most (mcast_window.py).
     window: int = 1
     deaf_blocks: int = 3
-    unicast_silence: float = 10.0
+    #: A unicast-served client silent this long is given up (with an ERROR).
+    unicast_silence: float = 16.0
+    #: How long a session with no active client waits for one that went quiet (see above).
+    give_up_after: float = 16.0
     tick: float = 0.25
     #: MTFTP: a request within this long of the last group DATA is left to the stream.
     listen_window: float = 0.1
@@ -149,6 +162,15 @@ class Member:
     rtt: RttEstimator | None = None
     #: The block from which it was last seen to fall behind a window (mcast_window.py).
     behind_from: int = 0
+    #: It joined while a master that had answered led: it heard the stream (a listener).
+    listener: bool = False
+    #: It ACKed as the master (or, MTFTP, ACKed what it heard): ``have`` is what it holds.
+    led: bool = False
+
+    @property
+    def heard_stream(self) -> bool:
+        """A real client in all likelihood: it answered, or listened to a stream a real master led."""
+        return self.answered or self.listener
     last_heard: float = 0.0
     last_unicast: float = 0.0
     promoted_at: float | None = None
@@ -220,6 +242,8 @@ class MulticastSession:
         self.probing_until: float | None = None
         #: Some member has answered: a real client is here, keepalives and probes may flow.
         self.answered_once = False
+        #: Set when no client is active but some went quiet unfinished (see the docstring).
+        self.linger_until: float | None = None
         self._next_tick = now + self.tuning.tick
         self._next_keepalive = now + self.tuning.keepalive
         # figures
@@ -258,6 +282,8 @@ class MulticastSession:
             deadline = min(deadline, due)
         if self.hold_until is not None:
             deadline = min(deadline, self.hold_until)
+        if self.linger_until is not None:
+            deadline = min(deadline, self.linger_until)
         return deadline
 
     def _tail_deadlines(self) -> list[tuple[Member, float]]:
@@ -293,6 +319,9 @@ class MulticastSession:
                 self._send_unicast(member, block, now)
         if self.hold_until is not None and now >= self.hold_until:
             self._check_hold(now)
+        if self.linger_until is not None and now >= self.linger_until:
+            self._give_up_quiet(now)
+            return
         if now >= self._next_tick:
             self._next_tick = now + self.tuning.tick
             self._housekeeping(now)
@@ -319,11 +348,12 @@ class MulticastSession:
 
     # --- requests (from the listening socket, via the service) -------------------------
 
-    def accepting(self) -> bool:
-        return not self.finished
-
     def active_members(self) -> int:
         return sum(1 for m in self.members.values() if m.state not in (DONE, GONE, RELEASED))
+
+    def accepting(self) -> bool:
+        """New requests join this session (not one that only lingers for a quiet client)."""
+        return not self.finished and self.linger_until is None
 
     def add_request(
         self, addr: Address, acknowledged: list[tuple[str, str]], now: float, may_listen: bool = True
@@ -356,6 +386,8 @@ class MulticastSession:
             self._make_master(member, now, reason="first" if not late else "idle")
         elif not self.mtftp and not held and self._master_unanswered():
             member.promoted_at = now  # RFC 2090: a candidate too; the first to answer leads
+        elif not self.mtftp:
+            member.listener = self.master is not None and self.master.answered
         self._emit("mcast_join", client=member.text, master=member is self.master, late=late,
                    stream_block=self.pending, **({"held": True} if held else {}))
         self._answer_request(member, now, answer_now=not may_listen)
@@ -395,14 +427,14 @@ class MulticastSession:
             self._answer_master(member, now)
             return
         if not answer_now and not member.acking and self._stream_flowing(now):
-            member.contacted = True
+            member.contacted = member.listener = True
             self._emit("mcast_listen", client=member.text, stream_block=self.pending)
             return
         if not answer_now and self.master is not None and self.master.answered:
             # A pause in a running pass: one group DATA answers every requester at once.
             if now - self.last_group_send >= self.tuning.mtftp_gap:
                 self._send_group(self.pending or self.last_group_block or 1, now)
-            member.contacted = True
+            member.contacted = member.listener = True
             self._emit("mcast_listen", client=member.text, stream_block=self.pending)
             return
         if not answer_now and not self.group_closed:
@@ -476,7 +508,9 @@ class MulticastSession:
         member.last_heard = now
         if member.state in (GONE, RELEASED):
             member.state = WAITING  # it was not gone after all
-            self._emit("mcast_client_back", client=member.text)
+            member.probes = 0
+            self.linger_until = None
+            self._emit("mcast_client_back", client=member.text, first_gap=number + 1)
         if member.state == DONE:
             return
         if number > member.have:
@@ -490,7 +524,7 @@ class MulticastSession:
         if member is self.master:
             if member.promoted_at is not None:  # its first answer as master
                 self._check_behind(member, number + 1, now)
-            member.acking = True
+            member.acking = member.led = True
             member.promoted_at = None
             self._master_ack(member, number + 1, now)
             return
@@ -519,7 +553,7 @@ class MulticastSession:
                 self._send_oack(member, now, master=False, full=False)  # answered a probe too late
             return
         if self.mtftp:
-            member.acking = True
+            member.acking = member.led = True
             self._check_behind(member, number + 1, now)
             return
         if not member.acking and number == 0:
@@ -854,14 +888,19 @@ class MulticastSession:
                 and member.acking
                 and now - member.last_heard >= tuning.master_silence
             ):
-                self._finish_member(member, now, ok=False, reason="stopped acknowledging the group stream")
+                # Quiet, not gone: a guest the host did not schedule ACKs again when it runs.
+                member.acking = False
+                quiet = now - member.last_heard
+                self._emit("mcast_client_quiet", client=member.text,
+                           reason=f"stopped acknowledging the group stream {quiet:.1f} s ago; "
+                           "a listener again, probed at the end of the pass")
         keepalive_round = now >= self._next_keepalive
         if keepalive_round:
             self._next_keepalive = now + tuning.keepalive
         for member in self.members.values():
             if member.state == UNICAST:
                 if now - member.last_heard >= tuning.unicast_silence:
-                    self._finish_member(member, now, ok=False, reason="unicast client silent")
+                    self._give_up(member, now, f"no ACK for {now - member.last_heard:.0f} s")
             elif (
                 keepalive_round
                 and member.state == WAITING
@@ -875,11 +914,60 @@ class MulticastSession:
             self._elect(now)
         self._check_finished(now)
 
+    def _owed(self, member: Member) -> bool:
+        """Went quiet, heard the stream, and cannot have the whole file: worth waiting for.
+
+        A listener present while every block went out (again) probably finished silently,
+        as iPXE non-masters do: it is owed nothing (no linger, no ERROR).
+        """
+        if member.state not in (GONE, RELEASED) or not member.heard_stream or member.have >= self.blocks:
+            return False
+        if member.led:
+            return True  # its own ACKs as a master (or an MTFTP listener that ACKs) said what it lacks
+        return member.joined_at > min(self.block_last_group[1:])
+
     def _check_finished(self, now: float) -> None:
         if self.finished:
             return
         if any(m.state in (WAITING, MASTER, UNICAST) for m in self.members.values()):
             return
+        if self.linger_until is None and any(self._owed(m) for m in self.members.values()):
+            self.linger_until = now + self.tuning.give_up_after
+            self._emit("mcast_linger", seconds=self.tuning.give_up_after,
+                       clients=sum(1 for m in self.members.values() if self._owed(m)))
+            return
+        if self.linger_until is not None and now < self.linger_until:
+            return
+        self._end(now)
+
+    def _give_up(self, member: Member, now: float, reason: str) -> None:
+        """Stop serving ``member`` and tell it so: an ERROR it can act on, never silence."""
+        text = (f"pyatftpd gave up on this transfer: {reason}; fetch the file again")
+        self._out.append((encode_error(ErrorCode.NOT_DEFINED, text), member.addr))
+        member.state = GONE
+        self._emit("mcast_client_gone", client=member.text, reason=reason, ok=False,
+                   seconds=round(now - member.joined_at, 4), error_sent=True)
+        if self.master is member:
+            self.master = None
+            self.pending = 0
+            self._elect(now)
+        self._check_finished(now)
+
+    def _give_up_quiet(self, now: float) -> None:
+        """The linger is over: whoever went quiet unfinished hears that it was given up."""
+        self.linger_until = None
+        if any(m.state in (WAITING, MASTER, UNICAST) for m in self.members.values()):
+            return
+        waited = f"no answer for {self.tuning.give_up_after:.0f} s"
+        text = f"pyatftpd gave up on this transfer: {waited}; fetch the file again"
+        for member in self.members.values():
+            if self._owed(member):
+                self._out.append((encode_error(ErrorCode.NOT_DEFINED, text), member.addr))
+                self._emit("mcast_client_gone", client=member.text, ok=False, error_sent=True,
+                           reason=f"{waited} after the session went quiet")
+        self._end(now)
+
+    def _end(self, now: float) -> None:
         self.finished = True
         self._emit(
             "mcast_session_end",
