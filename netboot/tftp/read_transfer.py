@@ -13,9 +13,9 @@ Why it looks the way it does:
   rule, back-off, a 20 ms floor) unless the client asked for one (RFC 2349 ``timeout``)
   or the operator set ``--retry-timeout``: those are used exactly, as atftpd does.  With
   atftpd's fixed 5 s a VM on a 5 % lossy link needed 97 s for 2 MiB (issue 18).
-  Round trips are sampled on blocks sent once; in the fast lanes, where the clock is
-  read every 32 blocks, as the mean time per block of such a run (in lock-step each
-  block is one round trip).  A duplicate ACK is never answered, except that one that
+  Round trips are sampled on blocks sent once by the general path, which therefore
+  takes one block in ``SAMPLE_EVERY`` from the fast lanes (they read the clock too
+  rarely); the first datagram is no sample (its time includes starting the transfer).  A duplicate ACK is never answered, except that one that
   arrives while the timer is backed off (the client is back after a stall) brings the
   next retransmission forward to one un-backed-off RTO: at most one send per duplicate
   ACK.  An adaptive transfer gives up after ``max_retries * timeout`` seconds without
@@ -57,6 +57,8 @@ from netboot.tftp.transfer_base import Address, TransferBase
 _DATA_HEADER = struct.Struct("!HH").pack
 #: ``last_block`` while a streamed source has not shown its end yet.
 _UNKNOWN_END = 1 << 62
+#: The fast lanes leave every 64th block to the general path, which samples a round trip.
+SAMPLE_EVERY = 64
 
 
 class ReadTransfer(TransferBase):
@@ -101,6 +103,9 @@ class ReadTransfer(TransferBase):
         self._last_progress = now
         #: The round-trip sample in flight: (block, time sent); None once retransmitted.
         self._probe: tuple[int, float] | None = None
+        #: The newest block the timer sent again; an ACK beyond it clears the back-off.
+        self._resent = 0
+        self._backed_off = False
         #: Fast lanes: the clock and the newest block when the clock was last read.
         self._lane_clock = 0.0
         self._lane_sent = 0
@@ -129,13 +134,17 @@ class ReadTransfer(TransferBase):
         #: What the lanes may use of ``_fast_last``: nothing until the first round trip was
         #: measured by the general path (the lanes read the clock too rarely to do it).
         self._lane_last = self._fast_last if self._rtt is None else 0
+        #: Where a lane run stops: ``_lane_last``, or (adaptive) the block before the next one
+        #: the general path samples a round trip on (``_next_probe``, every ``SAMPLE_EVERY``).
+        self._lane_stop = self._lane_last
+        self._next_probe = 0
         if negotiation.needs_oack:
             self._oack = encode(OAck(tuple(negotiation.acknowledged)))
             self._outbox.append((self._oack, peer))
             self._events.append(CoreEvent(ev.OACK, {"options": dict(negotiation.acknowledged)}))
-            self._probe = (0, now)
         else:
             self._send_window(1, now)
+        self._probe = None  # includes the transfer's start-up: no sample
         #: What a repeated RRQ of an unproven peer is answered with (immutable bytes).
         self.first_datagram: bytes = bytes(self._outbox[0][0])
 
@@ -175,7 +184,8 @@ class ReadTransfer(TransferBase):
         sent = self._sent
         if (
             length != 4
-            or sent >= self._lane_last
+            or sent >= self._lane_stop
+            or self._probe is not None
             or ack[3] != sent & 0xFF
             or ack[2] != (sent >> 8) & 0xFF
             or ack[1] != 4
@@ -195,6 +205,8 @@ class ReadTransfer(TransferBase):
         self._retries = 0
         if now != self._lane_clock:
             self._lane_sample(sent, now)
+        if self._backed_off:
+            self._clear_backoff()
         self._probe = None
         self._deadline = now + self._first_rto
         self._last_progress = now
@@ -210,6 +222,13 @@ class ReadTransfer(TransferBase):
             self._first_rto = self._rtt.rto
         self._lane_clock = now
         self._lane_sent = sent
+
+    def _clear_backoff(self) -> None:
+        """The newest block acknowledged was sent once: the path keeps up with the plain RTO."""
+        self._backed_off = False
+        if self._rtt is not None:
+            self._rtt.answered_in_time()
+            self._first_rto = self._rtt.rto
 
     @property
     def lanes_possible(self) -> bool:
@@ -232,9 +251,10 @@ class ReadTransfer(TransferBase):
         The C loop (lockstep.c) serves the same steady state as :meth:`reply_to_ack`;
         afterwards :meth:`advance_native` brings the core up to date.
         """
-        if self.finished or self._sent >= self._lane_last or self._acked < self._sent - 1:
+        sent = self._sent
+        if self.finished or sent >= self._lane_stop or self._acked < sent - 1 or self._probe is not None:
             return None
-        return self._blksize, self._sent, self._lane_last
+        return self._blksize, sent, self._lane_stop
 
     def advance_native(self, count: int, now: float, started: float | None = None, idle: float = 0.0) -> None:
         """The C loop sent blocks ``_sent+1 .. _sent+count``, each after the ACK of the one before.
@@ -251,6 +271,8 @@ class ReadTransfer(TransferBase):
         now -= idle  # the newest block went out about then
         self._lane_clock = 0.0
         self._probe = None
+        if self._backed_off:
+            self._clear_backoff()
         self._acked = self._sent + count - 1
         self.proven = True
         self._sent += count
@@ -287,6 +309,7 @@ class ReadTransfer(TransferBase):
         self._lane_clock = 0.0
         if rtt is not None:
             rtt.timed_out()
+            self._backed_off = True
             self._first_rto = rtt.rto
             wait = rtt.rto
         else:
@@ -301,6 +324,7 @@ class ReadTransfer(TransferBase):
             first = self._acked + 1
             self._events.append(CoreEvent(ev.RETRANSMIT, {"block": first & 0xFFFF, **fields}))
             self._send_window(first, now)
+            self._resent = max(self._resent, self._sent)
         self._deadline = now + wait
 
     def _give_up(self, reason: str, now: float) -> None:
@@ -329,12 +353,16 @@ class ReadTransfer(TransferBase):
         self._acked = block
         self._retries = 0
         self._last_progress = now
+        if self._backed_off and block > self._resent:
+            self._clear_backoff()
         probe = self._probe
         if self._rtt is not None and probe is not None and block >= probe[0]:
             self._rtt.sample(now - probe[1])
             self._first_rto = self._rtt.rto
             self._probe = None
             self._lane_last = self._fast_last
+            self._next_probe = block + SAMPLE_EVERY
+            self._lane_stop = min(self._lane_last, self._next_probe - 1)
         if block >= self.last_block:
             self._finish(True, None, now)
             return
@@ -342,7 +370,7 @@ class ReadTransfer(TransferBase):
         self._deadline = now + self._first_rto
 
     def _send_window(self, first: int, now: float) -> None:
-        if first > self._sent and self._probe is None:
+        if first > self._sent and self._probe is None and self._rtt is not None and first >= self._next_probe:
             self._probe = (first, now)
         if self._window == 1 and first > self._sent and not self._trace:  # lock-step fast path
             payload = self._source.read((first - 1) * self._blksize, self._blksize)
@@ -371,7 +399,7 @@ class ReadTransfer(TransferBase):
 
     def _finish(self, ok: bool, reason: str | None, now: float) -> None:
         self.finished = True
-        self._fast_last = self._lane_last = 0
+        self._fast_last = self._lane_last = self._lane_stop = 0
         self.succeeded = ok
         self._deadline = None
         fields: dict[str, object] = {

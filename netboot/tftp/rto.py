@@ -9,8 +9,12 @@ guest answers a block in about one; with atftpd's 5 s (or our former 1 s first r
   1/4), RTO = srtt + max(G, 4 rttvar), clamped to ``[floor, ceiling]``.
 * Karn's rule: a block that was retransmitted gives no sample (which copy was answered?).
 * Back-off: each timeout doubles the RTO (up to ``ceiling``); it is kept until a valid
-  sample arrives (RFC 6298 5.7), so a path slower than the estimate is learnt instead of
-  being retransmitted into forever.
+  sample arrives (RFC 6298 5.7), or until a block that was sent once is acknowledged
+  (``answered_in_time``: that block's own timeout did not fire, so the path is faster than
+  the un-backed-off RTO).  Without the second rule back-off piled up across the losses of
+  a lossy fetch between two samples (5 s timeouts within a second, seen on loopback at
+  5 % loss); with it a path slower than the estimate is still learnt, not retransmitted
+  into forever.
 * ``floor``: 20 ms by default (docs/pyatftpd.md, "Retransmission"): an order of magnitude
   above a LAN round trip and a TCG guest's usual answer, a tenth of iPXE's own 0.25 s
   retry, so the server repairs a loss before the client asks; a spurious retransmission
@@ -67,3 +71,7 @@ class RttEstimator:
 
     def timed_out(self) -> None:
         self.backoff += 1
+
+    def answered_in_time(self) -> None:
+        """A block sent once was acknowledged before its timeout: no back-off is needed."""
+        self.backoff = 0

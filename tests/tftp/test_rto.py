@@ -124,3 +124,36 @@ def test_an_adaptive_read_gives_up_after_the_silence_budget_with_an_error() -> N
     done = [e for e in events(core) if e.name == "done"][0]
     assert "no ACK for" in str(done.fields["reason"])
     assert 8 <= sent <= 20  # backed off up to 5 s between retransmissions, then the ERROR
+
+
+def test_the_first_datagram_is_no_sample() -> None:
+    """Its answer includes starting the transfer (a thread, a file): a VM run measured 14 ms
+    for a 0.15 ms path that way, and every lost block then cost 70 ms."""
+    core = _adaptive(b"x" * 512 * 40)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(1), PEER, 0.5)  # a slow start
+    rtt = core._rtt
+    assert rtt is not None and rtt.srtt is None
+    core.datagrams_to_send(0.5)
+    core.receive_datagram(ack(2), PEER, 0.5002)
+    assert rtt.srtt == pytest.approx(0.0002)
+
+
+def test_back_off_ends_when_a_block_sent_once_is_acknowledged() -> None:
+    """Between two samples a lossy fetch times out several times: back-off must not pile up
+    across those losses (seen: 5 s timeouts on a 0.1 ms path at 5 % loss)."""
+    core = _adaptive(b"x" * 512 * 400)
+    now = _lockstep(core, 10, 0.0, 0.001)
+    for _ in range(3):  # three losses in a row of blocks: each block lost once
+        deadline = core.get_timer()
+        assert deadline is not None
+        core.handle_timer(deadline)
+        core.datagrams_to_send(deadline)
+        now = deadline + 0.001
+        block = core._acked + 1
+        core.receive_datagram(ack(block), PEER, now)  # the retransmitted block: no sample (Karn)
+        core.datagrams_to_send(now)
+        now += 0.001
+        core.receive_datagram(ack(block + 1), PEER, now)  # a block sent once: in time
+        core.datagrams_to_send(now)
+        assert core.rto == DEFAULT_FLOOR
