@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Hold.max_wait,
         metavar="S",
         help=f"...but start S seconds after the first request at the latest (default {Hold.max_wait:g}); "
-        "waiting clients get an OACK every second, so iPXE never times out",
+        "waiting clients get an OACK every 2-4 s, so iPXE never times out",
     )
     p.add_argument(
         "--mcast-window",

@@ -15,12 +15,12 @@ Why it looks the way it does:
   atftpd's fixed 5 s a VM on a 5 % lossy link needed 97 s for 2 MiB (issue 18).
   Round trips are sampled on blocks sent once by the general path, which therefore
   takes one block in ``SAMPLE_EVERY`` from the fast lanes (they read the clock too
-  rarely); the first datagram is no sample (its time includes starting the transfer).  A duplicate ACK is never answered, except that one that
-  arrives while the timer is backed off (the client is back after a stall) brings the
-  next retransmission forward to one un-backed-off RTO: at most one send per duplicate
-  ACK.  An adaptive transfer gives up after ``max_retries * timeout`` seconds without
-  progress.  ``first_retry`` keeps the former schedule (1 s doubling up to ``timeout``)
-  for comparisons.
+  rarely); the first datagram is no sample (its time includes starting the transfer).
+  A duplicate ACK is never answered, except that one that arrives while the timer is
+  backed off (the client is back after a stall) brings the next retransmission forward
+  to one un-backed-off RTO: at most one send per duplicate ACK.  An adaptive transfer
+  gives up after ``max_retries * timeout`` seconds without progress.  ``first_retry``
+  keeps the former schedule (1 s doubling up to ``timeout``) for comparisons.
 * Nothing is retransmitted to a peer that has never answered.  A request's source
   address can be spoofed, and whatever goes to an address that never answers is what
   an attacker aims at a victim (issue 20: six full DATA for one 17-byte RRQ, 184 x;
