@@ -235,3 +235,42 @@ def test_mtftp_client_that_hears_the_group_first_never_sends_its_rrq() -> None:
     core.handle_timer(deadline)  # the group went quiet: reopen, straight to plain TFTP
     ((rrq, dest),) = core.datagrams_to_send(deadline)
     assert dest == ("192.0.2.1", 69) and b"tsize" in rrq and core.fallbacks == 1
+
+
+def _tftm_master(**machine: object) -> IpxeTftpClient:
+    """A ``tftm://`` master that has handled its OACK (with the given machine model)."""
+    core = IpxeTftpClient("192.0.2.1", "boot.img", scheme="tftm", **machine)  # type: ignore[arg-type]
+    core.start(0.0)
+    core.handle_timer(0.0)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(oack(blksize="512", tsize="5120", multicast="239.255.0.0,1758,1"), SESSION, 0.001)
+    handled = core.get_timer()
+    assert handled is not None
+    core.handle_timer(handled)
+    assert acks(core.datagrams_to_send(handled)) == [0]
+    return core
+
+
+def test_a_full_receive_ring_drops_frames_and_each_frame_costs_time() -> None:
+    core = _tftm_master(ring=4, frame_cost=0.001)
+    for block in range(1, 7):  # a burst of six group frames at once
+        core.receive_datagram(data(block, b"x" * 512), SESSION, 0.01, group=GROUP)
+    assert core.dropped_by_ring == 2
+    assert core.get_timer() == 0.011  # the guest is busy with the first frame for 1 ms
+    handled: list[tuple[float, list[int]]] = []
+    now = 0.011
+    while core.bitmap.first_gap < 4:
+        deadline = core.get_timer()
+        assert deadline is not None
+        now = deadline
+        core.handle_timer(now)
+        handled.append((round(now, 4), acks(core.datagrams_to_send(now))))
+    assert handled == [(0.011, [1]), (0.012, [2]), (0.013, [3]), (0.014, [4])]
+
+
+def test_a_stalled_guest_handles_nothing_and_fires_no_timer_until_it_runs_again() -> None:
+    core = _tftm_master(stalls=((0.1, 2.5),))
+    core.receive_datagram(data(1, b"x" * 512), SESSION, 1.0, group=GROUP)
+    assert core.get_timer() == 2.5
+    core.handle_timer(2.5)
+    assert acks(core.datagrams_to_send(2.5)) == [1]

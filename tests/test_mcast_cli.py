@@ -26,6 +26,7 @@ def args_for(*argv: str) -> argparse.Namespace:
         (["--mcast-ttl", "300"], "outside 0..255"),
         (["--mcast-min-clients", "0"], "--mcast-min-clients must be at least 1"),
         (["--mcast-max-wait", "-1"], "--mcast-max-wait must not be negative"),
+        (["--mcast-window", "0"], "--mcast-window 0: it must be at least 1"),
     ],
 )
 def test_bad_multicast_options_stop_the_server_with_the_reason(argv: list[str], fragment: str) -> None:

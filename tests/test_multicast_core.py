@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from netboot.tftp.events import CoreEvent
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.multicast import MulticastSession, Tuning
 
@@ -35,6 +36,10 @@ def parse(out: list[tuple[bytes, tuple[str, int]]]) -> list[tuple[str, object, t
         else:
             found.append(("OTHER", opcode, addr))
     return found
+
+
+def events_of(core: MulticastSession) -> list[CoreEvent]:
+    return list(iter(core.next_event, None))
 
 
 def events(core: MulticastSession) -> list[str]:
@@ -95,18 +100,24 @@ def test_deaf_master_is_served_by_unicast_with_evidence_and_the_group_passes_on(
     core.add_request(B, OPTS, 0.0)
     now = 0.0
     core.receive_datagram(ack(0), A, now)
+    core.receive_datagram(ack(0), B, now)  # B answers its offer too late: a listener
     for block in range(1, 5):
-        now += 0.2
-        core.handle_timer(now)  # no ACK after the group copy: unicast repair
+        while core.members[A].state == "master" and core.members[A].repairs < block:
+            deadline = core.get_timer()
+            assert deadline is not None
+            now = deadline
+            core.handle_timer(now)  # no ACK after the group copy: unicast repair
         now += 0.001
         core.receive_datagram(ack(block), A, now)  # ACKed after the unicast copy
+    assert now < 1.5, "three repairs in a row, backed off from 0.15 s"
     names = events(core)
     assert "multicast_not_received" in names
     assert core.members[A].state == "unicast"
-    assert core.master is not None and core.master.addr == B
     sent = parse(core.datagrams_to_send(now))
     assert ("OACK", {b"blksize": b"100", b"tsize": b"1000", b"multicast": b"239.255.0.0,1758,1"}, B) in sent
     assert ("DATA", 4, A) in sent
+    core.receive_datagram(ack(0), B, now + 0.001)  # B answers the offer: the group is its
+    assert core.master is not None and core.master.addr == B
 
 
 def test_master_finishing_promotes_a_late_joiner_which_gets_only_what_it_lacks() -> None:
@@ -118,10 +129,11 @@ def test_master_finishing_promotes_a_late_joiner_which_gets_only_what_it_lacks()
     core.add_request(C, OPTS, 0.06)  # late: blocks 1..6 already went out
     for block in range(6, 12):  # 1000 bytes in 100-byte blocks: 11 blocks, the last one empty
         core.receive_datagram(ack(block), A, 0.06 + block * 0.01)
-    core.datagrams_to_send(1.0)
+    sent = parse(core.datagrams_to_send(1.0))
     assert core.members[A].state == "done"
+    assert ("OACK", {b"blksize": b"100", b"tsize": b"1000", b"multicast": b"239.255.0.0,1758,1"}, C) in sent
+    core.receive_datagram(ack(0), C, 0.2)  # C answers with its first gap: it lacks block 1...
     assert core.master is not None and core.master.addr == C
-    core.receive_datagram(ack(0), C, 0.2)  # C's first gap: it lacks block 1...
     assert parse(core.datagrams_to_send(0.2)) == [("DATA", 1, ("239.255.0.0", 1758))]
     core.receive_datagram(ack(6), C, 0.21)  # ...then 7, which it lost; it heard 8..11 as a non-master
     assert parse(core.datagrams_to_send(0.21)) == [("DATA", 7, ("239.255.0.0", 1758))]
@@ -129,40 +141,80 @@ def test_master_finishing_promotes_a_late_joiner_which_gets_only_what_it_lacks()
     assert core.members[C].state == "done"
 
 
-def test_silent_promoted_client_is_skipped_then_retried_then_given_up() -> None:
+def test_silent_clients_are_offered_the_role_once_and_dropped_without_retries() -> None:
+    """A silent requester (a spoofed address, issue 20) costs what it sent: no second round."""
     tuning = Tuning()
     core = session()
     core.add_request(A, OPTS, 0.0)
-    core.add_request(B, OPTS, 0.0)
+    core.add_request(B, OPTS, 0.0)  # offered the role too: A has not answered yet
     core.receive_datagram(ack(0), A, 0.0)
-    core.add_request(C, OPTS, 0.05)
+    core.add_request(C, OPTS, 0.05)  # late, a listener: A leads
     for block in range(1, 12):
         core.receive_datagram(ack(block), A, 0.05 + block * 0.01)
-    now = 1.0
+    sent: dict[tuple[str, int], list[tuple[float, str]]] = {B: [], C: []}
+    now = 0.2
+    while not core.finished and now < 30:
+        core.handle_timer(now)
+        for kind, _, addr in parse(core.datagrams_to_send(now)):
+            if addr in sent:
+                sent[addr].append((now, kind))
+        now += tuning.tick
+    names = events(core)
+    assert "mcast_skip" not in names and "mcast_linger" in names
+    assert len(sent[B]) == 1, "B's offer came with its own request: nothing more"
+    oacks = [t for t, kind in sent[C] if kind == "OACK"]
+    assert 2 <= len(oacks) <= 1 + tuning.promote_timeout / tuning.retransmit, "its OACK, then one probe round"
+    # C listened to the stream and cannot have it all: the session waits for it, silently, as
+    # long as iPXE itself would, then tells it with an ERROR (a spoofed C costs one datagram more).
+    assert [kind for _, kind in sent[C]][len(oacks):] == ["OTHER"]
+    assert core.finished and tuning.give_up_after < now < 2.5 + tuning.give_up_after
+
+
+def test_an_answered_client_that_misses_promotions_is_skipped_then_retried_then_given_up() -> None:
+    tuning = Tuning()
+    core = session()
+    core.add_request(A, OPTS, 0.0)
+    core.receive_datagram(ack(0), A, 0.0)
+    core.add_request(B, OPTS, 0.01)
+    core.receive_datagram(ack(0), B, 0.02)  # an RFC 2090 client confirms its mc=0 OACK
+    for block in range(1, 12):
+        core.receive_datagram(ack(block), A, 0.05 + block * 0.01)
+    now = 0.2
     while not core.finished and now < 30:
         core.handle_timer(now)
         core.datagrams_to_send(now)
         now += tuning.tick
     names = events(core)
-    assert core.finished and now < 10, "nobody answers: the session ends within a few seconds"
-    assert "mcast_skip" in names and names.count("mcast_client_gone") == 2
+    assert core.finished and now < 10 + tuning.give_up_after
+    assert names.count("mcast_skip") == tuning.max_probes - 1 and names.count("mcast_client_gone") == 2
+    assert names.index("mcast_linger") < len(names) - 2, "it lacks block 1: waited for, then given up"
 
 
-def test_waiting_ipxe_clients_hear_something_every_second() -> None:
+def test_waiting_ipxe_clients_hear_something_on_one_schedule() -> None:
+    """Every waiting client hears from the session within two keep-alive rounds."""
+    tuning = Tuning()
     core = session()
     core.add_request(A, OPTS, 0.0)
-    core.add_request(B, OPTS, 0.0)
     core.receive_datagram(ack(0), A, 0.0)
-    core.datagrams_to_send(0.0)
-    heard = []
+    waiting = [("192.0.2.20", 2000 + i) for i in range(5)]
+    for index, client in enumerate(waiting):
+        core.add_request(client, OPTS, 0.3 * index)
+    core.datagrams_to_send(1.5)
+    heard: dict[tuple[str, int], list[float]] = {client: [0.3 * i] for i, client in enumerate(waiting)}
+    sends_at: set[float] = set()
     now = 0.0
-    for step in range(1, 40):
+    for step in range(1, 120):
         now = step * 0.25
         core.receive_datagram(ack(0), A, now)  # a slow master keeps the session busy
         core.handle_timer(now)
-        heard += [now for kind, _, addr in parse(core.datagrams_to_send(now)) if addr == B]
-    gaps = [b - a for a, b in zip([0.0, *heard], heard, strict=False)]
-    assert heard and max(gaps) <= 1.25
+        for _kind, _, addr in parse(core.datagrams_to_send(now)):
+            if addr in heard:
+                heard[addr].append(now)
+                sends_at.add(now)
+    for times in heard.values():
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert gaps and max(gaps) <= 2 * tuning.keepalive + tuning.tick
+    assert len(sends_at) <= 30 / tuning.keepalive + 1, "one round per keepalive, not one per client"
 
 
 def test_files_over_65535_blocks_cannot_be_a_session() -> None:
@@ -191,28 +243,39 @@ def test_mtftp_late_request_listens_to_the_stream_and_is_promoted_by_unicast() -
     assert parse(core.datagrams_to_send(0.21)) == [("DATA", 2, ("239.255.0.0", 1758))]
 
 
-def test_mtftp_silent_listener_that_finished_is_released_not_failed() -> None:
+def test_mtftp_silent_listener_is_released_then_waited_for_then_told() -> None:
+    """B heard block 2 but not 1 and never answers: released (not failed), waited for as long
+    as iPXE would wait itself, then given up with an ERROR, never silence (issue 18)."""
+    tuning = Tuning()
     core = session(mtftp=True, size=1000, blksize=512)
     core.add_request(A, [], 0.0)
     core.receive_datagram(ack(1), A, 0.01)
-    core.add_request(B, [], 0.02)  # hears 2 and 3 on the group, and finishes silently
+    core.add_request(B, [], 0.02)  # hears 2 on the group
     core.receive_datagram(ack(3), A, 0.03)
     core.datagrams_to_send(0.03)
-    for step in range(1, 12):
-        core.handle_timer(0.03 + step * 0.25)
-    names = [(e.name, e.fields.get("client")) for e in iter(core.next_event, None)]
-    assert ("mcast_listener_released", "192.0.2.11:1001") in names
-    assert not any(name == "mcast_client_gone" for name, _ in names)
-    assert core.finished
+    to_b: list[float] = []
+    now = 0.03
+    while not core.finished and now < 30:
+        now = round(now + 0.25, 2)
+        core.handle_timer(now)
+        to_b += [now for _, _, addr in parse(core.datagrams_to_send(now)) if addr == B]
+    names = [(e.name, e.fields.get("client"), e.fields.get("error_sent")) for e in events_of(core)]
+    assert ("mcast_listener_released", "192.0.2.11:1001", None) in names
+    assert ("mcast_client_gone", "192.0.2.11:1001", True) in names
+    released = next(i for i, n in enumerate(names) if n[0] == "mcast_listener_released")
+    assert names[released + 1][0] == "mcast_linger"
+    assert core.finished and to_b[-1] > tuning.give_up_after and to_b[-2] < 2.0, "nothing during the linger"
 
 
-def test_mtftp_request_with_no_stream_flowing_is_answered_at_once() -> None:
+def test_mtftp_request_with_no_stream_flowing_is_answered_at_once_on_the_group() -> None:
     core = session(mtftp=True, size=5000, blksize=512)
     core.add_request(A, [], 0.0)
     core.receive_datagram(ack(1), A, 0.01)
     core.datagrams_to_send(0.01)
     core.add_request(B, [], 0.5)  # the master has been quiet for 0.49 s: nothing for B to hear
-    assert parse(core.datagrams_to_send(0.5)) == [("DATA", 2, B)]
+    assert parse(core.datagrams_to_send(0.5)) == [("DATA", 2, ("239.255.0.0", 1758))]
+    core.add_request(C, [], 0.52)  # the same pause: that group DATA answered C too
+    assert parse(core.datagrams_to_send(0.52)) == []
 
 
 def test_mtftp_repeated_or_reopened_request_is_answered_at_once() -> None:
@@ -226,7 +289,9 @@ def test_mtftp_repeated_or_reopened_request_is_answered_at_once() -> None:
     assert ("DATA", 3, B) in parse(core.datagrams_to_send(0.04))
     reopened = (B[0], B[1] + 7)  # iPXE reopens on a new port after 0.25 s without a packet
     core.add_request(reopened, [], 0.4)
-    assert ("DATA", 3, reopened) in parse(core.datagrams_to_send(0.4))
+    assert ("DATA", 3, ("239.255.0.0", 1758)) in parse(core.datagrams_to_send(0.4))  # it hears that
+    core.add_request(reopened, [], 0.65)  # ...unless it did not: then by unicast
+    assert ("DATA", 3, reopened) in parse(core.datagrams_to_send(0.65))
 
 
 def test_mtftp_request_that_may_not_listen_is_answered_at_once() -> None:
@@ -272,7 +337,7 @@ def test_mtftp_listeners_never_hear_nothing_for_a_quarter_second() -> None:
     gaps = [b - a for a, b in zip([0.11, *heard], heard, strict=False)]
     assert max(gaps) <= 0.13, gaps
     names = [e.name for e in iter(core.next_event, None)]
-    assert "mcast_listener_released" in names and core.finished  # after about 1 s of probes
+    assert "mcast_listener_released" in names  # after about 1 s of probes (then the session lingers)
 
 
 def shared_session(size: int = 5000) -> MulticastSession:

@@ -39,6 +39,19 @@ Settings that reproduce field problems:
   that RRQ and listens unknown to the server; the lab saw it in a full boot and a
   lossy train (docs/multicast.md, "the unknown listener").
 
+The machine around the client (issue 18: on TCG the pass is bound by how fast the
+slowest guest takes frames in):
+
+* ``ring``: the NIC's receive ring, in frames (iPXE's drivers: 4 for realtek, 16 for
+  intel, 32 for vmxnet3); a frame that finds it full is dropped (``dropped_by_ring``).
+  Every frame takes a slot, whatever socket it is for (iPXE's drivers accept all
+  multicast);
+* ``frame_cost``: seconds the guest spends on each frame, one after the other;
+* ``stalls``: ``(start, end)`` spans in which the guest is not scheduled at all: frames
+  wait in the ring, timers fire at the end.
+
+With none of them set a datagram is handled the moment it arrives, as before.
+
 The core never touches a socket or a clock.  It asks its runner, through events, to
 open the unicast socket (again: iPXE takes a new local port on every reopen) and to
 join or leave a group.
@@ -156,6 +169,9 @@ class IpxeTftpClient:
         duplicate_rrq: bool = False,
         reopen_falls_back: bool = True,
         hears_group_first: bool = False,
+        ring: int | None = None,
+        frame_cost: float = 0.0,
+        stalls: tuple[tuple[float, float], ...] = (),
     ) -> None:
         if scheme == "tftp":
             flags, default_port = Flags.RRQ_SIZES, TFTP_PORT
@@ -179,6 +195,16 @@ class IpxeTftpClient:
         self.reopen_falls_back = reopen_falls_back
         self.hears_group_first = hears_group_first
         self._rng = random.Random(seed)
+        self.ring = ring
+        self.frame_cost = frame_cost
+        self.stalls = tuple(stalls)
+        #: Frames waiting for the guest (None: no machine model, handled on arrival).
+        self._nic: deque[tuple[bytes, Address, Address | None]] | None = None
+        if ring is not None or frame_cost > 0 or stalls:
+            self._nic = deque()
+        #: When the guest is done with the frame at the head of the ring.
+        self._busy_until: float | None = None
+        self.dropped_by_ring = 0
 
         self.blksize = TFTP_DEFAULT_BLKSIZE
         self.tsize = 0
@@ -225,24 +251,62 @@ class IpxeTftpClient:
             self.timer.start_nodelay(now)
 
     def get_timer(self) -> float | None:
-        return None if self.done else self.timer.deadline
+        if self.done:
+            return None
+        deadline = self.timer.deadline
+        if deadline is not None:
+            deadline = self._awake(deadline)
+        busy = self._busy_until
+        if busy is not None and (deadline is None or busy < deadline):
+            return busy
+        return deadline
 
     def handle_timer(self, now: float) -> None:
-        deadline = self.get_timer()
-        if deadline is None or now < deadline:
+        nic = self._nic
+        while nic is not None and self._busy_until is not None and self._busy_until <= now and not self.done:
+            at = self._busy_until
+            data, addr, group = nic.popleft()
+            self._busy_until = self._awake(at) + self.frame_cost if nic else None
+            self._process(data, addr, at, group)
+        if self.done:
+            return
+        deadline = self.timer.deadline
+        if deadline is None or now < self._awake(deadline):
             return
         fail = self.timer.expire()
         self._timer_expired(now, fail)
+
+    def _awake(self, when: float) -> float:
+        """``when``, or the end of the stall it falls in (the guest runs nothing meanwhile)."""
+        for start, end in self.stalls:
+            if start <= when < end:
+                return end
+        return when
 
     def receive_datagram(self, data: bytes, addr: Address, now: float, group: Address | None = None) -> None:
         """A datagram from the unicast socket (``group`` None) or from a group socket."""
         if self.done:
             return
-        if group is not None and (self.deaf or group != self.group):
-            return  # no iPXE socket listens there (or the stock-ROM bug: none ever matches)
+        nic = self._nic
+        if nic is None and group is not None and (self.deaf or group != self.group):
+            return  # (the order of the checks keeps seeded loss sequences as they were)
         if self.loss and self._rng.random() < self.loss:
             self.dropped_by_loss += 1
             return
+        if nic is None:
+            self._process(data, addr, now, group)
+            return
+        if self.ring is not None and len(nic) >= self.ring:
+            self.dropped_by_ring += 1
+            return
+        nic.append((data, addr, group))
+        if self._busy_until is None:
+            self._busy_until = self._awake(now) + self.frame_cost
+
+    def _process(self, data: bytes, addr: Address, now: float, group: Address | None) -> None:
+        """The guest handles one received frame (iPXE's network process)."""
+        if group is not None and (self.deaf or group != self.group):
+            return  # no iPXE socket listens there (or the stock-ROM bug: none ever matches)
         if self.last_rx is not None and now - self.last_rx > self.longest_silence:
             self.longest_silence = now - self.last_rx
         self.last_rx = now
@@ -258,8 +322,8 @@ class IpxeTftpClient:
 
     @property
     def has_output(self) -> bool:
-        """Datagrams or events are waiting (a silent non-master usually has neither)."""
-        return bool(self._out or self._events)
+        """Datagrams or events are waiting, or a frame waits for the guest (its timer moved)."""
+        return bool(self._out or self._events or self._nic)
 
     def next_event(self) -> ClientEvent | None:
         return self._events.popleft() if self._events else None

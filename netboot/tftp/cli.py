@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="S",
-        help="seconds before a retransmission, always (as atftpd); default: 1 s, doubling up to 5 s "
-        "(a client's timeout option overrides either)",
+        help="seconds before a retransmission, always (as atftpd); default: from measured round trips, "
+        "20 ms at least, backing off up to 5 s (a client's timeout option overrides either)",
     )
     p.add_argument(
         "-m",
@@ -194,7 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=Hold.max_wait,
         metavar="S",
         help="with --mcast-min-clients: start S seconds after the first request at the latest "
-        f"(default {Hold.max_wait:g}); waiting clients get an OACK every second, so iPXE never times out",
+        f"(default {Hold.max_wait:g}); waiting clients get an OACK every 2-4 s, so iPXE never times out",
+    )
+    p.add_argument(
+        "--mcast-window",
+        type=int,
+        default=1,
+        metavar="N",
+        help="RFC 2090 and MTFTP sessions: up to N blocks in flight ahead of the master, grown from 1 "
+        "while nobody is seen to fall behind (default 1: lock-step; docs/multicast.md, "
+        "'More than one block in flight': slow listeners can lose a window's surplus)",
     )
     p.add_argument("directory", nargs="?", default="/srv/tftp", help="folder to serve (default /srv/tftp)")
     return p
@@ -278,7 +287,8 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         root=os.path.abspath(args.directory),
         policy=policy,
         retry_timeout=5.0 if args.retry_timeout is None else float(max(1, args.retry_timeout)),
-        first_retry=1.0 if args.retry_timeout is None else None,
+        adaptive_rto=args.retry_timeout is None,
+        first_retry=None,
         max_transfers=max(1, args.maxthread),
         allow_upload=args.allow_upload,
         max_upload_bytes=args.upload_limit,

@@ -17,8 +17,11 @@ class ServerConfig:
     root: str = "/srv/tftp"
     policy: OptionPolicy = field(default_factory=OptionPolicy)
     retry_timeout: float = 5.0
-    #: Unicast reads: the first retransmission after progress, doubling up to
-    #: ``retry_timeout`` (read_transfer.py); None: always ``retry_timeout`` (atftpd).
+    #: Unicast reads: the retransmission timeout from measured round trips (rto.py), up to
+    #: ``retry_timeout``; False (``--retry-timeout``): ``first_retry`` as below.
+    adaptive_rto: bool = True
+    #: Without adaptive timeouts: the first retransmission after progress, doubling up to
+    #: ``retry_timeout`` (the former default); None: always ``retry_timeout`` (atftpd).
     first_retry: float | None = 1.0
     max_retries: int = 5
     max_transfers: int = 100

@@ -157,6 +157,15 @@ class CoreDriver:
                     pass
         self.close()
 
+    def send_aside(self, data: bytes, addr: Address) -> None:
+        """Send from the transfer's socket without going through the core."""
+        if self._closed:
+            return
+        try:
+            self.sock.sendto(data, addr)
+        except OSError as exc:
+            log.debug("send to %s failed: %s", addr, exc)
+
     def close(self) -> None:
         if self._closed:
             return

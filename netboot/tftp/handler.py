@@ -56,6 +56,14 @@ class Listener:
     name: str = "tftp"
 
 
+class TransferHandle(Protocol):
+    """A running transfer, as its handler sees it (``driver.CoreDriver``, ``ThreadDriver``)."""
+
+    def send_aside(self, data: bytes, addr: Address) -> None:
+        """Send ``data`` from the transfer's port, outside its core (answers a repeated request)."""
+        ...
+
+
 class RequestServices(Protocol):
     """The server's services a handler may use (``server.TftpServer`` provides them)."""
 
@@ -87,7 +95,7 @@ class RequestServices(Protocol):
         on_done: Callable[[], None] | None = None,
         threaded: bool = False,
         connect_to: Address | None = None,
-    ) -> object: ...
+    ) -> TransferHandle: ...
 
     def new_session_id(self) -> str: ...
 

@@ -18,6 +18,7 @@ from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_pool import McastPool, PoolSyntaxError, parse_ttl
 from netboot.tftp.mcast_service import MulticastService
 from netboot.tftp.mtftp import MtftpConfigError, MtftpEntry, MtftpService, load_mtftp_config
+from netboot.tftp.multicast import Tuning
 from netboot.tftp.packets import MalformedPacket, Request, decode, encode
 from netboot.tftp.server import TftpServer, make_listening_socket
 
@@ -38,6 +39,9 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
         McastPool(args.mcast_addr, args.mcast_port)
         ttl = parse_ttl(args.mcast_ttl)
         hold = Hold(args.mcast_min_clients, args.mcast_max_wait)
+        if args.mcast_window < 1:
+            raise ValueError(f"--mcast-window {args.mcast_window}: it must be at least 1 (lock-step)")
+        tuning = Tuning(window=args.mcast_window)
     except (PoolSyntaxError, ValueError) as exc:
         raise SystemExit(f"pyatftpd: {exc}") from None
     entries: dict[str, MtftpEntry] = {}
@@ -62,9 +66,10 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
         forwarding = workers > 1 and forward_pair is not None
         multicast = server.config.policy.multicast
         if multicast and (worker == 0 or not forwarding):
-            MulticastService(server, McastPool(args.mcast_addr, args.mcast_port), ttl, hold=hold).install()
+            pool = McastPool(args.mcast_addr, args.mcast_port)
+            MulticastService(server, pool, ttl, tuning=tuning, hold=hold).install()
         if mtftp_sock is not None and worker == 0:
-            MtftpService(server, entries, ttl).install(mtftp_sock)
+            MtftpService(server, entries, ttl, tuning).install(mtftp_sock)
             log.info("MTFTP on port %d for %s", args.mtftp_port, ", ".join(sorted(entries)) or "no file")
         if not forwarding or forward_pair is None:
             return
@@ -111,6 +116,8 @@ class RequestForwarding:
     def _forward(self, ctx: RequestContext) -> bool:
         if not ctx.request.is_read:
             return False
+        if ":" in ctx.client[0] or ":" in ctx.local_ip:
+            return False  # IPv6: no multicast and no MTFTP session for it; unicast here
         header = self._HEADER.pack(
             socket.inet_aton(ctx.client[0]), ctx.client[1], socket.inet_aton(ctx.local_ip or "0.0.0.0")
         )

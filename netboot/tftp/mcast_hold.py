@@ -5,7 +5,7 @@ master, everything it missed: a train of four iPXE VMs whose payload requests
 arrive a few seconds apart (TCG boots do not keep step) put 1.7-1.9 x the payload
 on the group in the lab (docs/matrix.md).  Held, the session answers every request
 with a non-master OACK (iPXE then waits silently, kept alive by the session's
-1 s OACK keepalive) and elects the first master only when ``min_clients`` clients
+OACK keep-alive) and elects the first master only when ``min_clients`` clients
 asked or ``max_wait`` seconds passed since the first.  udpcast's
 ``--min-clients``/``--max-wait`` and pyslamd's options of the same names do the
 same.  PXE MTFTP sessions are never held: an iPXE MTFTP listener reopens after

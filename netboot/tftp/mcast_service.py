@@ -154,6 +154,9 @@ class MulticastService:
             return False
         if request.mode != "octet":
             return self._decline(ctx, f"mode {request.mode} is never multicast")
+        if ":" in ctx.local_ip or ":" in ctx.client[0]:
+            # The pool's groups are IPv4 (atftpd's too): an IPv6 client is served by unicast.
+            return self._decline(ctx, "RFC 2090 groups are IPv4; an IPv6 request is served by unicast")
         try:
             path = os.path.realpath(resolve(config.root, request.filename))
         except PathRefused:
@@ -210,6 +213,8 @@ class MulticastService:
                 return True
         # A session is lock-step for everyone: windowsize is not acknowledged (it means 1).
         acknowledged = [(n, v) for n, v in negotiation.acknowledged if n.lower() != "windowsize"]
-        handle.core.add_request(ctx.client, acknowledged, ctx.now)
+        admitted = handle.core.add_request(ctx.client, acknowledged, ctx.now)
         handle.driver.kick()
+        if not admitted:
+            return self._decline(ctx, f"the session already has {handle.core.tuning.max_members} members")
         return True

@@ -148,6 +148,9 @@ class MtftpService:
         if request.mode != "octet":
             ctx.refuse(ErrorCode.ILLEGAL_OPERATION, f"MTFTP serves octet mode only, not {request.mode}")
             return True
+        if ":" in ctx.client[0] or ":" in ctx.local_ip:
+            ctx.refuse(ErrorCode.NOT_DEFINED, "MTFTP groups are IPv4; fetch over IPv4, or with tftp://")
+            return True
         entry = self.entries.get(request.filename)
         if entry is None:
             ctx.refuse(

@@ -9,33 +9,68 @@ Why this design (protocols.md sections 1-3 and 6; docs/multicast.md has the long
 * The master is the oldest unfinished client that answers.  Its ACK n is cumulative
   (iPXE ACKs the first gap of its bitmap) and asks for DATA n+1, which goes to the group.
 * Lost-block repair is ours, not the client's: if the master has not acknowledged the
-  group copy within ``repair_after`` (shorter than iPXE's 0.25 s minimum timer), the
-  block is repeated to the master by unicast.  The master never times out, waiting
-  clients keep hearing the stream, and the evidence for deafness comes for free:
+  group copy within its retransmission timeout, the block is repeated to the master by
+  unicast.  The timeout comes from the master's measured round trips (RFC 6298,
+  :mod:`netboot.tftp.rto`, sampled on blocks it acknowledged without a repair; 20 ms at
+  least, 1 s at most, ``repair_after`` before the first sample), so a lost block costs
+  tens of milliseconds on a fast path and a slow master is not repaired (and taken for
+  deaf) needlessly.  ``adaptive_repair=False`` keeps the fixed ``repair_after``.  The
+  master never times out, waiting clients keep hearing the stream, and the evidence for
+  deafness comes for free:
 * A master that needed the unicast copy for ``deaf_blocks`` blocks in a row cannot
   hear the group (the stock-ROM bug).  It is served by unicast from the session
   socket in parallel, ``multicast_not_received`` records the evidence, and the group
   passes to the next client.
+* A request's source address can be spoofed, and iPXE non-masters are silent, so a
+  member is only known to be there once it has *answered* (any datagram to the session
+  socket, which a blind spoofer cannot know).  What an unanswered member costs is
+  bounded by what it sent (issue 20: 30 silent requests drew 2,535 OACKs over 90 s;
+  atftpd 39): while no member has answered as master, every new requester is offered
+  the master role at once (OACK mc=1); the first to ACK becomes master and later ACKs
+  get ``,,0``.  A real iPXE client whose OACK was lost repeats its RRQ (answered again,
+  one OACK per request), one whose ACK was lost repeats the ACK, so nothing is sent
+  again on a timer; a candidate that has not answered after ``promote_timeout`` is
+  dropped (``mcast_client_gone``) and costs nothing more.  A real client therefore
+  never waits behind silent ones.
 * iPXE non-masters are silent, even when they finish.  So when the master is done:
-  clients that joined after the oldest block last went out on the group (they lack
-  something) are promoted one at a time (OACK mc=1, skipped after ``promote_timeout``
-  and retried later); the others probably finished and are probed all at once; a
-  client that never answers ``max_probes`` promotions is assumed gone.
+  members that answered before and joined after the oldest block last went out on the
+  group (they lack something) are promoted one at a time (OACK mc=1, repeated every
+  ``retransmit``, skipped after ``promote_timeout`` and retried later); everyone else
+  waiting is probed all at once (OACK mc=1 to each, repeated likewise): those that
+  finished stay silent, the first that answers becomes master.  An answered client
+  that ignores ``max_probes`` promotions, or an unanswered one that ignores one round,
+  is assumed gone.
 * Waiting clients that never ACK (iPXE style) get their OACK (mc=0, no address) again
-  every ``keepalive`` seconds while unicast is quiet: a deaf waiting client would
-  otherwise hit iPXE's 15.75 s silence limit before its turn.
+  on one session schedule, every ``keepalive`` seconds to those with no unicast for as
+  long: a deaf waiting client would otherwise hit iPXE's 15.75 s silence limit.
+* At most ``max_members`` members are active at once; the service serves more by
+  unicast (a flood of requests must not grow one session without bound).
+* No slow listener is left behind (issue 18: a TCG guest that was not scheduled for a
+  second or two missed its promotion, was dropped, and timed out).  A client that heard
+  the stream (it answered, or joined while a master that answered led) and then went
+  quiet is skipped, never failed: the group goes on without it, and once nobody is left
+  the session *lingers* (``give_up_after``, 16 s, longer than iPXE's 15.75 s silence
+  limit) without sending anything.  A late ACK in that time brings it back, and it gets
+  the rest (it leads, the group being free).  Only when the linger ends, or a client
+  served by unicast stays silent as long, is it given up, with an ERROR it can act on
+  (never silence); an MTFTP client that stops ACKing what it hears is just a quiet
+  listener again.
 * ``mtftp=True`` is PXE MTFTP: no OACK, 512-byte blocks.  A request that arrives while
   the group stream flows is left to the stream: the requester hears group DATA within
   ``listen_window`` and stays a silent listener, as MTFTP intends (an iPXE client that
   gets any unicast DATA becomes a master and ACKs every block it hears until it
   finishes: with 199 late joiners that is 199 ACKs per block, and in the lab that storm
-  preceded NICs that stopped transmitting).  Every other request (no stream flowing, a
-  repeated RRQ from a client that heard nothing, a client that reopened on a new port
-  after 0.25 s without a packet)
-  is answered at once with unicast DATA, so no iPXE client waits out its MTFTP timeouts
-  and falls back to plain TFTP over a stale size (where atftpd's zero-filled images come
-  from).  When the master finishes, the next client is promoted at once by unicast DATA
-  (it then ACKs its first gap), before listeners' 0.25 s timers expire.
+  preceded NICs that stopped transmitting).  A request in a pause of a running pass
+  (a master has answered, the group is quiet) is answered once on the group, which
+  every requester hears: requests are answered once per pass, not once per request
+  (issue 20: 500 silent MTFTP requests drew 4,414 DATA; atftpd 6).  With no answered
+  master, the first requester is the candidate (unicast DATA, repeated every
+  ``retransmit`` up to ``promote_timeout``); others get nothing until they ask again
+  (iPXE repeats an unanswered RRQ after 0.25 s), and a repeated RRQ from a client that
+  heard nothing is answered at once by unicast (so no iPXE client waits out its MTFTP
+  timeouts and falls back to plain TFTP over a stale size, where atftpd's zero-filled
+  images come from).  When the master finishes, the next client is promoted at once by
+  unicast DATA (it then ACKs its first gap), before listeners' 0.25 s timers expire.
 * ``hold`` (RFC 2090 only, mcast_hold.py): no master is elected until enough clients
   asked or the wait is over; until then every client is a waiting non-master.
 """
@@ -51,7 +86,9 @@ from typing import Any
 from netboot.tftp.events import CoreEvent
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_pool import GroupPort
+from netboot.tftp.mcast_window import StreamWindow
 from netboot.tftp.packets import ErrorCode, Opcode, encode_error
+from netboot.tftp.rto import RttEstimator
 
 Address = tuple[str, int]
 BlockReader = Callable[[int, int], bytes]
@@ -70,13 +107,27 @@ RELEASED = "released"
 @dataclass
 class Tuning:
     repair_after: float = 0.15
+    #: The master's repair timeout from its round trips (False: always ``repair_after``).
+    adaptive_repair: bool = True
+    repair_floor: float = 0.02
+    repair_ceiling: float = 1.0
     retransmit: float = 0.25
     master_silence: float = 2.0
     promote_timeout: float = 1.0
     max_probes: int = 3
-    keepalive: float = 1.0
+    #: Waiting iPXE clients get a ``,,0`` OACK after this long without unicast.  iPXE's
+    #: silence limit backs off from 0.25 s and fails once its timeout passes 10 s: a
+    #: packet at most every 4 s (two rounds) keeps it at 4-8 s, even with one lost.
+    keepalive: float = 2.0
+    #: Active members (not done or gone) of one session; more requests go unicast.
+    max_members: int = 512
+    #: ``--mcast-window``: blocks in flight ahead of the master at most (mcast_window.py).
+    window: int = 1
     deaf_blocks: int = 3
-    unicast_silence: float = 10.0
+    #: A unicast-served client silent this long is given up (with an ERROR).
+    unicast_silence: float = 16.0
+    #: How long a session with no active client waits for one that went quiet (see above).
+    give_up_after: float = 16.0
     tick: float = 0.25
     #: MTFTP: a request within this long of the last group DATA is left to the stream.
     listen_window: float = 0.1
@@ -98,6 +149,28 @@ class Member:
     have: int = 0
     acking: bool = False
     rfc_style: bool = False
+    #: Sent anything to the session socket (ACK, ERROR): it is there (see the docstring).
+    answered: bool = False
+    #: The current offer of the master role (promoted_at) is repeated every ``retransmit``
+    #: (a promotion or probe of a waiting client; an offer made at its request is not:
+    #: the client repeats the request itself).
+    repeat_offer: bool = False
+    #: MTFTP: heard something of the session (unicast DATA, or it joined while the group
+    #: stream flowed); only such listeners are probed at the end of a pass.
+    contacted: bool = False
+    #: Its round trips while it is the master (the repair timeout, see the docstring).
+    rtt: RttEstimator | None = None
+    #: The block from which it was last seen to fall behind a window (mcast_window.py).
+    behind_from: int = 0
+    #: It joined while a master that had answered led: it heard the stream (a listener).
+    listener: bool = False
+    #: It ACKed as the master (or, MTFTP, ACKed what it heard): ``have`` is what it holds.
+    led: bool = False
+
+    @property
+    def heard_stream(self) -> bool:
+        """A real client in all likelihood: it answered, or listened to a stream a real master led."""
+        return self.answered or self.listener
     last_heard: float = 0.0
     last_unicast: float = 0.0
     promoted_at: float | None = None
@@ -159,8 +232,20 @@ class MulticastSession:
         self.last_group_block = 0
         self.keepalives = 0
         self.block_last_group = [-1.0] * (self.blocks + 1)
+        #: When each block first went to the group, and whether a window was open then.
+        self.block_first_group = [-1.0] * (self.blocks + 1)
+        self.block_windowed = bytearray(self.blocks + 1)
+        self.window = StreamWindow(self.tuning.window)
+        #: The newest block sent to the group for the current master, and its stuck ACKs.
+        self.sent_ahead = 0
+        self._stuck_acks = 0
         self.probing_until: float | None = None
+        #: Some member has answered: a real client is here, keepalives and probes may flow.
+        self.answered_once = False
+        #: Set when no client is active but some went quiet unfinished (see the docstring).
+        self.linger_until: float | None = None
         self._next_tick = now + self.tuning.tick
+        self._next_keepalive = now + self.tuning.keepalive
         # figures
         self.group_bytes = 0
         self.group_packets = 0
@@ -190,29 +275,33 @@ class MulticastSession:
             return None
         deadline = self._next_tick
         if self.master is not None and self.pending:
-            wait = self.tuning.repair_after if self.pending_via == "group" else self.tuning.retransmit
-            deadline = min(deadline, self.pending_sent + wait)
-        if self.mtftp and not self.group_closed and self.last_group_send >= 0 and self._listeners_waiting():
+            deadline = min(deadline, self.pending_sent + self._repair_wait(self.master))
+        if self._keepalive_due_possible():
             deadline = min(deadline, self.last_group_send + self.tuning.mtftp_gap)
-        if self.group_closed:
-            for _member, due in self._tail_deadlines():
-                deadline = min(deadline, due)
+        for _member, due in self._tail_deadlines():
+            deadline = min(deadline, due)
         if self.hold_until is not None:
             deadline = min(deadline, self.hold_until)
+        if self.linger_until is not None:
+            deadline = min(deadline, self.linger_until)
         return deadline
 
     def _tail_deadlines(self) -> list[tuple[Member, float]]:
-        """Closed group: when each unicast tail or unanswered probe must be sent again.
+        """When each unicast-served client's DATA (and, closed group, each probe) goes again.
 
         iPXE's MTFTP client reopens (and then falls back to plain TFTP over a stale size,
         docs/multicast.md) when its 0.25 s timer expires, so a lost unicast DATA is
-        repeated after ``repair_after`` and a probe after ``mtftp_gap``, not on the tick.
+        repeated within its round-trip timeout, at most ``repair_after``, and a probe after
+        ``mtftp_gap``, not on the 0.25 s tick (a deaf ``tftm://`` client gains the same).
         """
         due = []
         for member in self.members.values():
             if member.state == UNICAST and member.pending:
-                due.append((member, member.pending_sent + self.tuning.repair_after))
-            elif member.state == WAITING and member.promoted_at is not None:
+                wait = self.tuning.repair_after
+                if member.rtt is not None:
+                    wait = min(wait, member.rtt.base)
+                due.append((member, member.pending_sent + wait))
+            elif self.group_closed and member.state == WAITING and member.promoted_at is not None:
                 due.append((member, member.last_unicast + self.tuning.mtftp_gap))
         return due
 
@@ -222,21 +311,17 @@ class MulticastSession:
         master = self.master
         if master is not None and self.pending:
             self._master_timer(master, now)
-        if (
-            self.mtftp
-            and not self.group_closed
-            and self.last_group_send >= 0
-            and now - self.last_group_send >= self.tuning.mtftp_gap
-            and self._listeners_waiting()
-        ):
+        if self._keepalive_due_possible() and now >= self.last_group_send + self.tuning.mtftp_gap:
             self._mtftp_keepalive(now)
-        if self.group_closed:
-            for member, due in self._tail_deadlines():
-                if due <= now:
-                    block = member.pending if member.state == UNICAST else member.have + 1
-                    self._send_unicast(member, block, now)
+        for member, due in self._tail_deadlines():
+            if due <= now:
+                block = member.pending if member.state == UNICAST else member.have + 1
+                self._send_unicast(member, block, now)
         if self.hold_until is not None and now >= self.hold_until:
             self._check_hold(now)
+        if self.linger_until is not None and now >= self.linger_until:
+            self._give_up_quiet(now)
+            return
         if now >= self._next_tick:
             self._next_tick = now + self.tuning.tick
             self._housekeeping(now)
@@ -251,31 +336,42 @@ class MulticastSession:
                 self._out.append((encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr))
             return
         if opcode == Opcode.ERROR:
+            member.answered = True
             if member.state not in (DONE, GONE):
                 self._finish_member(member, now, ok=False, reason=f"client sent ERROR {number}")
             return
         if opcode != Opcode.ACK or len(data) != 4:
             return
+        member.answered = True
+        self.answered_once = True
         self._on_ack(member, number, now)
 
     # --- requests (from the listening socket, via the service) -------------------------
 
+    def active_members(self) -> int:
+        return sum(1 for m in self.members.values() if m.state not in (DONE, GONE, RELEASED))
+
     def accepting(self) -> bool:
-        return not self.finished
+        """New requests join this session (not one that only lingers for a quiet client)."""
+        return not self.finished and self.linger_until is None
 
     def add_request(
         self, addr: Address, acknowledged: list[tuple[str, str]], now: float, may_listen: bool = True
-    ) -> None:
+    ) -> bool:
         """An RRQ for this session from ``addr`` (``acknowledged``: its OACK options, in order).
 
         ``may_listen`` (MTFTP): False when another file's session shares the group:port, so
-        a requester left to listen could lock onto the wrong stream.
+        a requester left to listen could lock onto the wrong stream.  Returns False, with
+        nothing sent, when the session already has ``max_members`` active members.
         """
         member = self.members.get(addr)
         if member is not None and member.state not in (DONE, GONE):
             self._emit("mcast_rrq_retransmit", client=member.text, role=member.state)
-            self._answer_request(member, now, answer_now=True)
-            return
+            self._answer_request(member, now, answer_now=True, repeated=True)
+            return True
+        if self.active_members() >= self.tuning.max_members:
+            self._emit("mcast_full", client=f"{addr[0]}:{addr[1]}", members=self.tuning.max_members)
+            return False
         self._order += 1
         member = Member(addr, self._order, now, list(acknowledged), last_heard=now, last_unicast=now)
         self.members[addr] = member
@@ -288,11 +384,20 @@ class MulticastSession:
             and not self.group_closed
         ):
             self._make_master(member, now, reason="first" if not late else "idle")
+        elif not self.mtftp and not held and self._master_unanswered():
+            member.promoted_at = now  # RFC 2090: a candidate too; the first to answer leads
+        elif not self.mtftp:
+            member.listener = self.master is not None and self.master.answered
         self._emit("mcast_join", client=member.text, master=member is self.master, late=late,
                    stream_block=self.pending, **({"held": True} if held else {}))
         self._answer_request(member, now, answer_now=not may_listen)
         if held:
             self._check_hold(now)
+        return True
+
+    def _master_unanswered(self) -> bool:
+        """The master is a candidate that has not ACKed yet (or there is none)."""
+        return self.master is None or not self.master.answered
 
     def _check_hold(self, now: float) -> None:
         """End the hold when enough clients asked or the wait is over; then elect the master.
@@ -311,32 +416,77 @@ class MulticastSession:
                    seconds=round(waited, 3))
         self._elect(now)
 
-    def _answer_request(self, member: Member, now: float, answer_now: bool = False) -> None:
-        if self.mtftp:
-            if member is self.master:
-                block = member.have + 1
-                self._send_group(block, now)
-                self.pending, self.pending_sent, self.pending_via = block, now, "group"
-                self._send_unicast(member, block, now)
-                return
-            if not answer_now and not member.acking and self._stream_flowing(now):
-                self._emit("mcast_listen", client=member.text, stream_block=self.pending)
-                return
-            # Nothing it could hear is flowing, or it asked again (it heard nothing): answer
-            # now by unicast; the client then ACKs its first gap like a master.
-            self._send_unicast(member, self.pending or 1, now)
-            member.acking = True
-            member.last_heard = now
+    def _answer_request(
+        self, member: Member, now: float, answer_now: bool = False, repeated: bool = False
+    ) -> None:
+        if not self.mtftp:
+            offered = member is self.master or member.promoted_at is not None
+            self._send_oack(member, now, master=offered, full=True)
             return
-        self._send_oack(member, now, master=member is self.master, full=True)
+        if member is self.master:
+            self._answer_master(member, now)
+            return
+        if not answer_now and not member.acking and self._stream_flowing(now):
+            member.contacted = member.listener = True
+            self._emit("mcast_listen", client=member.text, stream_block=self.pending)
+            return
+        if not answer_now and self.master is not None and self.master.answered:
+            # A pause in a running pass: one group DATA answers every requester at once.
+            if now - self.last_group_send >= self.tuning.mtftp_gap:
+                self._send_group(self.pending or self.last_group_block or 1, now)
+            member.contacted = member.listener = True
+            self._emit("mcast_listen", client=member.text, stream_block=self.pending)
+            return
+        if not answer_now and not self.group_closed:
+            # A candidate that never answered holds the pass: nothing for this requester yet;
+            # a real client asks again within 0.25 s (answered below), a spoofed one costs nothing.
+            self._emit("mcast_wait", client=member.text, reason="another requester has not answered yet")
+            return
+        if repeated and self._master_unanswered() and not self.group_closed:
+            # It asked again, so it is there and heard nothing: it leads instead of a silent candidate.
+            if self.master is not None:
+                self.master.state = WAITING
+                self.master.promoted_at = None
+            self._make_master(member, now, reason="asked again")
+            self._answer_master(member, now)
+            return
+        # It asked again while a pass runs (it heard nothing), or it may not listen (another
+        # file shares the group): answer now by unicast; it then ACKs its first gap.
+        self._send_unicast(member, self.pending or 1, now)
+        member.acking = True
+        member.contacted = True
+        member.last_heard = now
+
+    def _answer_master(self, member: Member, now: float) -> None:
+        """MTFTP: block ``have+1`` by unicast (which makes iPXE the master) and on the group."""
+        block = member.have + 1
+        if now - self.last_group_send >= self.tuning.mtftp_gap or self.last_group_block != block:
+            self._send_group(block, now)
+        self.pending, self.pending_sent, self.pending_via = block, now, "group"
+        self._send_unicast(member, block, now)
+        member.contacted = True
 
     def _listeners_waiting(self) -> bool:
         return any(m.state in (WAITING, MASTER) for m in self.members.values())
 
+    def _keepalive_due_possible(self) -> bool:
+        """MTFTP: the group must not go quiet (listeners reopen after 0.25 s of silence).
+
+        Only once a client has answered: until then nobody is known to listen, and group
+        DATA for requesters that never answer is traffic an attacker can ask for.
+        """
+        return (
+            self.mtftp
+            and self.answered_once
+            and not self.group_closed
+            and self.last_group_send >= 0
+            and self._listeners_waiting()
+        )
+
     def _mtftp_keepalive(self, now: float) -> None:
         """Group DATA now, so no listener's 0.25 s timer expires; unanswered probes again."""
         for member in self.members.values():
-            if member.state == WAITING and member.promoted_at is not None:
+            if member.state == WAITING and member.promoted_at is not None and member.contacted:
                 self._send_unicast(member, member.have + 1, now)
         master = self.master
         if master is not None and master.promoted_at is not None:
@@ -347,7 +497,10 @@ class MulticastSession:
         self.keepalives += 1
 
     def _stream_flowing(self, now: float) -> bool:
-        return self.master is not None and now - self.last_group_send < self.tuning.listen_window
+        """A master that answered drives the group: a new requester hears it within ms."""
+        master = self.master
+        quiet = now - self.last_group_send
+        return master is not None and master.answered and quiet < self.tuning.listen_window
 
     # --- ACK handling ---------------------------------------------------------------------------
 
@@ -355,7 +508,9 @@ class MulticastSession:
         member.last_heard = now
         if member.state in (GONE, RELEASED):
             member.state = WAITING  # it was not gone after all
-            self._emit("mcast_client_back", client=member.text)
+            member.probes = 0
+            self.linger_until = None
+            self._emit("mcast_client_back", client=member.text, first_gap=number + 1)
         if member.state == DONE:
             return
         if number > member.have:
@@ -367,56 +522,101 @@ class MulticastSession:
             self._unicast_ack(member, number, now)
             return
         if member is self.master:
-            member.acking = True
+            if member.promoted_at is not None:  # its first answer as master
+                self._check_behind(member, number + 1, now)
+            member.acking = member.led = True
             member.promoted_at = None
             self._master_ack(member, number + 1, now)
             return
-        # a client that is not the master (MTFTP: any ACK with no master speaking is an answer)
-        if member.promoted_at is not None or (self.mtftp and self.master is None):
+        # a client that is not the master (MTFTP: any ACK while no master speaks is an answer)
+        if member.promoted_at is not None or (self.mtftp and self._master_unanswered()):
             if self.group_closed:
                 self._to_unicast_tail(member, now)
                 return
             member.promoted_at = None
+            member.repeat_offer = False
             member.probes = 0
-            if self.master is None:
+            if self._master_unanswered():
+                silent = self.master
+                if silent is not None:  # a candidate that never answered: this one leads
+                    silent.state = WAITING  # its offer stands until promote_timeout
                 self.probing_until = None
                 self.master = member
                 member.state = MASTER
                 member.acking = True
+                self._measure(member)
+                self._new_stream()
+                self._check_behind(member, number + 1, now)
                 self._emit("mcast_master", client=member.text, from_block=number + 1, reason="probe")
                 self._master_ack(member, number + 1, now)
             elif not self.mtftp:
                 self._send_oack(member, now, master=False, full=False)  # answered a probe too late
             return
         if self.mtftp:
-            member.acking = True
+            member.acking = member.led = True
+            self._check_behind(member, number + 1, now)
             return
         if not member.acking and number == 0:
             member.rfc_style = True  # RFC 2090 example: a non-master confirms its OACK with ACK 0
             return
         member.acking = True
 
+    def _repair_wait(self, master: Member) -> float:
+        tuning = self.tuning
+        if master.rtt is not None:
+            return master.rtt.rto
+        return tuning.repair_after if self.pending_via == "group" else tuning.retransmit
+
     def _master_ack(self, master: Member, block: int, now: float) -> None:
+        """The master asks for ``block`` (its ACK is the block before its first gap)."""
         if block == self.pending:
+            if self.sent_ahead > self.pending:
+                # Later blocks are in flight and each brings the same ACK: it lost this one.
+                self._stuck_acks += 1
+                if self._stuck_acks == 2:
+                    self._window_sign("the master's ACKs stopped at a gap", now)
+                    self._repair(master, now)
+                return
             # The master still lacks the pending block: repeat it (not a duplicate within RTT).
-            if now - self.pending_sent >= self.tuning.repair_after / 2:
+            if now - self.pending_sent >= self._repair_wait(master) / 2:
                 self._repair(master, now)
             return
+        self._stuck_acks = 0
         if self.pending and block > self.pending:
             if self.pending_via == "group":
                 master.consecutive_repairs = 0
+                if master.rtt is not None:  # sent once, answered: a round trip (Karn)
+                    master.rtt.sample(now - self.pending_sent)
             elif master.consecutive_repairs >= self.tuning.deaf_blocks:
                 self._declare_deaf(master, block, now)
                 return
-        self._send_group(block, now)
-        self.pending, self.pending_sent, self.pending_via = block, now, "group"
+            self.window.acknowledged(min(block, self.sent_ahead + 1) - self.pending)
+        if block > self.sent_ahead:
+            self._send_group(block, now)
+            self.sent_ahead = block
+        self.pending, self.pending_sent, self.pending_via = block, self.block_last_group[block], "group"
+        last = min(self.blocks, block + self.window.blocks - 1)
+        for ahead in range(self.sent_ahead + 1, last + 1):
+            self._send_group(ahead, now)
+        self.sent_ahead = max(self.sent_ahead, last)
+
+    def _window_sign(self, reason: str, now: float) -> None:
+        """Evidence that a client does not keep up with the window (mcast_window.py)."""
+        if self.tuning.window <= 1:
+            return
+        before = self.window.blocks
+        self.window.fell_behind()
+        self._emit("mcast_window", blocks=self.window.blocks, before=before, reason=reason,
+                   closed=self.window.closed)
 
     def _repair(self, master: Member, now: float) -> None:
         if self.pending_via == "group":
             master.consecutive_repairs += 1
             master.repairs += 1
+        if master.rtt is not None:
+            master.rtt.timed_out()
         self._send_unicast(master, self.pending, now)
-        if self.mtftp:
+        if self.mtftp and self.answered_once:
             self._send_group(self.pending, now)  # MTFTP listeners reopen after 0.25 s of silence
         self.pending_sent, self.pending_via = now, "unicast"
 
@@ -424,8 +624,7 @@ class MulticastSession:
         if now - master.last_heard >= self.tuning.master_silence:
             self._skip(master, now, reason=f"master silent for {now - master.last_heard:.1f} s")
             return
-        wait = self.tuning.repair_after if self.pending_via == "group" else self.tuning.retransmit
-        if now - self.pending_sent >= wait:
+        if now >= self.pending_sent + self._repair_wait(master):  # as get_timer computes it
             self._repair(master, now)
 
     def _declare_deaf(self, member: Member, block: int, now: float) -> None:
@@ -456,13 +655,40 @@ class MulticastSession:
 
     # --- roles ------------------------------------------------------------------------------
 
-    def _make_master(self, member: Member, now: float, reason: str) -> None:
+    def _make_master(self, member: Member, now: float, reason: str, repeat_offer: bool = False) -> None:
         self.master = member
         member.state = MASTER
         member.last_heard = now
-        member.promoted_at = now  # until its first ACK: re-sent, then skipped if it never answers
-        self.pending = 0
+        member.promoted_at = now  # until its first ACK; skipped (or dropped) if it never answers
+        member.repeat_offer = repeat_offer or self.mtftp
+        self._measure(member)
+        self._new_stream()
         self._emit("mcast_master", client=member.text, reason=reason, from_block=member.have + 1)
+
+    def _new_stream(self) -> None:
+        """A new master: nothing of its stream is in flight yet; the window starts at 1."""
+        self.pending = 0
+        self.sent_ahead = 0
+        self._stuck_acks = 0
+        self.window.restart()
+
+    def _check_behind(self, member: Member, first_gap: int, now: float) -> None:
+        """A client asks for a block that went out in a window while it listened: it fell behind."""
+        if not (1 <= first_gap <= self.blocks) or first_gap <= member.behind_from:
+            return
+        first_sent = self.block_first_group[first_gap]
+        if not self.block_windowed[first_gap] or first_sent < member.joined_at:
+            return
+        if first_gap + self.window.blocks > self.sent_ahead and member is self.master:
+            return  # still in flight to this master: its own gap is handled by its ACKs
+        member.behind_from = first_gap
+        self._window_sign(f"{member.text} missed block {first_gap}, sent in a window while it listened", now)
+
+    def _measure(self, member: Member) -> None:
+        """Give a new master its round-trip estimator (kept if it leads again)."""
+        tuning = self.tuning
+        if tuning.adaptive_repair and member.rtt is None:
+            member.rtt = RttEstimator(tuning.repair_floor, tuning.repair_ceiling, tuning.repair_after)
 
     def _finish_member(self, member: Member, now: float, ok: bool, reason: str) -> None:
         member.state = DONE if ok else GONE
@@ -483,7 +709,12 @@ class MulticastSession:
     def _skip(self, member: Member, now: float, reason: str) -> None:
         member.probes += 1
         member.promoted_at = None
-        gone = member.probes >= self.tuning.max_probes
+        member.repeat_offer = False
+        # A member that never answered anything is not offered the role again: it may be a
+        # spoofed address, and a real client in its place would have answered (see above).
+        gone = member.probes >= self.tuning.max_probes or not member.answered
+        if not member.answered:
+            reason += "; it never answered anything, so it is not asked again"
         member.state = GONE if gone else WAITING
         self._emit("mcast_client_gone" if gone else "mcast_skip", client=member.text, reason=reason,
                    attempts=member.probes)
@@ -521,21 +752,47 @@ class MulticastSession:
             self._send_unicast(chosen, chosen.have + 1, now)
             self.pending, self.pending_sent, self.pending_via = chosen.have + 1, now, "unicast"
             return
+        if self.mtftp:
+            waiting = self._drop_uncontacted(waiting, now)
+            if not waiting:
+                self._check_finished(now)
+                return
         oldest_block = min(self.block_last_group[1:])
-        needy = [m for m in waiting if m.joined_at > oldest_block or m.acking]
+        needy = [m for m in waiting if m.answered and m.joined_at > oldest_block]
         if needy and not self.mtftp:
             chosen = needy[0]
-            self._make_master(chosen, now, reason="promoted")
+            self._make_master(chosen, now, reason="promoted", repeat_offer=True)
             self._promote(chosen, now)
             self._emit("mcast_promote", client=chosen.text, attempts=chosen.probes)
             return
-        # Everyone left heard a whole pass, or (MTFTP) listened silently: those that finished
-        # stay silent, the others answer with their first gap.  Ask all at once.
+        # The rest never answered, heard a whole pass, or (MTFTP) listened silently: those
+        # that finished stay silent, the others answer with their first gap.  Ask all at
+        # once, so a silent one delays nobody; an offer still standing is not made twice.
+        waiting = [m for m in waiting if m.promoted_at is None]
+        if not waiting:
+            return
         self.probing_until = now + self.tuning.promote_timeout
         for member in waiting:
             member.promoted_at = now
+            member.repeat_offer = True
             self._promote(member, now)
         self._emit("mcast_probe", clients=len(waiting), attempt=waiting[0].probes + 1)
+
+    def _drop_uncontacted(self, waiting: list[Member], now: float) -> list[Member]:
+        """MTFTP: requesters that asked once, heard nothing from us and never answered.
+
+        Probing them would send one unicast DATA each to addresses nobody vouched for; a
+        real iPXE client in their place asked again within 0.25 s and was answered then.
+        """
+        kept = []
+        for member in waiting:
+            if member.contacted or member.answered:
+                kept.append(member)
+                continue
+            member.state = GONE
+            self._emit("mcast_client_gone", client=member.text, attempts=0,
+                       reason="asked once while another requester held the pass, never again")
+        return kept
 
     def _unicast_tail(self, now: float) -> None:
         """Serve what is left of a shared-group MTFTP session by unicast.
@@ -589,7 +846,7 @@ class MulticastSession:
             if now - self.master.promoted_at >= tuning.promote_timeout:
                 reason = f"no answer to promotion within {tuning.promote_timeout} s"
                 self._skip(self.master, now, reason=reason)
-            elif now - self.master.last_unicast >= tuning.retransmit:
+            elif self.master.repeat_offer and now - self.master.last_unicast >= tuning.retransmit:
                 if self.mtftp:
                     self._send_unicast(self.master, self.master.have + 1, now)
                 else:
@@ -602,10 +859,18 @@ class MulticastSession:
                 and member.promoted_at is not None
                 and now - member.promoted_at >= tuning.promote_timeout
             ):
-                if self.mtftp and not member.acking:
+                if self.mtftp and not member.acking and member.contacted:
                     self._release(member, now)
                 else:
                     self._skip(member, now, reason="no answer to a promotion probe")
+            elif (
+                not self.mtftp
+                and member.state == WAITING
+                and member.promoted_at is not None
+                and member.repeat_offer
+                and now - member.last_unicast >= tuning.retransmit
+            ):
+                self._send_oack(member, now, master=True, full=True)  # a lost probe must not lose it
             elif (
                 self.mtftp
                 and member.state == WAITING
@@ -623,15 +888,22 @@ class MulticastSession:
                 and member.acking
                 and now - member.last_heard >= tuning.master_silence
             ):
-                self._finish_member(member, now, ok=False, reason="stopped acknowledging the group stream")
+                # Quiet, not gone: a guest the host did not schedule ACKs again when it runs.
+                member.acking = False
+                quiet = now - member.last_heard
+                self._emit("mcast_client_quiet", client=member.text,
+                           reason=f"stopped acknowledging the group stream {quiet:.1f} s ago; "
+                           "a listener again, probed at the end of the pass")
+        keepalive_round = now >= self._next_keepalive
+        if keepalive_round:
+            self._next_keepalive = now + tuning.keepalive
         for member in self.members.values():
             if member.state == UNICAST:
                 if now - member.last_heard >= tuning.unicast_silence:
-                    self._finish_member(member, now, ok=False, reason="unicast client silent")
-                elif now - member.pending_sent >= tuning.retransmit:
-                    self._send_unicast(member, member.pending, now)
+                    self._give_up(member, now, f"no ACK for {now - member.last_heard:.0f} s")
             elif (
-                member.state == WAITING
+                keepalive_round
+                and member.state == WAITING
                 and not self.mtftp
                 and not member.rfc_style
                 and member.promoted_at is None
@@ -642,11 +914,60 @@ class MulticastSession:
             self._elect(now)
         self._check_finished(now)
 
+    def _owed(self, member: Member) -> bool:
+        """Went quiet, heard the stream, and cannot have the whole file: worth waiting for.
+
+        A listener present while every block went out (again) probably finished silently,
+        as iPXE non-masters do: it is owed nothing (no linger, no ERROR).
+        """
+        if member.state not in (GONE, RELEASED) or not member.heard_stream or member.have >= self.blocks:
+            return False
+        if member.led:
+            return True  # its own ACKs as a master (or an MTFTP listener that ACKs) said what it lacks
+        return member.joined_at > min(self.block_last_group[1:])
+
     def _check_finished(self, now: float) -> None:
         if self.finished:
             return
         if any(m.state in (WAITING, MASTER, UNICAST) for m in self.members.values()):
             return
+        if self.linger_until is None and any(self._owed(m) for m in self.members.values()):
+            self.linger_until = now + self.tuning.give_up_after
+            self._emit("mcast_linger", seconds=self.tuning.give_up_after,
+                       clients=sum(1 for m in self.members.values() if self._owed(m)))
+            return
+        if self.linger_until is not None and now < self.linger_until:
+            return
+        self._end(now)
+
+    def _give_up(self, member: Member, now: float, reason: str) -> None:
+        """Stop serving ``member`` and tell it so: an ERROR it can act on, never silence."""
+        text = (f"pyatftpd gave up on this transfer: {reason}; fetch the file again")
+        self._out.append((encode_error(ErrorCode.NOT_DEFINED, text), member.addr))
+        member.state = GONE
+        self._emit("mcast_client_gone", client=member.text, reason=reason, ok=False,
+                   seconds=round(now - member.joined_at, 4), error_sent=True)
+        if self.master is member:
+            self.master = None
+            self.pending = 0
+            self._elect(now)
+        self._check_finished(now)
+
+    def _give_up_quiet(self, now: float) -> None:
+        """The linger is over: whoever went quiet unfinished hears that it was given up."""
+        self.linger_until = None
+        if any(m.state in (WAITING, MASTER, UNICAST) for m in self.members.values()):
+            return
+        waited = f"no answer for {self.tuning.give_up_after:.0f} s"
+        text = f"pyatftpd gave up on this transfer: {waited}; fetch the file again"
+        for member in self.members.values():
+            if self._owed(member):
+                self._out.append((encode_error(ErrorCode.NOT_DEFINED, text), member.addr))
+                self._emit("mcast_client_gone", client=member.text, ok=False, error_sent=True,
+                           reason=f"{waited} after the session went quiet")
+        self._end(now)
+
+    def _end(self, now: float) -> None:
         self.finished = True
         self._emit(
             "mcast_session_end",
@@ -666,6 +987,10 @@ class MulticastSession:
         return self.read((block - 1) * self.blksize, self.blksize)
 
     def _send_group(self, block: int, now: float) -> None:
+        if self.block_first_group[block] < 0:
+            self.block_first_group[block] = now
+            if self.window.blocks > 1:
+                self.block_windowed[block] = 1
         payload = self._payload(block)
         self._out.append((struct.pack("!HH", Opcode.DATA, block & 0xFFFF) + payload, self.group_addr))
         self.group_bytes += len(payload)

@@ -86,14 +86,35 @@ Packet = Request | Data | Ack | Error | OAck
 MODES = ("octet", "netascii", "mail")
 
 
-def _split_strings(body: bytes, what: str) -> list[str]:
+def _split_raw(body: bytes, what: str) -> list[bytes]:
     if not body.endswith(b"\0"):
         raise MalformedPacket(f"{what}: missing NUL terminator")
-    parts = body[:-1].split(b"\0")
+    return body[:-1].split(b"\0")
+
+
+def _ascii(parts: list[bytes], what: str) -> list[str]:
     try:
         return [p.decode("ascii") for p in parts]
     except UnicodeDecodeError:
         raise MalformedPacket(f"{what}: non-ASCII bytes in a string field") from None
+
+
+def _split_strings(body: bytes, what: str) -> list[str]:
+    return _ascii(_split_raw(body, what), what)
+
+
+def filename_from_wire(raw: bytes) -> str:
+    """A file name as the client sent it: UTF-8, any other byte kept (``surrogateescape``).
+
+    Why not ASCII only: atftpd passes the bytes to ``open()`` as they are, so a name in
+    UTF-8 (or in Latin-1) is served by it, and a drop-in must serve it too.  With
+    ``surrogateescape`` the ``os`` functions turn the name back into the same bytes.
+    """
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def filename_to_wire(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
 
 
 def decode(data: bytes) -> Packet:
@@ -137,10 +158,11 @@ def decode(data: bytes) -> Packet:
 def _decode_request(opcode: Opcode, data: bytes) -> Request:
     if len(data) > MAX_REQUEST_SIZE:
         raise MalformedPacket(f"request of {len(data)} bytes exceeds {MAX_REQUEST_SIZE} (RFC 2347)")
-    strings = _split_strings(data[2:], opcode.name)
-    if len(strings) < 2:
+    parts = _split_raw(data[2:], opcode.name)
+    if len(parts) < 2:
         raise MalformedPacket(f"{opcode.name} lacks a mode field")
-    filename, mode, *rest = strings
+    filename = filename_from_wire(parts[0])
+    mode, *rest = _ascii(parts[1:], opcode.name)
     if not filename:
         raise MalformedPacket(f"{opcode.name} with an empty file name")
     if mode.lower() not in MODES:
@@ -152,13 +174,15 @@ def _decode_request(opcode: Opcode, data: bytes) -> Request:
 
 
 def _cstrings(*items: str) -> bytes:
-    return b"".join(item.encode("ascii") + b"\0" for item in items)
+    # backslashreplace: an ERROR text may quote a non-ASCII file name; it must still encode.
+    return b"".join(item.encode("ascii", "backslashreplace") + b"\0" for item in items)
 
 
 def encode(packet: Packet) -> bytes:
     if isinstance(packet, Request):
         flat = [s for pair in packet.options for s in pair]
-        return struct.pack("!H", packet.opcode) + _cstrings(packet.filename, packet.mode, *flat)
+        name = filename_to_wire(packet.filename) + b"\0"
+        return struct.pack("!H", packet.opcode) + name + _cstrings(packet.mode, *flat)
     if isinstance(packet, Data):
         return struct.pack("!HH", Opcode.DATA, packet.block & 0xFFFF) + packet.payload
     if isinstance(packet, Ack):

@@ -27,6 +27,27 @@ __all__ = ["Handler", "Listener", "RequestContext", "RequestRouter"]
 
 log = logging.getLogger("pyatftpd")
 
+#: The longest ERROR sent back for a datagram that is not a request, unless the datagram
+#: itself was longer: atftpd's answer to junk ("Illegal TFTP operation", 27 bytes).
+TERSE_LIMIT = 27
+_TERSE = {
+    int(ErrorCode.ILLEGAL_OPERATION): "malformed request",
+    int(ErrorCode.UNKNOWN_TID): "send a RRQ or WRQ",
+    int(ErrorCode.OPTION_REFUSED): "malformed option",
+}
+
+
+def terse(code: ErrorCode | int, message: str, request_length: int) -> str:
+    """``message``, or a short one when the ERROR would be longer than the datagram it answers.
+
+    Why: the source of a datagram can be spoofed, so a reply longer than the request
+    is amplification aimed at whoever owns that address (issue 20: 69 bytes for a 1-byte
+    datagram; atftpd 27).  The full text still goes to the log and the ``error`` event.
+    """
+    if 5 + len(message) <= max(request_length, TERSE_LIMIT):
+        return message
+    return _TERSE.get(int(code), "malformed request")
+
 
 class RequestRouter:
     def __init__(self, default: Handler) -> None:
@@ -52,7 +73,7 @@ class RequestRouter:
         now: float,
         truncated: bool = False,
     ) -> None:
-        if truncated or len(data) > MAX_REQUEST_SIZE:
+        if truncated or len(data) > MAX_REQUEST_SIZE:  # longer than any reply: no terse form needed
             server.send_error(
                 listener,
                 client,
@@ -66,16 +87,17 @@ class RequestRouter:
         except MalformedPacket as exc:
             if data[:2] == b"\x00\x05":
                 return  # never answer an ERROR with an ERROR
-            server.send_error(listener, client, local_ip, exc.code, f"malformed request: {exc}")
+            message = f"malformed request: {exc}"
+            server.send_error(
+                listener, client, local_ip, exc.code, terse(exc.code, message, len(data)), reason=message
+            )
             return
         if not isinstance(packet, Request):
             if type(packet).__name__ != "Error":
+                message = "this is the request port: send a RRQ or WRQ"
+                code = ErrorCode.UNKNOWN_TID
                 server.send_error(
-                    listener,
-                    client,
-                    local_ip,
-                    ErrorCode.UNKNOWN_TID,
-                    "this is the request port: send a RRQ or WRQ",
+                    listener, client, local_ip, code, terse(code, message, len(data)), reason=message
                 )
             return
         ctx = RequestContext(

@@ -238,7 +238,12 @@ class TftpServer:
         message: str,
         **fields: Any,
     ) -> None:
-        """Send ERROR ``code`` to ``client`` from ``local_ip`` through the listening socket."""
+        """Send ERROR ``code`` to ``client`` from ``local_ip`` through the listening socket.
+
+        ``reason`` in ``fields`` is the text for the log and the event when the wire
+        carries a shorter ``message`` (``router.terse``).
+        """
+        reason = str(fields.pop("reason", message))
         packet = encode_error(code, message)
         sock = listener.sock
         try:
@@ -249,8 +254,8 @@ class TftpServer:
                 sock.sendto(packet, client)
         except OSError as exc:
             log.warning("cannot send ERROR to %s:%s: %s", client[0], client[1], exc)
-        log.info("refused %s:%s: ERROR %d %s", client[0], client[1], int(code), message)
-        self.emit("error", client=f"{client[0]}:{client[1]}", code=int(code), reason=message, **fields)
+        log.info("refused %s:%s: ERROR %d %s", client[0], client[1], int(code), reason)
+        self.emit("error", client=f"{client[0]}:{client[1]}", code=int(code), reason=reason, **fields)
 
     def open_transfer_socket(self, local_ip: str) -> socket.socket:
         """A fresh UDP socket bound to ``local_ip`` and an ephemeral port: the transfer's TID."""

@@ -56,6 +56,12 @@ class BytesSource:
 class FileSource:
     """A regular file read with ``pread``; ``size`` is fixed when the transfer starts.
 
+    Reads never go past that size: a file that grows while it is served is served as
+    it was when opened (its ``tsize`` was announced, and iPXE sizes its block bitmap
+    from it), so the transfer ends where the client expects it to.  Serving the new
+    bytes instead sent a full-length "last" block and left the client waiting for a
+    block that never came (issue 20).
+
     Reads go through a read-ahead buffer (``chunk`` bytes, one ``pread``) because a
     lock-step transfer asks for the next blksize bytes per ACK, and a system call per
     block was a measurable share of the server's CPU.  No mmap: a file truncated
@@ -70,16 +76,17 @@ class FileSource:
         self._start = 0
 
     def read(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.size - offset))
         start = offset - self._start
         end = start + length
         if start >= 0 and end <= len(self._buffer):
             return self._buffer[start:end]
-        self._buffer = os.pread(self._fd, max(length, self._chunk), offset)
+        self._buffer = os.pread(self._fd, max(0, min(max(length, self._chunk), self.size - offset)), offset)
         self._start = offset
         return self._buffer[:length]
 
     def read_into(self, offset: int, buffers: Sequence[memoryview]) -> int:
-        return os.preadv(self._fd, buffers, offset)
+        return min(os.preadv(self._fd, buffers, offset), max(0, self.size - offset))
 
     def release_fd(self) -> int:
         """Hand the descriptor to another owner (a netascii stream); this source is closed."""

@@ -9,8 +9,10 @@ the GIL, so transfers in threads still overlap; pre-forked workers
 (``--workers``) spread them over cores.
 
 The loop stays thin: receive, feed the core, send what it returns, forward its
-events.  ``SO_RCVTIMEO`` wakes the thread at least every ``tick`` seconds so the
-core's timer and a server stop are noticed without an extra ``poll`` per block.
+events.  ``SO_RCVTIMEO`` wakes the thread when the core's timer is due (its
+retransmission timeout is tens of milliseconds on a fast path, :mod:`netboot.tftp.rto`),
+and at least every ``tick`` seconds so a server stop is noticed, without an extra
+``poll`` per block: the timeout is set again only when it changes by a fifth or more.
 """
 
 from __future__ import annotations
@@ -63,9 +65,9 @@ class ThreadDriver:
             sock = self._connect_twin(sock, peer)
         self.sock = sock
         sock.setblocking(True)
-        seconds = int(tick)
-        micros = int((tick - seconds) * 1_000_000)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, micros))
+        self._tick = tick
+        self._armed = 0.0
+        self._arm(tick)
         self._thread = threading.Thread(target=self._run, name="tftp-transfer", daemon=True)
         self._thread.start()
 
@@ -110,6 +112,20 @@ class ThreadDriver:
                 except OSError:
                     pass
 
+    def send_aside(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send from the transfer's port outside the core (called from the event loop).
+
+        Goes through the unconnected catcher socket that shares the port when there is
+        one; ``sendto`` on a socket the transfer thread also uses is safe.
+        """
+        sock = self._catcher or self.sock
+        if self._closed:
+            return
+        try:
+            sock.sendto(data, addr)
+        except OSError as exc:
+            log.debug("send to %s failed: %s", addr, exc)
+
     def _close_catcher(self) -> None:
         if self._catcher is not None:
             try:
@@ -118,6 +134,21 @@ class ThreadDriver:
                 pass
             self._catcher.close()
             self._catcher = None
+
+    def _arm(self, seconds: float) -> None:
+        """Set the receive timeout (the thread's timer), unless it is within a fifth of it already."""
+        seconds = max(0.001, min(self._tick, seconds))
+        armed = self._armed
+        if armed and abs(seconds - armed) < armed / 5:
+            return
+        whole = int(seconds)
+        micros = int((seconds - whole) * 1_000_000)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, micros))
+        self._armed = seconds
+
+    def _arm_for(self, core: Core, now: float) -> None:
+        deadline = core.get_timer()
+        self._arm(self._tick if deadline is None else deadline - now)
 
     @property
     def closed(self) -> bool:
@@ -145,7 +176,7 @@ class ThreadDriver:
     def _make_native(self, buffer: bytearray) -> native_lane.NativeLane | None:
         """The C loop for this transfer, when the core, the source and the build allow it."""
         core: Any = self.core
-        if not hasattr(core, "native_window") or core.native_window() is None:
+        if not getattr(core, "lanes_possible", False):
             return None
         file_fd = core.source_fileno()
         lib = native_lane.library()
@@ -162,9 +193,11 @@ class ThreadDriver:
         window = core.native_window()
         if window is None:
             return None, now
+        started = time.monotonic()
         count, length = lane.run(*window)
         now = time.monotonic()
-        core.advance_native(count, now)
+        timed_out = length in (-errno.EAGAIN, -errno.EWOULDBLOCK)
+        core.advance_native(count, now, started, self._armed if timed_out else 0.0)
         if length >= 0:
             return length, now
         if length in (-errno.EAGAIN, -errno.EWOULDBLOCK):
@@ -215,6 +248,7 @@ class ThreadDriver:
                     event = core.next_event()
                 if core.finished or self._stopping:
                     break
+                self._arm_for(core, now)
                 try:
                     if peer is not None:
                         left: int | None = None
@@ -229,6 +263,8 @@ class ThreadDriver:
                             now = clock()
                             reply = fast(buffer, length, now)
                             count = 0
+                            lane_core: Any = core
+                            adaptive = hasattr(lane_core, "rto")
                             while reply is not None:
                                 send(reply)
                                 length = recv_into(buffer)
@@ -237,6 +273,10 @@ class ThreadDriver:
                                     now = clock()
                                     if self._stopping:
                                         break
+                                    reply = fast(buffer, length, now)
+                                    if adaptive:  # the lane may just have measured a new RTO
+                                        self._arm(float(lane_core.rto))
+                                    continue
                                 reply = fast(buffer, length, now)
                         data = bytes(buffer[:length])
                     else:

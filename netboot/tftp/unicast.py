@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from netboot.tftp.handler import RequestContext
+from netboot.tftp.handler import RequestContext, TransferHandle
 from netboot.tftp.netascii import NetasciiSource
 from netboot.tftp.options import Negotiation, OptionRefused, negotiate
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
 from netboot.tftp.read_transfer import ReadTransfer
+from netboot.tftp.rto import RttEstimator
 from netboot.tftp.sources import BlockSource, FileSource
 from netboot.tftp.upload import FileSink, UploadRefused
 from netboot.tftp.write_transfer import WriteTransfer
@@ -68,7 +69,7 @@ class UnicastHandler:
     """
 
     def __init__(self) -> None:
-        self.reads: dict[ReadKey, ReadTransfer] = {}
+        self.reads: dict[ReadKey, tuple[ReadTransfer, TransferHandle]] = {}
 
     def __call__(self, ctx: RequestContext) -> bool:
         server = ctx.server
@@ -80,15 +81,11 @@ class UnicastHandler:
                 "uploads (WRQ) are disabled on this server; start pyatftpd with --allow-upload",
             )
             return True
-        key: ReadKey = (ctx.client, request.filename, request.mode, request.options)
-        if request.is_read and key in self.reads:
-            self._repeated(ctx, self.reads[key])
+        if request.is_read:
+            self._read(ctx)
             return True
         if not server.slots.acquire():
-            ctx.refuse(
-                ErrorCode.NOT_DEFINED,
-                f"server busy: {server.slots.in_use()} transfers in progress (--maxthread); try again later",
-            )
+            _refuse_busy(ctx)
             return True
         released = False
 
@@ -97,16 +94,9 @@ class UnicastHandler:
             if not released:
                 released = True
                 server.slots.release()
-                self.reads.pop(key, None)
 
         try:
-            if request.is_read:
-                core = _start_read(ctx, release)
-                if core is not None and not released:
-                    self.reads[key] = core
-                started = core is not None
-            else:
-                started = _start_write(ctx, release)
+            started = _start_write(ctx, release)
         except BaseException:
             release()
             raise
@@ -114,15 +104,68 @@ class UnicastHandler:
             release()
         return True
 
-    def _repeated(self, ctx: RequestContext, core: ReadTransfer) -> None:
-        ctx.server.emit("rrq_repeated", client=ctx.client_text, file=ctx.request.filename)
+    def _read(self, ctx: RequestContext) -> None:
+        request = ctx.request
+        key: ReadKey = (ctx.client, request.filename, request.mode, request.options)
+        if key in self.reads:
+            self._repeated(ctx, self.reads[key])
+            return
+        slots = ctx.server.slots
+        ended = False
+
+        def claim() -> Callable[[], None] | None:
+            """A ``--maxthread`` slot for the transfer, taken only once there is one to run.
+
+            Why this late: a refused request (no such file, a bad option) must never count
+            as a transfer, or a burst of them reads "server busy" to a client with a real one.
+            """
+            if not slots.acquire():
+                _refuse_busy(ctx)
+                return None
+
+            def release() -> None:
+                nonlocal ended
+                if not ended:
+                    ended = True
+                    slots.release()
+                    self.reads.pop(key, None)
+
+            return release
+
+        running = _start_read(ctx, claim)
+        if running is not None and not ended:
+            self.reads[key] = running
+
+    def _repeated(self, ctx: RequestContext, running: tuple[ReadTransfer, TransferHandle]) -> None:
+        """Answer a repeated RRQ with the first datagram again, while the client never answered.
+
+        Why here and not on the transfer's timer: a repeated RRQ shows the client is
+        there and lost the first answer; a timer would also fire for a spoofed address
+        that never asked (ReadTransfer's docstring).  One answer per repeat, so a
+        repeat costs no more than the request that started the transfer.
+        """
+        core, handle = running
+        answered = not core.proven and not core.finished
+        if answered:
+            handle.send_aside(core.first_datagram, ctx.client)
+        ctx.server.emit("rrq_repeated", client=ctx.client_text, file=ctx.request.filename, answered=answered)
+
+
+def _refuse_busy(ctx: RequestContext) -> None:
+    in_use = ctx.server.slots.in_use()
+    ctx.refuse(
+        ErrorCode.NOT_DEFINED,
+        f"server busy: {in_use} transfers in progress (--maxthread); try again later",
+    )
 
 
 def _labels(ctx: RequestContext) -> dict[str, object]:
     return {"client": ctx.client_text, "file": ctx.request.filename, "session": ctx.server.new_session_id()}
 
 
-def _start_read(ctx: RequestContext, release: Callable[[], None]) -> ReadTransfer | None:
+def _start_read(
+    ctx: RequestContext, claim: Callable[[], Callable[[], None] | None]
+) -> tuple[ReadTransfer, TransferHandle] | None:
     source = open_source(ctx)
     if source is None:
         return None
@@ -130,11 +173,16 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> ReadTransfe
     if negotiation is None:
         source.close()
         return None
+    release = claim()
+    if release is None:
+        source.close()
+        return None
     server = ctx.server
     try:
         sock = server.open_transfer_socket(ctx.local_ip)
     except OSError as exc:
         source.close()
+        release()
         ctx.refuse(ErrorCode.NOT_DEFINED, f"cannot open a transfer socket: {exc.strerror}")
         return None
     config = server.config
@@ -148,6 +196,7 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> ReadTransfe
         trace=config.trace,
         check_port=config.check_port,
         first_retry=config.first_retry,
+        rtt=RttEstimator(ceiling=config.retry_timeout) if config.adaptive_rto else None,
     )
     log.info(
         "serving %r to %s (blksize %d, windowsize %d, %s bytes)",
@@ -162,7 +211,7 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> ReadTransfe
         source.close()
         release()
 
-    server.attach(
+    handle = server.attach(
         core,
         sock,
         _labels(ctx),
@@ -174,7 +223,7 @@ def _start_read(ctx: RequestContext, release: Callable[[], None]) -> ReadTransfe
         threaded=config.threaded,
         connect_to=ctx.client if config.check_port else None,
     )
-    return core
+    return core, handle
 
 
 def _start_write(ctx: RequestContext, release: Callable[[], None]) -> bool:

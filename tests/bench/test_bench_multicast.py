@@ -90,3 +90,48 @@ def test_bench_200_tftm_clients(tmp_path: Path) -> None:
             f"{f['last_done']:>12.2f}{f['failed']:>8}{f['client_cpu']:>11.1f}{cut}"
         )
     assert rows  # figures only: nothing about speed is asserted
+
+
+# -- --mcast-window, virtual time (tests/tftm_sim.py; no namespace, no clock) -----------------
+
+#: (label, one-way latency s, options of the first client, options of the others)
+_FAST: dict[str, object] = {"ring": 32, "frame_cost": 0.00005}
+_SLOW: dict[str, object] = {"ring": 4, "frame_cost": 0.001}
+_SLOWISH: dict[str, object] = {"ring": 4, "frame_cost": 0.0003}
+WINDOW_CASES = [
+    ("round-trip bound (2 ms each way)", 0.002, _FAST, _FAST),
+    ("uniform slow guests (ring 4, 1 ms/frame)", 0.0002, _SLOW, _SLOW),
+    ("fast master, slow listeners (ring 4, 0.3 ms/frame)", 0.0002, _FAST, _SLOWISH),
+]
+WINDOWS = (1, 4, 8, 16)
+
+
+def test_bench_mcast_window_virtual_time() -> None:
+    """20 iPXE-faithful tftm:// clients (1 MiB) in virtual time: where a window pays, where it must stay 1."""
+    import random
+
+    from netboot.tftp.multicast import Tuning
+    from tests.tftm_sim import SimClient, TftmSim
+
+    payload = random.Random(18).randbytes(1 << 20)
+    print()
+    print("--mcast-window, 20 iPXE-faithful tftm:// clients, 1 MiB, virtual time (tests/tftm_sim.py)")
+    header = (
+        f"{'clients':<52}{'window':>7}{'last done s':>12}{'group/size':>11}{'signs':>6}{'closed':>7}"
+        f"{'failed':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for label, latency, first, others in WINDOW_CASES:
+        for window in WINDOWS:
+            clients = [SimClient(0.0, options=dict(first))] + [
+                SimClient(0.001 * i, options=dict(others)) for i in range(1, 20)
+            ]
+            sim = TftmSim(payload, clients, tuning=Tuning(window=window), latency=latency)
+            sim.run(limit=600.0)
+            ok = [c for c in sim.clients if c.core and c.core.ok and c.core.image() == payload]
+            done = max((c.core.finished_at or 0.0) for c in ok if c.core) if ok else float("nan")
+            signs = [f for _, name, f in sim.log if name == "mcast_window"]
+            closed = bool(signs and signs[-1]["closed"])
+            print(f"{label:<52}{window:>7}{done:>12.2f}{sim.group_bytes / len(payload):>11.3f}"
+                  f"{len(signs):>6}{'yes' if closed else 'no':>7}{20 - len(ok):>7}")

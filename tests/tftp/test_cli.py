@@ -351,10 +351,10 @@ def test_start_server_probe_sees_pyatftpd(tmp_path: Path) -> None:
     assert server.proc.returncode is not None
 
 
-def test_retransmission_backs_off_by_default_and_is_fixed_with_retry_timeout() -> None:
+def test_retransmission_adapts_by_default_and_is_fixed_with_retry_timeout() -> None:
     from netboot.tftp.cli import _config
 
     default = _config(parse("--daemon", "/srv"))  # type: ignore[arg-type]
-    assert (default.retry_timeout, default.first_retry) == (5.0, 1.0)
+    assert (default.retry_timeout, default.adaptive_rto) == (5.0, True)
     fixed = _config(parse("--daemon", "--retry-timeout", "7", "/srv"))  # type: ignore[arg-type]
-    assert (fixed.retry_timeout, fixed.first_retry) == (7.0, None)
+    assert (fixed.retry_timeout, fixed.adaptive_rto, fixed.first_retry) == (7.0, False, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -47,7 +49,8 @@ def test_netascii_round_trips(data: bytes) -> None:
         (b"\0\4\0", ErrorCode.ILLEGAL_OPERATION),  # truncated ACK
         (b"\0\3\0", ErrorCode.ILLEGAL_OPERATION),  # truncated DATA
         (b"\0\1" + b"a" * 600 + b"\0octet\0", ErrorCode.ILLEGAL_OPERATION),  # request > 512 bytes
-        (b"\0\1f\xff\0octet\0", ErrorCode.ILLEGAL_OPERATION),  # non-ASCII
+        (b"\0\1f\0oct\xe9t\0", ErrorCode.ILLEGAL_OPERATION),  # non-ASCII mode
+        (b"\0\1f\0octet\0blk\xffsize\0512\0", ErrorCode.ILLEGAL_OPERATION),  # non-ASCII option
     ],
 )
 def test_malformed_datagrams_are_classified(datagram: bytes, code: ErrorCode) -> None:
@@ -60,6 +63,8 @@ def test_malformed_datagrams_are_classified(datagram: bytes, code: ErrorCode) ->
     "packet",
     [
         Request(Opcode.RRQ, "boot.img", "octet", (("blksize", "1428"),)),
+        Request(Opcode.RRQ, "café/ブート.img", "octet"),
+        Request(Opcode.RRQ, "caf\udce9.bin", "octet"),  # Latin-1 byte 0xe9, kept as it came
         Ack(65535),
         Error(1, "file not found"),
         OAck((("tsize", "42"),)),
@@ -75,3 +80,16 @@ def test_decode_raises_only_malformed_packet(datagram: bytes) -> None:
         decode(datagram)
     except MalformedPacket:
         pass
+
+
+def test_a_file_name_keeps_its_bytes_whatever_they_are() -> None:
+    """atftpd opens the name's bytes as they are (UTF-8 or not); so do we (surrogateescape)."""
+    for raw in ("café.bin".encode(), b"caf\xe9.bin", b"\xff\xfe"):
+        request = decode(b"\0\1" + raw + b"\0octet\0")
+        assert isinstance(request, Request)
+        assert os.fsencode(request.filename) == raw
+        assert encode(request) == b"\0\1" + raw + b"\0octet\0"
+
+
+def test_an_error_quoting_a_non_ascii_name_still_encodes() -> None:
+    assert encode(Error(1, "cannot open 'café'")) == b"\0\5\0\1cannot open 'caf\\xe9'\0"

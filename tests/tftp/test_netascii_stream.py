@@ -69,10 +69,13 @@ def test_a_retransmission_reads_the_same_bytes_again(tmp_path: Path) -> None:
     text = bytes(range(256)) * 40
     source = _source(tmp_path, text, chunk=100)
     core = ReadTransfer(PEER, source, negotiate((), None, OptionPolicy()), now=0.0)
-    (first,) = core.datagrams_to_send(0.0)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(1), PEER, 0.0)
+    (second,) = core.datagrams_to_send(0.0)
     core.handle_timer(10.0)
     (again,) = core.datagrams_to_send(10.0)
-    assert again == first and struct.unpack_from("!HH", again[0]) == (3, 1)
+    assert again == second and struct.unpack_from("!HH", again[0]) == (3, 2)
+    assert again[0][4:] == to_netascii(text)[512:1024]
 
 
 def test_a_netascii_request_for_a_big_file_allocates_a_bounded_amount(tmp_path: Path) -> None:

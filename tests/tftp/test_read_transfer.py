@@ -80,6 +80,8 @@ def test_duplicate_ack_never_doubles_the_stream() -> None:
 
 def test_retransmits_on_timeout_only_then_gives_up_with_an_event() -> None:
     core = make_read(b"q" * 2000, timeout=2.0, max_retries=3)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(1), PEER, 0.0)
     first = core.datagrams_to_send(0.0)
     assert core.get_timer() == 2.0
     core.handle_timer(1.9)
@@ -99,6 +101,8 @@ def test_retransmits_on_timeout_only_then_gives_up_with_an_event() -> None:
 def test_default_retransmission_backs_off_from_one_second_and_restarts_on_progress() -> None:
     """A lost DATA costs 1 s, not atftpd's 5 s; a silent client still gets 1, 2, 4, 5, 5 s."""
     core = make_read(b"q" * 2000, timeout=5.0, first_retry=1.0)
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(1), PEER, 0.0)
     first = core.datagrams_to_send(0.0)
     due = []
     for _ in range(4):
@@ -108,16 +112,47 @@ def test_default_retransmission_backs_off_from_one_second_and_restarts_on_progre
         core.handle_timer(deadline)
         assert core.datagrams_to_send(deadline) == first
     assert due == [1.0, 3.0, 7.0, 12.0]
-    core.receive_datagram(ack(1), PEER, 12.5)
+    core.receive_datagram(ack(2), PEER, 12.5)
     core.datagrams_to_send(12.5)
     assert core.get_timer() == 13.5  # progress: back to the first interval
 
 
 def test_a_client_timeout_option_wins_over_the_backoff() -> None:
     core = make_read(b"q" * 2000, (("timeout", "3"),), timeout=5.0, first_retry=1.0)
+    core.receive_datagram(ack(0), PEER, 0.0)
     assert core.get_timer() == 3.0
     core.handle_timer(3.0)
     assert core.get_timer() == 6.0
+
+
+def test_nothing_is_retransmitted_to_a_peer_that_never_answered() -> None:
+    """A spoofable RRQ draws its first DATA once, then nothing, not even an ERROR (issue 20)."""
+    core = make_read(b"q" * 2000, timeout=5.0, first_retry=1.0)
+    ((first, _),) = core.datagrams_to_send(0.0)
+    assert first[:4] == b"\0\3\0\1" and core.first_datagram == first
+    sent = []
+    now = 0.0
+    while not core.finished and now < 60:
+        deadline = core.get_timer()
+        assert deadline is not None
+        now = deadline
+        core.handle_timer(now)
+        sent += core.datagrams_to_send(now)
+    assert sent == [] and core.finished and not core.succeeded and now == 5.0
+    done = [e for e in events(core) if e.name == "done"][0]
+    assert "never answered" in str(done.fields["reason"])
+
+
+def test_the_first_ack_proves_the_peer_and_arms_retransmission() -> None:
+    core = make_read(b"q" * 2000, (("blksize", "512"),), timeout=5.0, first_retry=1.0)
+    core.datagrams_to_send(0.0)
+    assert not core.proven
+    core.receive_datagram(ack(0), PEER, 0.3)
+    assert core.proven
+    (data1,) = core.datagrams_to_send(0.3)
+    assert core.get_timer() == 1.3
+    core.handle_timer(1.3)
+    assert core.datagrams_to_send(1.3) == [data1]
 
 
 def test_client_timeout_option_sets_the_retransmission_interval() -> None:
