@@ -679,3 +679,23 @@ def test_one_vms_share_of_a_trains_events_is_still_its_sessions_picture(tmp_path
     assert line.of_kind(JOIN)[0].block == 430
     main = next(ax for ax in render_timeline(line).axes if ax.get_label() == "main")
     assert main.get_ylim()[1] > 430, "the join's block is on the plot"
+
+
+def test_the_slow_listener_events_are_told_on_the_picture() -> None:
+    """pyatftpd's patience with a guest that was not scheduled shows as what it is: a quiet
+    listener, the session lingering for it, and the client coming back."""
+    from lab.report.timeline_model import annotations_from_events
+    from netboot.events import ServerEvent
+
+    client = "192.0.2.102:2001"
+    events = [
+        ServerEvent({"ts": 1.0, "event": "mcast_client_quiet", "client": client, "reason": "no ACK for 2 s"}),
+        ServerEvent({"ts": 2.0, "event": "mcast_linger", "seconds": 16, "clients": 1}),
+        ServerEvent({"ts": 3.0, "event": "mcast_client_back", "client": client, "first_gap": 4100}),
+        ServerEvent({"ts": 4.0, "event": "mcast_full", "client": "192.0.2.103:2001", "members": 512}),
+    ]
+    labels = [a.label for a in annotations_from_events(events, 0.0, {"192.0.2.102": "pcnet 192.0.2.102"})]
+    assert labels[0] == "quiet pcnet 192.0.2.102: no ACK for 2 s"
+    assert labels[1] == "lingers 16 s for 1"
+    assert labels[2] == "back pcnet 192.0.2.102 from 4100"
+    assert labels[3].startswith("mcast_full 192.0.2.103")

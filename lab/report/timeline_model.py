@@ -78,6 +78,10 @@ EVENT_KINDS: dict[str, str] = {
     "client_left": DONE,
     "mcast_client_gone": GONE,
     "mcast_skip": GONE,
+    "mcast_client_quiet": GONE,  # a listener that stopped ACKing, a listener again (not failed)
+    "mcast_client_back": JOIN,  # a client given up or waited for ACKed after all
+    "mcast_full": REFUSED,
+    "mcast_linger": SESSION,  # the session waits, sending nothing, for a client that went quiet
     "mtftp_stale_fallback": REFUSED,
     "client_refused": REFUSED,
     "file_error": REFUSED,
@@ -198,6 +202,9 @@ def _label(event: ServerEvent, kind: str, who: str) -> str:
     if kind in simple:
         return simple[kind]
     if kind == JOIN:
+        if name == "mcast_client_back":
+            gap = event.get("first_gap")
+            return f"back {who}" + (f" from {gap}" if gap is not None else "")
         return f"join {who}" + (" (late)" if event.get("late") else "")
     if kind == MASTER:
         return f"master {who}" + (f" ({reason})" if reason else "")
@@ -206,12 +213,15 @@ def _label(event: ServerEvent, kind: str, who: str) -> str:
     if kind == DONE:
         return f"done {who}"
     if kind == GONE:
-        return f"{'skipped' if name == 'mcast_skip' else 'gone'} {who}" + (f": {reason}" if reason else "")
+        word = {"mcast_skip": "skipped", "mcast_client_quiet": "quiet"}.get(name, "gone")
+        return f"{word} {who}" + (f": {reason}" if reason else "")
     if kind == REFUSED:
         return _refusal(event, who)
     if name == "mcast_session_end":
         ratio = event.get("group_ratio")
         return "session end" + (f" (group {ratio}x)" if ratio is not None else "")
+    if name == "mcast_linger":
+        return f"lingers {event.get('seconds', '?')} s for {event.get('clients', '?')}"
     return "session start"
 
 
