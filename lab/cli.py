@@ -252,6 +252,14 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
         "--lab-artifacts", default="lab-artifacts", help="folder for run folders (default %(default)s)"
     )
     run.add_argument("--lab-jobs", type=int, default=0, help="parallel VMs (default: one per CPU)")
+    run.add_argument(
+        "--lab-pyatftpd-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more pyatftpd option for every lab of the run, e.g. --lab-pyatftpd-arg=--mcast-window=8 "
+        "(repeatable; recorded in the reports)",
+    )
 
 
 def request_from(args: argparse.Namespace, sets: list[RomSet]) -> MatrixRequest:
@@ -414,8 +422,9 @@ def cmd_matrix(args: argparse.Namespace, argv: list[str]) -> int:
     )
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    results = run_plan(plan.cells, sets, out_dir, jobs, args.lab_accel, BootProgress(plan.boots()))
-    trains = run_trains(plan.trains, sets, out_dir, args.lab_accel, train_progress)
+    more = tuple(args.lab_pyatftpd_arg)
+    results = run_plan(plan.cells, sets, out_dir, jobs, args.lab_accel, BootProgress(plan.boots()), more)
+    trains = run_trains(plan.trains, sets, out_dir, args.lab_accel, train_progress, more)
     info = _run_info(args, run_id, started, time.monotonic() - t0, jobs, sets, request, whole, argv)
     return finish(results, trains, info, out_dir, expectations, args.baseline)
 
@@ -465,6 +474,7 @@ def _run_info(
             "train_size": request.train_size,
             "loss_percent": request.loss_percent,
             "cell_loss_percent": request.cell_loss_percent,
+            "pyatftpd_args": list(args.lab_pyatftpd_arg),
             "shard": args.shard,
             "only": list(args.only),
             "plan": plan,

@@ -39,6 +39,8 @@ class TftpSpec:
     #: at most ``mcast_max_wait`` seconds.
     mcast_min_clients: int = 1
     mcast_max_wait: float = TRAIN_MAX_WAIT
+    #: pyatftpd only: more options from the lab's user (``--lab-pyatftpd-arg``).
+    extra_args: tuple[str, ...] = ()
 
 
 def tftp_argv(spec: TftpSpec) -> list[str]:
@@ -54,7 +56,7 @@ def tftp_argv(spec: TftpSpec) -> list[str]:
         if spec.mcast_min_clients > 1:
             files += ["--mcast-min-clients", str(spec.mcast_min_clients)]
             files += ["--mcast-max-wait", f"{spec.mcast_max_wait:g}"]
-        return [find_program("pyatftpd") or "pyatftpd", *common, *files, str(spec.root)]
+        return [find_program("pyatftpd") or "pyatftpd", *common, *files, *spec.extra_args, str(spec.root)]
     if spec.kind == "atftpd":
         # atftpd's own --logfile stays empty inside the namespace; '-' plus a redirect works.
         return ["atftpd", *common, "--logfile", "-", "--verbose=6", str(spec.root)]
@@ -86,7 +88,7 @@ class TftpService:
 
     def __init__(
         self, ns: Namespace, kind: str, root: Path, directory: Path,
-        mtftp_files: tuple[str, ...] = (), mcast_min_clients: int = 1,
+        mtftp_files: tuple[str, ...] = (), mcast_min_clients: int = 1, extra_args: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         """``mtftp_files``: served by PXE MTFTP (iPXE always uses the same group, so a boot of
         one payload names one file; the full boot names its kernel and initrd, which share
@@ -104,7 +106,7 @@ class TftpService:
             conf.write_text("".join(f"{name} {MTFTP_GROUP[0]} {MTFTP_GROUP[1]}\n" for name in mtftp_files))
         self.spec = TftpSpec(
             kind, root, directory / f"{kind}.log", directory / f"{kind}.events.jsonl", mtftp_conf=conf,
-            mcast_min_clients=mcast_min_clients,
+            mcast_min_clients=mcast_min_clients, extra_args=extra_args if kind == "pyatftpd" else (),
         )  # fmt: skip
         self.output = directory / f"{kind}.stdout"
         self.process = NamespaceProcess(ns, tftp_argv(self.spec), kind, self.output)

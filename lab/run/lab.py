@@ -41,6 +41,8 @@ class LabConfig:
     timeout_scale: float = 1.0
     #: Capture br0 and the VM's tap for every boot (docs/evidence.md); trains capture their own.
     capture: bool = True
+    #: More pyatftpd options (``--lab-pyatftpd-arg``), e.g. ("--mcast-window", "8").
+    pyatftpd_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,9 @@ class Lab:
         for slot in lab_slots:
             self._free.put(slot)
         self.dhcp = Dnsmasq(self.ns, lab_slots, self.services_dir)
-        self.tftp = TftpService(self.ns, self.config.server, self.root, self.services_dir)
+        self.tftp = TftpService(
+            self.ns, self.config.server, self.root, self.services_dir, extra_args=self.config.pyatftpd_args
+        )
 
     def close(self) -> None:
         for service in [*self.slam.values(), self.tftp, self.dhcp]:
@@ -116,8 +120,9 @@ class Lab:
                 running.stop()
             self.tftp = None
             self.tftp = TftpService(
-                self.ns, tftp.kind, self.root, self.services_dir, files, tftp.mcast_min_clients
-            )
+                self.ns, tftp.kind, self.root, self.services_dir, files, tftp.mcast_min_clients,
+                self.config.pyatftpd_args,
+            )  # fmt: skip
         for want in wanted.slam:
             current = self.slam.get(want.port)
             if current is not None and not wanted.fresh and (current.file, current.min_clients) == (

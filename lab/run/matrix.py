@@ -41,8 +41,10 @@ class LabSlot:
     """A worker's lab, made when its first boot needs it and again for another topology
     (bridge settings are fixed per lab) or after it broke."""
 
-    def __init__(self, directory: Path, index: int, accel: str) -> None:
-        self.config = LabConfig(directory / "labs" / f"lab{index}", index=index, accel=accel)
+    def __init__(self, directory: Path, index: int, accel: str, pyatftpd_args: tuple[str, ...] = ()) -> None:
+        self.config = LabConfig(
+            directory / "labs" / f"lab{index}", index=index, accel=accel, pyatftpd_args=pyatftpd_args
+        )
         self._stack = ExitStack()
         self.lab: Lab | None = None
 
@@ -67,6 +69,7 @@ def run_plan(
     jobs: int,
     accel: str = "tcg",
     progress: ProgressFn | None = None,
+    pyatftpd_args: tuple[str, ...] = (),
 ) -> list[CellResult]:
     boots = [boot for cell in cells for boot in cell.boots]
     by_set = {rs.name: rs for rs in rom_sets}
@@ -77,7 +80,7 @@ def run_plan(
     lock = threading.Lock()
 
     def worker(index: int) -> None:
-        slot = LabSlot(directory, index, accel)
+        slot = LabSlot(directory, index, accel, pyatftpd_args)
         try:
             while True:
                 try:

@@ -33,14 +33,14 @@ TrainProgress = Callable[[int, int, TrainResult], None]
 
 def run_trains(
     plans: list[TrainPlan], rom_sets: list[RomSet], directory: Path, accel: str,
-    progress: TrainProgress | None = None,
+    progress: TrainProgress | None = None, pyatftpd_args: tuple[str, ...] = (),
 ) -> list[TrainResult]:  # fmt: skip
     """Every train in one lab of its own (its own namespace), one train at a time: all cores for 4 VMs."""
     by_set = {rs.name: rs for rs in rom_sets}
     largest = max((p.size for p in plans), default=0)
     scale = TRAIN_TIMEOUT_SCALE * max(1.0, largest / _TIMEOUT_REFERENCE_SIZE)
     config = LabConfig(directory / "labs" / "trains", index=TRAIN_LAB_INDEX, accel=accel, capture=False,
-                       timeout_scale=scale)  # fmt: skip
+                       timeout_scale=scale, pyatftpd_args=pyatftpd_args)  # fmt: skip
     results: list[TrainResult] = []
     stack = ExitStack()
     lab: Lab | None = None

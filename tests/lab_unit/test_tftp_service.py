@@ -42,3 +42,11 @@ def test_a_train_holds_pyatftpd_sessions_and_atftpd_has_no_such_option() -> None
     assert "--mcast-min-clients" not in tftp_argv(_spec("pyatftpd"))
     atftpd = TftpSpec("atftpd", Path("/root"), Path("/a/log"), Path("/a/events.jsonl"), mcast_min_clients=4)
     assert "--mcast-min-clients" not in tftp_argv(atftpd)
+
+
+def test_the_users_pyatftpd_options_come_before_the_folder() -> None:
+    """--lab-pyatftpd-arg=--mcast-window=8 reaches pyatftpd; the folder stays its last argument."""
+    from dataclasses import replace
+
+    argv = tftp_argv(replace(_spec("pyatftpd"), extra_args=("--mcast-window=8",)))
+    assert argv[-2:] == ["--mcast-window=8", str(_spec("pyatftpd").root)]
