@@ -107,6 +107,17 @@ def _multicast_path(
 ) -> Delivery:
     """A multicast boot whose bytes were right: which path carried them?"""
     by_unicast = wire.unicast_payload_bytes >= size
+    if fallback_events and not by_unicast and wire.unicast_payload_bytes * 2 > size:
+        # The server gave up on the group part way (a lossy VM is sometimes taken for deaf):
+        # most of the payload came by unicast, so the boot does not show multicast delivery.
+        share = 1.0 - wire.unicast_payload_bytes / size
+        figures["group_share"] = round(share, 4)
+        return Delivery(
+            "unicast-fallback",
+            f"server event multicast_not_received at block {fallback_events[0].get('block')}: "
+            f"{share:.1%} of the payload came by the group before it, the rest by unicast; {wire_text}",
+            figures,
+        )
     if fallback_events and by_unicast:
         return Delivery(
             "unicast-fallback",

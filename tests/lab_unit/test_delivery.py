@@ -40,6 +40,18 @@ def test_fallback_event_without_unicast_bytes_is_not_a_fallback() -> None:
     assert classify("tftm", Status.PASS, SIZE, [FALLBACK], wire).outcome == "multicast"
 
 
+def test_a_fallback_part_way_is_a_fallback_when_unicast_carried_most() -> None:
+    """At 5 % loss a master was taken for deaf at block 518 of 4096: 6.6 % came by the group.
+    Calling that "multicast" would credit the group with a boot it did not carry."""
+    late = {**FALLBACK, "block": 518}
+    wire = WireFigures(group_data_bytes=274944, unicast_payload_bytes=1959424)
+    d = classify("mtftp", Status.PASS, SIZE, [late], wire)
+    assert d.outcome == "unicast-fallback"
+    assert "at block 518: 6.6% of the payload came by the group" in d.evidence
+    near_end = WireFigures(group_data_bytes=SIZE, unicast_payload_bytes=SIZE // 10)
+    assert classify("mtftp", Status.PASS, SIZE, [late], near_end).outcome == "multicast"
+
+
 def test_ok_printed_over_wrong_bytes_is_caught() -> None:
     d = classify("mtftp", Status.FAIL, SIZE, [], WireFigures(), ipxe_said_ok=True, failed_stage="verified")
     assert d.outcome == "ok-but-corrupt"
