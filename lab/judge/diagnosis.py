@@ -47,6 +47,31 @@ def diagnose(evidence: BootEvidence, activity: TapActivity, asked_for_payload: b
     return f"failed at stage {stage}"
 
 
+#: The id (docs/findings.md anchor) of iPXE's unknown MTFTP listener.
+UNKNOWN_LISTENER = "ipxe-mtftp-unknown-listener"
+
+
+def known_defect(server_events: Sequence[Mapping[str, Any]], client_ip: str, sent_mtftp_request: bool) -> str:
+    """The docs/findings.md id of a defect outside the project that this failed VM's
+    evidence proves, or "".
+
+    The unknown MTFTP listener: the server refused the VM's plain-TFTP fallback because
+    its session never heard it, **and** the VM's own tap shows it never sent an MTFTP
+    request.  Both are needed: a server that lost a request it was sent would also "never
+    hear" the client, and that is the server's failure, not iPXE's.
+    """
+    if sent_mtftp_request:
+        return ""
+    for event in as_server_events(server_events):
+        if (
+            event.event == "mtftp_stale_fallback"
+            and event.client_ip == client_ip
+            and "never heard" in str(event.get("reason", ""))
+        ):
+            return UNKNOWN_LISTENER
+    return ""
+
+
 def refused_fallback(server_events: Sequence[Mapping[str, Any]], client_ip: str) -> str:
     """The clause for a VM whose plain-TFTP fallback pyatftpd refused ("" if none).
 

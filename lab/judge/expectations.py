@@ -25,10 +25,13 @@ column for trains) fits is used::
 A non-PASS or multi-valued entry must say why (``reason``); the loader refuses it otherwise.
 
 A train entry may name NICs whose VM is known to fail for a reason of its own (a driver
-defect in docs/findings.md), ``vms_may_fail = ["eepro100"]``: the train is then expected
-when its only failed check is "every VM verified the bytes" and only those NICs failed it.
-Every other check still counts (they judge the VMs that verified), and any other NIC's
-failure is a regression, so a known-broken driver cannot hide the server's.
+defect in docs/findings.md), ``vms_may_fail = ["eepro100"]``, and defects outside the
+project that a failed VM's evidence proves (``defects_may_fail =
+["ipxe-mtftp-unknown-listener"]``, ids from lab.judge.diagnosis): the train is then expected
+when its only failed check is "every VM verified the bytes" and each VM that failed it is
+one of those NICs or carries one of those defects.  Every other check still counts (they
+judge the VMs that verified), and any other failure is a regression, so a known defect
+cannot hide the server's.
 """
 
 from __future__ import annotations
@@ -88,6 +91,14 @@ class Expectation:
     reason: str = ""
     #: Trains only: NICs whose VM may fail the every-VM check (a known driver defect).
     vms_may_fail: tuple[str, ...] = ()
+    #: Trains only: defects (lab.judge.diagnosis ids) a failed VM may carry.
+    defects_may_fail: tuple[str, ...] = ()
+
+    def excuses(self, failed: Sequence[tuple[str, str]]) -> bool:
+        """Every failed VM ``(nic, defect)`` is a known-broken NIC or carries an allowed defect."""
+        return all(
+            nic in self.vms_may_fail or (defect and defect in self.defects_may_fail) for nic, defect in failed
+        )
 
     def allows(self, status: Status, outcome: str) -> bool:
         return status in self.statuses and (not self.outcomes or outcome in self.outcomes)
@@ -129,12 +140,13 @@ class Expectations:
         return None
 
     def judge(
-        self, kind: str, name: str, status: Status, outcome: str, failed_vms: tuple[str, ...] | None = None
-    ) -> Judgement:
-        """``failed_vms``: a train whose only failed check is the every-VM check, and the NICs
-        that failed it (None otherwise)."""
+        self, kind: str, name: str, status: Status, outcome: str,
+        failed_vms: tuple[tuple[str, str], ...] | None = None,
+    ) -> Judgement:  # fmt: skip
+        """``failed_vms``: a train whose only failed check is the every-VM check, and the
+        ``(nic, defect)`` of each VM that failed it (None otherwise)."""
         entry = self.entry(kind, name)
-        known = entry is not None and failed_vms is not None and set(failed_vms) <= set(entry.vms_may_fail)
+        known = entry is not None and failed_vms is not None and entry.excuses(failed_vms)
         if status in (Status.ERROR, Status.MISS):
             verdict = LAB_BROKE
         elif entry is None:
@@ -189,15 +201,21 @@ def _entry(path: Path, kind: str, index: int, raw: dict[str, object]) -> Expecta
         raise ExpectationsError(f"{where} ({match}): outcome must be a list of outcome names")
     if not isinstance(reason, str):
         raise ExpectationsError(f"{where} ({match}): reason must be text")
-    may_fail = raw.get("vms_may_fail", [])
-    if not isinstance(may_fail, list) or not all(isinstance(n, str) and n for n in may_fail):
-        raise ExpectationsError(f'{where} ({match}): vms_may_fail must list NIC names, e.g. ["eepro100"]')
-    if may_fail and kind != "train":
-        raise ExpectationsError(f"{where} ({match}): vms_may_fail is for [[train]] entries only")
-    plain = parsed == (Status.PASS,) and len(outcomes) <= 1 and not may_fail
+    may_fail, defects = _names(raw, "vms_may_fail", kind, where), _names(raw, "defects_may_fail", kind, where)
+    plain = parsed == (Status.PASS,) and len(outcomes) <= 1 and not may_fail and not defects
     if not plain and not reason.strip():
         raise ExpectationsError(f"{where} ({match}): a non-PASS or multi-valued entry needs a reason")
-    return Expectation(tuple(patterns), parsed, tuple(outcomes), reason, tuple(may_fail))
+    return Expectation(tuple(patterns), parsed, tuple(outcomes), reason, may_fail, defects)
+
+
+def _names(raw: dict[str, object], key: str, kind: str, where: str) -> tuple[str, ...]:
+    """A train entry's list of NIC names or defect ids (``vms_may_fail``, ``defects_may_fail``)."""
+    names = raw.get(key, [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ExpectationsError(f'{where}: {key} must be a list of names, e.g. ["eepro100"]')
+    if names and kind != "train":
+        raise ExpectationsError(f"{where}: {key} is for [[train]] entries only")
+    return tuple(names)
 
 
 @dataclass
@@ -227,12 +245,12 @@ def gate(
     expectations: Expectations | None,
     cells: Sequence[tuple[str, Status, str]],
     trains: Sequence[tuple[str, Status, str]],
-    train_vm_failures: Mapping[str, tuple[str, ...]] | None = None,
+    train_vm_failures: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
 ) -> GateResult:
     """Judge ``(name, status, outcome)`` of every cell and train; without expectations every
     FAIL fails the gate (nothing is known to fail) and ERROR/MISS is the lab's.
-    ``train_vm_failures``: train -> the NICs that failed it, for trains whose only failed
-    check is the every-VM check (:func:`vm_only_failures`)."""
+    ``train_vm_failures``: train -> ``(nic, defect)`` of the VMs that failed it, for trains
+    whose only failed check is the every-VM check (:func:`vm_only_failures`)."""
     empty = Expectations(Path("(none)"))
     book = expectations or empty
     result = GateResult(expectations.path if expectations else None)
@@ -244,12 +262,13 @@ def gate(
     return result
 
 
-def vm_only_failures(train: TrainResult) -> tuple[str, ...] | None:
-    """The NICs that failed ``train`` when its only failed check is the every-VM check, else None."""
+def vm_only_failures(train: TrainResult) -> tuple[tuple[str, str], ...] | None:
+    """``(nic, defect)`` of the VMs that failed ``train`` when its only failed check is the
+    every-VM check, else None."""
     failed_checks = [c.name for c in train.checks if c.ok is False]
     if failed_checks != [EVERY_VM_CHECK] or train.outcome == "ok-but-corrupt":
         return None
-    return tuple(v.nic for v in train.vms if v.status is not Status.PASS)
+    return tuple((v.nic, v.defect) for v in train.vms if v.status is not Status.PASS)
 
 
 def gate_run(

@@ -175,7 +175,7 @@ def judge(
         checks.append(late_join_check(joins))
     fallback = bool(vms) and all(v.evidence.outcome == "unicast-fallback" for v in vms)
     reason = "every VM fell back to unicast (it cannot hear the group)" if fallback else None
-    checks.append(stream_check(vms, reason))
+    checks.append(stream_check(verified(vms), reason))
     if fallback:
         ratio = "" if train.group_ratio is None else f" = {train.group_ratio:.3f} x payload"
         detail = f"not applicable (fallback); {train.group_bytes} B on the group{ratio}"

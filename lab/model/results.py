@@ -190,6 +190,8 @@ class TrainVm:
     #: First/last payload frame on its tap (capture clock).
     transfer: tuple[float, float] | None = None
     diagnosis: str = ""  # for a failed VM: what its tap shows (lab.judge.diagnosis)
+    #: For a failed VM: a defect outside the project its evidence proves (docs/findings.md id).
+    defect: str = ""
 
     @property
     def status(self) -> Status:

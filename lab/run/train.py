@@ -16,10 +16,10 @@ from pathlib import Path
 
 from lab.infra.capture import Capture
 from lab.judge.delivery import classify, wire_figures
-from lab.judge.diagnosis import diagnose, refused_fallback
+from lab.judge.diagnosis import diagnose, known_defect, refused_fallback
 from lab.judge.train import judge
 from lab.model.jsonable import to_json
-from lab.model.network import BRIDGE, VERIFIER_NAME, Slot
+from lab.model.network import BRIDGE, MTFTP_PORT, VERIFIER_NAME, Slot
 from lab.model.results import BootEvidence, TrainResult, TrainVm
 from lab.model.status import Status
 from lab.model.train_plan import TrainPlan
@@ -32,7 +32,7 @@ from lab.run.loss import LossAfterDhcp
 from lab.run.services import services_for
 from lab.wire.counts import WireSummary
 from lab.wire.frames import read_frames
-from lab.wire.streams import stream_timeline, tap_activity
+from lab.wire.streams import sent_to_port, stream_timeline, tap_activity
 from netboot.events import ServerEvent, events_text
 from roms.catalog import nic
 from roms.romset import RomSet
@@ -121,6 +121,8 @@ def _observe(
         vm.diagnosis = diagnose(evidence, tap_activity(frames, slot.ipv4), vm.transfer is not None)
     if evidence.status is not Status.PASS:
         vm.diagnosis = refused_fallback(events, slot.ipv4) or vm.diagnosis
+        if plan.protocol == "mtftp" and pcap is not None and pcap.exists():
+            vm.defect = known_defect(events, slot.ipv4, sent_to_port(frames, slot.ipv4, MTFTP_PORT))
     return vm
 
 

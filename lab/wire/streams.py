@@ -143,6 +143,11 @@ class TapActivity:
     unanswered: int = 0
 
 
+def sent_to_port(pcap: Path | Sequence[Frame], client_ip: str, port: int) -> bool:
+    """Whether ``client_ip`` put any UDP datagram to ``port`` on this capture."""
+    return any(d.src == client_ip and d.dport == port for d in datagrams(pcap))
+
+
 def tap_activity(pcap: Path | Sequence[Frame], client_ip: str) -> TapActivity:
     """When a VM last sent anything, and what reached its tap after that."""
     last_sent: float | None = None

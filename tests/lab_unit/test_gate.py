@@ -231,16 +231,18 @@ def test_every_written_matrix_validates_against_its_schema_and_holds_no_absolute
     assert data["summary"]["gate"]["expected"] == 3
 
 
-def _legacy_train(tmp_path: Path, failing: tuple[str, ...], other_failed_check: bool = False) -> TrainResult:
+def _legacy_train(
+    tmp_path: Path, failing: tuple[str, ...], other_failed_check: bool = False, defect: str = ""
+) -> TrainResult:
     from lab.model.results import TrainCheck, TrainVm
     from lab.model.train_plan import LEGACY_TRAIN_NICS
 
     plan = TrainPlan("mtftp", "pyatftpd", "debian", 4096, nics=LEGACY_TRAIN_NICS, label="legacy")
-    vms = [
-        TrainVm(n, f"192.0.2.{100 + i}", tmp_path / f"vm{i}",
-                BootEvidence(Status.FAIL if n in failing else Status.PASS))
-        for i, n in enumerate(LEGACY_TRAIN_NICS)
-    ]  # fmt: skip
+    vms = []
+    for i, n in enumerate(LEGACY_TRAIN_NICS):
+        evidence = BootEvidence(Status.FAIL if n in failing else Status.PASS)
+        mine = defect if n in failing else ""
+        vms.append(TrainVm(n, f"192.0.2.{100 + i}", tmp_path / f"vm{i}", evidence, defect=mine))
     checks = [TrainCheck("every VM verified the bytes", not failing, "...")]
     checks.append(TrainCheck("group bytes <= 1.2 x payload", not other_failed_check, "1.3 x"))
     status = Status.FAIL if failing or other_failed_check else Status.PASS
@@ -277,3 +279,29 @@ def test_vms_may_fail_is_for_trains_and_needs_a_reason(tmp_path: Path) -> None:
     no_reason.write_text('[[train]]\nmatch = "*"\nstatus = ["PASS"]\nvms_may_fail = ["eepro100"]\n')
     with pytest.raises(ExpectationsError, match="needs a reason"):
         load_expectations(no_reason)
+
+
+def test_a_vm_whose_evidence_proves_a_known_defect_may_fail_a_train(tmp_path: Path) -> None:
+    """iPXE's unknown MTFTP listener (its fallback refused, no MTFTP request on its tap):
+    excused by defects_may_fail, on any NIC; the same NIC failing without that proof is not."""
+    from lab.judge.diagnosis import UNKNOWN_LISTENER
+    from lab.judge.expectations import gate_run
+
+    known = Expectation(("*-legacy",), (Status.PASS,), ("multicast",), "iPXE's races", ("eepro100",),
+                        (UNKNOWN_LISTENER,))  # fmt: skip
+    book = _book(trains=(known,))
+    proven = _legacy_train(tmp_path, ("ne2k_pci",), defect=UNKNOWN_LISTENER)
+    unproven = _legacy_train(tmp_path, ("ne2k_pci",))
+    assert gate_run(book, [], [proven]).judgements[0].verdict == EXPECTED
+    assert gate_run(book, [], [unproven]).judgements[0].verdict == REGRESSION
+
+
+def test_the_unknown_listener_needs_the_refusal_and_a_silent_tap() -> None:
+    from lab.judge.diagnosis import UNKNOWN_LISTENER, known_defect
+
+    refusal = {"event": "mtftp_stale_fallback", "client": "192.0.2.102:42156", "quiet_seconds": 0.248,
+               "reason": "plain TFTP request 0.25 s after the MTFTP group stream stopped, from a client the "
+               "session never heard: an iPXE listener's fallback"}  # fmt: skip
+    assert known_defect([refusal], "192.0.2.102", sent_mtftp_request=False) == UNKNOWN_LISTENER
+    assert known_defect([refusal], "192.0.2.102", sent_mtftp_request=True) == ""  # the server lost it
+    assert known_defect([refusal], "192.0.2.103", sent_mtftp_request=False) == ""
