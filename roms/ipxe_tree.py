@@ -177,4 +177,43 @@ def _untar(stream: IO[bytes], dest: Path, strip_top: bool) -> None:
                 member.name = rest
                 if member.islnk():
                     member.linkname = member.linkname.lstrip("./").partition("/")[2]
+            _extract_member(archive, member, dest)
+
+
+def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    """Extract one member with the "data" filter, or the same rules where Python lacks it.
+
+    Python's extraction filters came in 3.11.4; Debian 12's python3 is 3.11.2, where
+    ``extract(filter=...)`` is a TypeError.  There, ``check_member`` refuses what the
+    "data" filter would, before the plain extract.
+    """
+    if hasattr(tarfile, "data_filter"):
+        try:
             archive.extract(member, dest, filter="data")
+        except tarfile.FilterError as refused:
+            raise TreeError(f"archive member {member.name!r} refused: {refused}; not extracting it") from None
+        return
+    check_member(member, dest)
+    member.mode = (member.mode & 0o755) | (0o600 if member.isfile() else 0o700)
+    member.uid = member.gid = os.getuid()
+    member.uname = member.gname = ""
+    archive.extract(member, dest, set_attrs=not member.issym())
+
+
+def check_member(member: tarfile.TarInfo, dest: Path) -> None:
+    """Refuse what tarfile's "data" filter refuses: paths or links out of ``dest``, devices, fifos."""
+    root = dest.resolve()
+
+    def inside(path: Path) -> bool:
+        return path == root or root in path.parents
+
+    if member.name.startswith("/") or not inside((root / member.name).resolve()):
+        raise TreeError(f"archive member {member.name!r} would land outside {dest}; not extracting it")
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise TreeError(f"archive member {member.name!r} is a device or fifo; an iPXE tree has none")
+    if member.issym():
+        target = (root / member.name).parent / member.linkname
+        if member.linkname.startswith("/") or not inside(target.resolve()):
+            raise TreeError(f"archive symlink {member.name!r} -> {member.linkname!r} points outside {dest}")
+    if member.islnk() and (member.linkname.startswith("/") or not inside((root / member.linkname).resolve())):
+        raise TreeError(f"archive hard link {member.name!r} -> {member.linkname!r} points outside {dest}")
