@@ -17,8 +17,8 @@ from netboot.tftp.handler import RequestContext
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_pool import McastPool, PoolSyntaxError, parse_ttl
 from netboot.tftp.mcast_service import MulticastService
+from netboot.tftp.mcast_tuning import Tuning
 from netboot.tftp.mtftp import MtftpConfigError, MtftpEntry, MtftpService, load_mtftp_config
-from netboot.tftp.multicast import Tuning
 from netboot.tftp.packets import MalformedPacket, Request, decode, encode
 from netboot.tftp.server import TftpServer, make_listening_socket
 

@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from netboot.tftp.handler import RequestContext
+from netboot.tftp.mcast_member import DONE
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.mcast_service import SessionRegistry
-from netboot.tftp.multicast import DONE, MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
+from netboot.tftp.mcast_state import MAX_MULTICAST_BLOCKS
+from netboot.tftp.mcast_tuning import Tuning
+from netboot.tftp.multicast import MulticastSession
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.router import RequestRouter
 from netboot.tftp.server import TftpServer
