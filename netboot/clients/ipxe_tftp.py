@@ -28,13 +28,14 @@ Settings that reproduce field problems:
   docs/findings.md#ipxe-tftm-deaf);
 * ``loss``: drop that fraction of received datagrams (seeded, so runs repeat);
 * ``zero_on_reopen``: the *suspected* MTFTP defect first proposed for the zero-filled
-  images (docs/findings.md#ipxe-mtftp-stale-fallback): on a reopen the bitmap survives
-  but the data received so far is lost.  Off by default: a real VM run (docs/multicast.md,
-  "VM check") points at a defect that the faithful code already has.  When an MTFTP client that has received
-  data falls back to plain TFTP, iPXE frees the bitmap but keeps ``filesize``; the
-  OACK's tsize is then not larger, so ``tftp_presize`` leaves the bitmap empty, and an
-  empty bitmap is "full" after the first DATA.  The image is whatever the buffer held:
-  the blocks heard while listening, zeros elsewhere, and ``ok`` on the console.
+  images (docs/findings.md#ipxe-mtftp-stale-fallback): on a reopen the bitmap survives but
+  the data received so far is lost.  Off by default: a real VM run (docs/multicast.md, "VM
+  check") points at a defect that the faithful code already has.  When an MTFTP client
+  that has received data falls back to plain TFTP, iPXE frees the bitmap but keeps
+  ``filesize``; the OACK's tsize is then not larger, so ``tftp_presize`` leaves the bitmap
+  empty, and an empty bitmap is "full" after the first DATA.  The image is whatever the
+  buffer held: the blocks heard while listening, zeros elsewhere, and ``ok`` on the
+  console.
 * ``hears_group_first``: a group packet is processed before the first RRQ leaves (iPXE
   may run its network process before its retry process), so the client never sends
   that RRQ and listens unknown to the server; the lab saw it in a full boot and a
