@@ -156,8 +156,9 @@ def wait_ready(server: RunningServer, timeout: float = 10.0) -> None:
 
 # -- a minimal raw client for protocol-level tests -----------------------------------------------
 def rrq(filename: str, mode: str = "octet", options: list[tuple[str, str]] | None = None) -> bytes:
+    """``filename`` may carry bytes that are not UTF-8 as ``surrogateescape`` (as the server keeps them)."""
     parts = [filename, mode] + [s for pair in options or [] for s in pair]
-    return b"\0\1" + b"".join(p.encode() + b"\0" for p in parts)
+    return b"\0\1" + b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in parts)
 
 
 def raw_fetch(
