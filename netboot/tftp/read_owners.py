@@ -4,7 +4,7 @@ Why: the workers share one listening socket and whichever is free reads a reques
 busier worker even steps back for an idle one (workers.WorkerLoad).  So a client's
 repeated RRQ (iPXE repeats one unanswered for 0.25 s) usually reached a sibling of the
 worker serving it, which started a second transfer: a second file open and
-``--maxthread`` slot until that transfer timed out (19 of 20 repeats with 4 workers;
+``--maxthread`` slot until that transfer timed out (tests/tftp/test_worker_repeats.py;
 docs/pyatftpd.md, "Differences from atftpd, on purpose").  Now a worker claims a read
 in a table in shared memory before it starts it; a sibling that reads a repeat finds
 the claim and hands the request to the owner (handoff.py), which answers it as a

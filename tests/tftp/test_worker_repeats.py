@@ -1,8 +1,8 @@
 """A repeated RRQ is one transfer whichever worker reads it (``--workers N``; read_owners.py).
 
 Before, the workers' shared socket gave a repeat to whichever worker was free, and the
-busier one (the worker serving the read) steps back for an idle one: 19 of 20 repeats
-with 4 workers started a second transfer from another port.
+busier one (the worker serving the read) steps back for an idle one: the test below
+failed, a repeat answered from a second port (a second transfer), IPv4 and IPv6.
 """
 
 from __future__ import annotations
