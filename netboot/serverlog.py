@@ -24,9 +24,29 @@ from typing import Protocol, TextIO
 DATEFMT = "%b %d %H:%M:%S"
 
 
+def printable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a byte that is not UTF-8 spelled ``\\xff``.
+
+    Why: a file name is kept as the client sent it, bytes that are not UTF-8 included
+    (``surrogateescape``, netboot/tftp/packets.py), so a log line can hold lone
+    surrogates that no UTF-8 file, stream or syslog socket accepts: the line was lost.
+    Any other lone surrogate is spelled ``\\udXXX``.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class _LineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def line_format(program: str, *, with_time: bool = True) -> logging.Formatter:
     prefix = "%(asctime)s " if with_time else ""
-    return logging.Formatter(f"{prefix}{program}[%(process)d]: %(message)s", DATEFMT)
+    return _LineFormatter(f"{prefix}{program}[%(process)d]: %(message)s", DATEFMT)
 
 
 class _Counted(Protocol):

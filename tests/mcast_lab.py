@@ -6,8 +6,10 @@ only reads files and JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,12 +53,68 @@ class Served:
         raise RuntimeError(f"{self.kind} did not listen on port 69 within {timeout} s")
 
     def stop(self) -> None:
+        """End the server and wait until it is gone, so the next one can bind port 69.
+
+        Why not :func:`kill_group` alone: it returns once nsenter (the group's leader) has
+        exited, and nsenter dies at the SIGTERM at once.  atftpd run with ``--no-fork``
+        finishes its running session threads first and held port 69 for a while longer
+        (``tests/test_mcast_lab.py``); so every process of the group is waited for too,
+        and killed if it outlives the grace.
+        """
+        group = group_members(self.proc.pid)
         kill_group(self.proc)
+        wait_gone(group)
 
     def read_events(self) -> list[dict[str, Any]]:
         from netboot.events import read_events
 
         return read_events(str(self.events)) if self.events.exists() else []
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def group_members(pgid: int) -> dict[int, str]:
+    """The processes of process group ``pgid`` now: pid -> start time (to know a reused pid)."""
+    members = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and int(fields[2]) == pgid:
+            members[int(entry.name)] = fields[19]
+    return members
+
+
+def _running(pid: int, started: str) -> bool:
+    """Still that process, and not a zombie (a zombie holds no socket; the holder never reaps)."""
+    fields = _stat(pid)
+    return fields is not None and fields[19] == started and fields[0] not in ("Z", "X")
+
+
+def _all_gone(processes: dict[int, str], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_running(pid, started) for pid, started in processes.items()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def wait_gone(processes: dict[int, str], grace: float = 3.0) -> None:
+    """Wait until ``processes`` (from :func:`group_members`) are gone; SIGKILL after ``grace``."""
+    if _all_gone(processes, grace):
+        return
+    for pid, started in processes.items():
+        if _running(pid, started):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    if not _all_gone(processes, 5.0):
+        alive = [pid for pid, started in processes.items() if _running(pid, started)]
+        raise RuntimeError(f"processes {alive} outlived SIGKILL by 5 s")
 
 
 def segment(ns: Namespace) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import pytest
 
 from netboot.clients.cli import build_parser as fetch_parser
 from netboot.clients.slam_cli import build_parser as slam_fetch_parser
+from netboot.serverlog import LogFile, line_format
 from netboot.tftp.cli import _rewrite_verbose, _verbosity
 from netboot.tftp.cli import build_parser as pyatftpd_parser
 from tests.tftp.peers import free_udp_port, raw_fetch, start_server
@@ -72,6 +74,34 @@ def test_pyatftpd_logs_start_and_stop_and_reopens_its_log_on_sighup(tmp_path: Pa
         server.stop()
     text = log.read_text()
     assert "SIGTERM received" in text and "pyatftpd terminating" in text
+
+
+def test_a_file_name_that_is_not_utf8_is_logged_not_lost(tmp_path: Path) -> None:
+    """The client's bytes are kept (surrogateescape); the log spells the odd byte ``\\xff``."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "boot\udcff.img").write_bytes(b"x" * 700)
+    log = tmp_path / "pyatftpd.log"
+    server = start_server("pyatftpd", root, extra=["--logfile", str(log)])
+    try:
+        assert raw_fetch(server.address, "boot\udcff.img")[0] == b"x" * 700
+        _wait_for(log, "boot\\xff.img: done")
+        os.kill(server.proc.pid, signal.SIGTERM)
+        assert server.proc.wait(10) == 0
+    finally:
+        server.stop()
+    assert "could not be written" not in log.read_text()
+
+
+def test_a_lone_surrogate_reaches_the_log_file_spelled_out(tmp_path: Path) -> None:
+    handler = LogFile(str(tmp_path / "x.log"), "pyatftpd")
+    handler.setFormatter(line_format("pyatftpd"))
+    for name in ("boot\udcff.img", "half\ud800.img"):
+        handler.emit(logging.LogRecord("pyatftpd", logging.INFO, __file__, 1, "%s: done", (name,), None))
+    handler.close()
+    text = (tmp_path / "x.log").read_text(encoding="utf-8")
+    assert handler.failures == 0
+    assert "boot\\xff.img: done" in text and "half\\ud800.img: done" in text
 
 
 def test_pyslamd_logs_in_the_same_format_and_reopens_its_log_on_sighup(tmp_path: Path) -> None:

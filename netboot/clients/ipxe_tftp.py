@@ -2,7 +2,8 @@
 
 Why: the servers must be right with real iPXE, but tests and benchmarks cannot boot
 hundreds of VMs.  This core reproduces what iPXE does on the wire, quirks included
-(protocols.md section 3), so a simulated client fails where a ROM would fail:
+(docs/multicast.md, "The iPXE-faithful clients", names the iPXE sources it follows), so
+a simulated client fails where a ROM would fail:
 
 * the RRQ bytes and option order (``blksize`` 1432, ``tsize``, ``multicast``);
 * one timer (:mod:`ipxe_timer`) for RRQ retransmission, ACK retransmission and the
@@ -24,16 +25,17 @@ hundreds of VMs.  This core reproduces what iPXE does on the wire, quirks includ
 Settings that reproduce field problems:
 
 * ``deaf``: the group socket never receives (the stock-ROM ``tftm://`` bug,
-  lab-findings.md);
+  docs/findings.md#ipxe-tftm-deaf);
 * ``loss``: drop that fraction of received datagrams (seeded, so runs repeat);
 * ``zero_on_reopen``: the *suspected* MTFTP defect first proposed for the zero-filled
-  images (lab-findings.md): on a reopen the bitmap survives but the data received so
-  far is lost.  Off by default: a real VM run (docs/multicast.md, "VM check") points at
-  a defect that the faithful code already has.  When an MTFTP client that has received
-  data falls back to plain TFTP, iPXE frees the bitmap but keeps ``filesize``; the
-  OACK's tsize is then not larger, so ``tftp_presize`` leaves the bitmap empty, and an
-  empty bitmap is "full" after the first DATA.  The image is whatever the buffer held:
-  the blocks heard while listening, zeros elsewhere, and ``ok`` on the console.
+  images (docs/findings.md#ipxe-mtftp-stale-fallback): on a reopen the bitmap survives but
+  the data received so far is lost.  Off by default: a real VM run (docs/multicast.md, "VM
+  check") points at a defect that the faithful code already has.  When an MTFTP client
+  that has received data falls back to plain TFTP, iPXE frees the bitmap but keeps
+  ``filesize``; the OACK's tsize is then not larger, so ``tftp_presize`` leaves the bitmap
+  empty, and an empty bitmap is "full" after the first DATA.  The image is whatever the
+  buffer held: the blocks heard while listening, zeros elsewhere, and ``ok`` on the
+  console.
 * ``hears_group_first``: a group packet is processed before the first RRQ leaves (iPXE
   may run its network process before its retry process), so the client never sends
   that RRQ and listens unknown to the server; the lab saw it in a full boot and a

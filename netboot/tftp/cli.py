@@ -21,9 +21,11 @@ from netboot.events import EventLog
 from netboot.serverlog import reopen_logs, report_failures, setup_logging
 from netboot.systemd import listen_fds, notify
 from netboot.tftp.daemon import daemonize, drop_privileges, remove_pidfile, split_user, write_pidfile
+from netboot.tftp.handoff import Handoff, make_inboxes
 from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.options import OptionPolicy
+from netboot.tftp.read_owners import ReadOwners, SharedReads
 from netboot.tftp.server import Balancer, ServerConfig, Slots, TftpServer, make_listening_socket
 from netboot.tftp.test_faults import FAULT_ENV, active_fault
 from netboot.tftp.unicast import UnicastHandler
@@ -316,14 +318,17 @@ def run_server(
     session_prefix: str = "",
     balancer: Balancer | None = None,
     setup: Callable[[TftpServer], None] | None = None,
+    shared_reads: SharedReads | None = None,
 ) -> int:
-    """Run one server loop on ``sock`` until SIGTERM/SIGINT."""
-    server = TftpServer(config, events, slots, balancer, default=UnicastHandler())
+    """Run one server loop on ``sock`` until SIGTERM/SIGINT (``shared_reads``: one of N workers)."""
+    server = TftpServer(config, events, slots, balancer, default=UnicastHandler(shared_reads))
     server.set_session_prefix(session_prefix)
     server.add_listener(sock)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        if shared_reads is not None:
+            shared_reads.handoff.receive(server)  # requests its siblings hand to this worker
         if setup is not None:
             setup(server)  # multicast (RFC 2090) and MTFTP services: netboot/tftp/mcast_cli.py
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -385,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers = 1
     shared = SharedSlots(config.max_transfers) if args.workers > 1 else None
     load = WorkerLoad(args.workers) if args.workers > 1 else None
+    owners = ReadOwners() if args.workers > 1 else None
+    inboxes = make_inboxes(args.workers) if args.workers > 1 else []
     if os.getuid() == 0 or "--user" in sys.argv or "--group" in sys.argv:
         user, group = split_user(args.user, args.group)
         if os.getuid() == 0:
@@ -414,14 +421,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     notify("READY=1\nSTATUS=serving " + config.root)  # systemd Type=notify; nothing otherwise
     try:
-        if shared is None or load is None:  # one worker; also inetd mode: exits when idle
-            return run_server(config, sock, events, setup=lambda server: mcast(server, 0, 1))
+        if shared is None or load is None or owners is None:  # one worker; also inetd mode: exits when idle
+            return run_server(config, sock, events, setup=lambda server: mcast(server, 0, 1, None))
 
         def worker(index: int) -> int:
             load.index = index
+            handoff = Handoff(inboxes, index)
             return run_server(
                 config, sock, events, shared, f"w{index}.", load,
-                setup=lambda server: mcast(server, index, args.workers),
+                setup=lambda server: mcast(server, index, args.workers, handoff),
+                shared_reads=SharedReads(owners, handoff),
             )
 
         return run_workers(args.workers, worker)

@@ -10,21 +10,20 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
-import struct
 from collections.abc import Callable
 
 from netboot.tftp.handler import RequestContext
+from netboot.tftp.handoff import Handoff
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_pool import McastPool, PoolSyntaxError, parse_ttl
 from netboot.tftp.mcast_service import MulticastService
+from netboot.tftp.mcast_tuning import Tuning
 from netboot.tftp.mtftp import MtftpConfigError, MtftpEntry, MtftpService, load_mtftp_config
-from netboot.tftp.multicast import Tuning
-from netboot.tftp.packets import MalformedPacket, Request, decode, encode
 from netboot.tftp.server import TftpServer, make_listening_socket
 
 log = logging.getLogger("pyatftpd")
 
-Setup = Callable[[TftpServer, int, int], None]
+Setup = Callable[[TftpServer, int, int, Handoff | None], None]
 
 
 def multicast_setup(args: argparse.Namespace) -> Setup:
@@ -32,8 +31,8 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
 
     With ``--workers N`` the workers share one listening socket, and any of them may
     read a request.  A session needs every request for its file in one process, so
-    workers other than 0 forward ``multicast`` requests to worker 0 over a datagram
-    socket pair made before the fork; worker 0 runs all sessions and MTFTP.
+    workers other than 0 hand ``multicast`` requests to worker 0 (handoff.py); worker 0
+    runs all sessions and MTFTP.
     """
     try:
         McastPool(args.mcast_addr, args.mcast_port)
@@ -60,10 +59,8 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
                 f"pyatftpd: cannot bind the MTFTP port {args.mtftp_port}: {exc.strerror}"
             ) from None
 
-    forward_pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) if args.workers > 1 else None
-
-    def setup(server: TftpServer, worker: int = 0, workers: int = 1) -> None:
-        forwarding = workers > 1 and forward_pair is not None
+    def setup(server: TftpServer, worker: int = 0, workers: int = 1, handoff: Handoff | None = None) -> None:
+        forwarding = workers > 1 and handoff is not None
         multicast = server.config.policy.multicast
         if multicast and (worker == 0 or not forwarding):
             pool = McastPool(args.mcast_addr, args.mcast_port)
@@ -71,12 +68,9 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
         if mtftp_sock is not None and worker == 0:
             MtftpService(server, entries, ttl, tuning).install(mtftp_sock)
             log.info("MTFTP on port %d for %s", args.mtftp_port, ", ".join(sorted(entries)) or "no file")
-        if not forwarding or forward_pair is None:
+        if handoff is None or not forwarding or worker == 0:
             return
-        if worker == 0:
-            RequestForwarding(server, forward_pair[0]).receive()
-            return
-        sender = RequestForwarding(server, forward_pair[1])
+        sender = RequestForwarding(server, handoff)
         if multicast:
             sender.forward_option("multicast")
         if mtftp_sock is not None:
@@ -92,11 +86,9 @@ class RequestForwarding:
     Worker 0 routes a forwarded request through its own router, as if it had read it.
     """
 
-    _HEADER = struct.Struct("!4sH4s")  # client IP, client port, local IP
-
-    def __init__(self, server: TftpServer, sock: socket.socket) -> None:
+    def __init__(self, server: TftpServer, handoff: Handoff) -> None:
         self.server = server
-        self.sock = sock
+        self.handoff = handoff
 
     def forward_option(self, name: str) -> None:
         """Requests carrying option ``name`` (``multicast``: sessions live in worker 0)."""
@@ -118,45 +110,4 @@ class RequestForwarding:
             return False
         if ":" in ctx.client[0] or ":" in ctx.local_ip:
             return False  # IPv6: no multicast and no MTFTP session for it; unicast here
-        header = self._HEADER.pack(
-            socket.inet_aton(ctx.client[0]), ctx.client[1], socket.inet_aton(ctx.local_ip or "0.0.0.0")
-        )
-        try:
-            self.sock.send(header + encode(ctx.request))
-        except OSError as exc:
-            log.warning("cannot hand a request to worker 0 (%s): serving it here, by unicast", exc)
-            return False
-        return True
-
-    def receive(self) -> None:
-        self.sock.setblocking(False)
-        self.server.loop.add_reader(self.sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        while True:
-            try:
-                message = self.sock.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            if len(message) < self._HEADER.size or not self.server.listeners:
-                continue
-            client_ip, client_port, local_ip = self._HEADER.unpack_from(message)
-            try:
-                request = decode(message[self._HEADER.size :])
-            except MalformedPacket:
-                continue
-            if not isinstance(request, Request):
-                continue
-            ctx = RequestContext(
-                self.server,
-                self.server.listeners[0],
-                request,
-                (socket.inet_ntoa(client_ip), client_port),
-                socket.inet_ntoa(local_ip),
-                self.server.loop.time(),
-                frozenset(name.lower() for name, _ in request.options),
-            )
-            try:
-                self.server.router.route(ctx)
-            except Exception:  # a bad request must not take worker 0 down
-                log.exception("forwarded request from %s failed", ctx.client_text)
+        return self.handoff.send(0, ctx)

@@ -3,7 +3,8 @@
 Why a pool: every RFC 2090 session needs its own group:port for as long as it runs,
 and the pool must be handed back when it ends, or later sessions would find it empty.
 
-Syntax (as atftpd 0.8's ``tftpd_mcast_parse_opt``, protocols.md 2.3):
+Syntax (as atftpd 0.8's ``tftpd_mcast_parse_opt``; docs/multicast.md, "Command line
+(atftpd's syntax)"):
 
 * addresses: a comma list of ``a.b.c.d`` or ``a.b.c.d-N`` (a range of the last octet,
   ``d <= N``); a bare number ``N`` or ``N-M`` reuses the first three octets of the

@@ -20,7 +20,9 @@ from netboot.tftp.events import CoreEvent
 from netboot.tftp.handler import RequestContext
 from netboot.tftp.mcast_hold import Hold, WaveClock
 from netboot.tftp.mcast_pool import GroupPort, McastPool
-from netboot.tftp.multicast import MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
+from netboot.tftp.mcast_state import MAX_MULTICAST_BLOCKS
+from netboot.tftp.mcast_tuning import Tuning
+from netboot.tftp.multicast import MulticastSession
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
 from netboot.tftp.server import TftpServer

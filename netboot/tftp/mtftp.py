@@ -1,6 +1,7 @@
 """PXE MTFTP (``--mtftp FILE``, ``--mtftp-port``), served by the multicast session core.
 
-Why it is shaped like atftpd's (protocols.md 2.6, 3.7): the configuration file has
+Why it is shaped like atftpd's (docs/multicast.md, "Command line" and "PXE MTFTP";
+docs/findings.md#ipxe-mtftp-one-group for iPXE's fixed group): the configuration file has
 lines ``filename group port``; a request on ``--mtftp-port`` (default 75, as atftpd;
 iPXE's ``mtftp://`` uses 1759 and the group 239.255.1.1:3001, so run
 ``pyatftpd --mtftp FILE --mtftp-port 1759`` with a line ``name 239.255.1.1 3001``)
@@ -11,9 +12,10 @@ block on the group.
 Where it differs on purpose: a request for a transfer that is already running is not
 ignored.  It is answered at once, by unicast from the session socket, and the
 requester joins the running stream.  atftpd ignores it, the iPXE client listens,
-times out when the transfer ends and reopens, and (lab-findings.md) finishes with
-zero-filled holes.  Answering at once and never pausing the group stream keeps every
-iPXE client off that restart path.
+times out when the transfer ends and reopens, and finishes with zero-filled holes
+(docs/findings.md#atftpd-mtftp-late-joiners, #ipxe-mtftp-stale-fallback).  Answering
+at once and never pausing the group stream keeps every iPXE client off that restart
+path.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from netboot.tftp.handler import RequestContext
+from netboot.tftp.mcast_member import DONE
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.mcast_service import SessionRegistry
-from netboot.tftp.multicast import DONE, MAX_MULTICAST_BLOCKS, MulticastSession, Tuning
+from netboot.tftp.mcast_state import MAX_MULTICAST_BLOCKS
+from netboot.tftp.mcast_tuning import Tuning
+from netboot.tftp.multicast import MulticastSession
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.router import RequestRouter
 from netboot.tftp.server import TftpServer

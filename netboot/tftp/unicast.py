@@ -15,6 +15,7 @@ from netboot.tftp.netascii import NetasciiSource
 from netboot.tftp.options import Negotiation, OptionRefused, negotiate
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.paths import PathRefused, resolve
+from netboot.tftp.read_owners import ReadKey, SharedReads
 from netboot.tftp.read_transfer import ReadTransfer
 from netboot.tftp.rto import RttEstimator
 from netboot.tftp.sources import BlockSource, FileSource
@@ -55,21 +56,20 @@ def negotiate_or_refuse(ctx: RequestContext, size: int | None) -> Negotiation | 
         return None
 
 
-#: A read in progress, by client address and request (see :class:`UnicastHandler`).
-ReadKey = tuple[tuple[str, int], str, str, tuple[tuple[str, str], ...]]
-
-
 class UnicastHandler:
     """The default handler: unicast reads, and uploads when allowed.
 
     Why a class: it remembers the reads in progress, so a request repeated by its
     client (same address and port, same request; iPXE repeats an unanswered RRQ after
     0.25 s, other clients after their timeout) is a retransmission of that request,
-    not a second transfer: it starts no second conversion, file and thread.
+    not a second transfer: it starts no second conversion, file and thread.  With
+    ``--workers N`` (``shared``) that holds across workers: a repeat that a sibling reads
+    is handed to the worker serving the read (read_owners.py).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedReads | None = None) -> None:
         self.reads: dict[ReadKey, tuple[ReadTransfer, TransferHandle]] = {}
+        self.shared = shared
 
     def __call__(self, ctx: RequestContext) -> bool:
         server = ctx.server
@@ -110,6 +110,9 @@ class UnicastHandler:
         if key in self.reads:
             self._repeated(ctx, self.reads[key])
             return
+        shared = self.shared
+        if shared is not None and shared.handed_over(ctx, key):
+            return
         slots = ctx.server.slots
         ended = False
 
@@ -129,12 +132,16 @@ class UnicastHandler:
                     ended = True
                     slots.release()
                     self.reads.pop(key, None)
+                    if shared is not None:
+                        shared.release(key)
 
             return release
 
         running = _start_read(ctx, claim)
         if running is not None and not ended:
             self.reads[key] = running
+        elif shared is not None:
+            shared.release(key)  # refused, or over already: no read of this worker to hand repeats to
 
     def _repeated(self, ctx: RequestContext, running: tuple[ReadTransfer, TransferHandle]) -> None:
         """Answer a repeated RRQ with the first datagram again, while the client never answered.

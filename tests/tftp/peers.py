@@ -39,10 +39,11 @@ class RunningServer:
     events: Path | None = None
     log: Path | None = None
     extra: list[str] = field(default_factory=list)
+    host: str = LOOPBACK
 
     @property
     def address(self) -> tuple[str, int]:
-        return (LOOPBACK, self.port)
+        return (self.host, self.port)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -73,7 +74,12 @@ class RunningServer:
 
 
 def server_argv(
-    name: str, root: Path, port: int, extra: list[str] | None = None, python: list[str] | None = None
+    name: str,
+    root: Path,
+    port: int,
+    extra: list[str] | None = None,
+    python: list[str] | None = None,
+    host: str = LOOPBACK,
 ) -> list[str]:
     common = [
         "--daemon",
@@ -81,7 +87,7 @@ def server_argv(
         "--port",
         str(port),
         "--bind-address",
-        LOOPBACK,
+        host,
         "--logfile",
         "-",
         "--user",
@@ -109,13 +115,14 @@ def start_server(
     taskset: str | None = None,
     env: dict[str, str] | None = None,
     python: list[str] | None = None,
+    host: str = LOOPBACK,
 ) -> RunningServer:
-    """``python``: the interpreter command for pyatftpd (default: this one)."""
+    """``python``: the interpreter command for pyatftpd (default: this one); ``host``: ``::1`` for IPv6."""
     extra = list(extra or [])
     if events is not None and name == "pyatftpd":
         extra += ["--events", str(events)]
     port = free_udp_port()
-    argv = server_argv(name, root, port, extra, python)
+    argv = server_argv(name, root, port, extra, python, host)
     if taskset:
         argv = ["taskset", "-c", taskset, *argv]
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
@@ -126,7 +133,7 @@ def start_server(
         start_new_session=True,
         env={**os.environ, **env} if env else None,
     )
-    server = RunningServer(name, port, root, proc, events, log, extra)
+    server = RunningServer(name, port, root, proc, events, log, extra, host)
     try:
         wait_ready(server)
     except Exception:
@@ -139,7 +146,8 @@ def wait_ready(server: RunningServer, timeout: float = 10.0) -> None:
     """Both servers answer a request for a missing file with ERROR 1: that is our probe."""
     deadline = time.monotonic() + timeout
     probe = b"\0\1__probe_missing__\0octet\0"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.2)
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:
@@ -156,8 +164,9 @@ def wait_ready(server: RunningServer, timeout: float = 10.0) -> None:
 
 # -- a minimal raw client for protocol-level tests -----------------------------------------------
 def rrq(filename: str, mode: str = "octet", options: list[tuple[str, str]] | None = None) -> bytes:
+    """``filename`` may carry bytes that are not UTF-8 as ``surrogateescape`` (as the server keeps them)."""
     parts = [filename, mode] + [s for pair in options or [] for s in pair]
-    return b"\0\1" + b"".join(p.encode() + b"\0" for p in parts)
+    return b"\0\1" + b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in parts)
 
 
 def raw_fetch(

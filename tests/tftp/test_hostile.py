@@ -190,7 +190,8 @@ def test_maxthread_is_answered_with_an_error(
     if escape_server.name == "atftpd":
         request.applymarker(
             pytest.mark.xfail(
-                reason="atftpd drops requests past --maxthread silently (protocols.md 2.2); pyatftpd answers",
+                reason="atftpd drops requests past --maxthread silently (docs/findings.md#atftpd-unicast); "
+                "pyatftpd answers",
                 strict=True,
             )
         )
