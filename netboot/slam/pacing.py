@@ -91,6 +91,8 @@ class Pacer:
         self.changes: list[RateChange] = []
         #: Set by the server before each step: False while a listener lags (no growth then).
         self.growth_allowed = True
+        #: False: loss never slows the rate (flow windows do that per listener).
+        self.cuts = True
 
     def restart(self) -> None:
         """A new receiver sets the pace (a new master): back to the start rate and ramp."""
@@ -143,7 +145,7 @@ class Pacer:
         if fresh_losses:
             self.in_slow_start = False
             return
-        vouched = confirmed is not None and confirmed >= MIN_RAMP_SAMPLE
+        vouched = confirmed is not None and confirmed >= (1 if not self.cuts else MIN_RAMP_SAMPLE)
         if self.in_slow_start and vouched and not self._congested and self.growth_allowed:
             self._set(min(self.max_rate, self.rate * self.slow_start), 0.0)
             if self.rate >= self.max_rate:
@@ -164,6 +166,8 @@ class Pacer:
         self._congested = True
 
     def cut(self, now: float, factor: float, loss: float | None = None) -> None:
+        if not self.cuts:
+            return
         self.in_slow_start = False  # the first sign of trouble ends the fast ramp for good
         if now - self._last_cut < MIN_CUT_INTERVAL:
             return
