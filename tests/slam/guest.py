@@ -144,3 +144,45 @@ class Guest(Generic[T]):
         self.taken += 1
         self.done_at = self._finish(t) if self.queue else None
         return frame
+
+
+@dataclass(frozen=True)
+class Host:
+    """How busy the host is: the guests' descheduling and their per-frame cost."""
+
+    run_mean: float
+    pause_mean: float
+    long_share: float
+    per_frame: float
+
+
+#: Four TCG guests on two shared cores, as in the lab's x-slam train (each runs about 70 %
+#: of the time, in 20 ms stretches, with now and then a pause of 50-150 ms).
+SHARED = Host(run_mean=0.020, pause_mean=0.008, long_share=0.01, per_frame=0.0001)
+#: A starved host: half the time descheduled, twice the cost per frame.
+STARVED = Host(run_mean=0.010, pause_mean=0.010, long_share=0.02, per_frame=0.0002)
+
+#: The lab's train NICs as their QEMU models and iPXE drivers hold frames: (name, ring,
+#: host backlog).  e1000 and virtio-net refuse a frame when the ring is full and QEMU
+#: leaves it in the tap queue; QEMU's vmxnet3 accepts everything and drops what the 8
+#: buffers iPXE posts cannot hold; the rtl8139's 8 KiB buffer holds five full frames
+#: (taken here as dropping beyond them).
+TRAIN_NICS: tuple[tuple[str, int, int], ...] = (
+    ("e1000", 8, 1000),
+    ("rtl8139", 5, 0),
+    ("virtio-net-pci", 16, 1000),
+    ("vmxnet3", 8, 0),
+)
+
+
+def train_guests(host: Host, seed: int) -> list[Guest[tuple[str, bytes]]]:
+    """One guest per train NIC, each descheduled on its own schedule."""
+    return [
+        Guest(
+            ring=ring,
+            backlog=backlog,
+            per_frame=host.per_frame,
+            pauses=Pauses(host.run_mean, host.pause_mean, host.long_share, seed=seed * 10 + i),
+        )
+        for i, (_, ring, backlog) in enumerate(TRAIN_NICS)
+    ]
