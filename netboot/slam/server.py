@@ -231,6 +231,8 @@ class Stats:
     malformed: int = 0
     repairs: int = 0
     passes: int = 0
+    #: Flow windows halved on a listener's loss.
+    window_cuts: int = 0
     #: Pace-set listeners that stopped answering long enough to stop gating the stream.
     stalls: int = 0
 
@@ -388,7 +390,7 @@ class SlamServer:
         peer.first_gap = ranges[0][0] if ranges else self.num_blocks
         flow = self.flows.get(addr)
         if flow is not None and solicited:
-            self._flow_answered(flow, peer.ping_seq, ranges)
+            self._flow_answered(addr, flow, peer.ping_seq, ranges)
         if solicited and not self._fresh_loss(ranges, peer, now):
             peer.clean_seq = max(peer.clean_seq, peer.ping_seq)
         if not ranges:
@@ -454,7 +456,7 @@ class SlamServer:
         peer.ping_seq, peer.answered_ping_at = ping.seq, ping.sent
         return True
 
-    def _flow_answered(self, flow: Flow, ping_seq: int, ranges: list[tuple[int, int]]) -> None:
+    def _flow_answered(self, addr: Address, flow: Flow, ping_seq: int, ranges: list[tuple[int, int]]) -> None:
         """A pace-set listener answered: confirm its window; blocks it names that went out
         between its last confirmation and the ping were lost in this window."""
         lost = [
@@ -463,7 +465,11 @@ class SlamServer:
             for block in range(first, first + count)
             if 0 < (seq := self._last_sent_seq[block]) <= ping_seq
         ]
+        before = flow.window
         flow.answered(ping_seq, lost, self._seq)
+        if flow.window < before:
+            self.stats.window_cuts += 1
+            self._emit("window_cut", client=_fmt(addr), window=round(flow.window, 1), was=round(before, 1))
 
     def _in_flight(self, block: int, peer: Peer, solicited: bool, now: float) -> bool:
         """Sent after the ping this NACK answers (or, unsolicited, very lately): still on its way."""
@@ -731,6 +737,7 @@ class SlamServer:
             if oldest is not None and not flow.stalled and now >= oldest + self.config.stall_after:
                 flow.stalled = True
                 self.stats.stalls += 1
+                self._emit("stalled", client=_fmt(addr), seconds=round(now - oldest, 3))
         for peer in list(self.peers.values()):
             if peer.ping_sent is not None and now >= peer.ping_sent + self._ping_timeout(peer):
                 peer.ping_sent = None
