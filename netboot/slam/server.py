@@ -297,6 +297,8 @@ class SlamServer:
         self.header_bytes = self.header.encode()
         self.num_blocks = self.header.num_blocks
         self._last_sent_seq = [0] * self.num_blocks
+        #: The data sequence number of each block's first copy in this transaction.
+        self._first_sent_seq = [0] * self.num_blocks
         self._last_sent_time = [-1e9] * self.num_blocks
         self._queued = bytearray(self.num_blocks)
         self._repair: deque[int] = deque()
@@ -364,8 +366,9 @@ class SlamServer:
         peer.nacks += 1
         solicited = peer.awaiting
         newly_confirmed = 0
+        ranges = nack.clamped(self.num_blocks)
         if self.config.flow_windows:
-            solicited = self._match_ping(peer, now)
+            solicited = self._match_ping(peer, ranges[0][0] if ranges else self.num_blocks, now)
         if solicited:
             rtt = now - (peer.answered_ping_at if self.config.flow_windows else peer.last_ping)
             peer.srtt = 0.75 * peer.srtt + 0.25 * rtt
@@ -382,11 +385,10 @@ class SlamServer:
         newest, oldest = peer.pings.newest, peer.pings.oldest
         if newest is not None and oldest is not None:  # more pings out (flow windows)
             peer.awaiting = True
-            peer.ping_sent = newest.last
+            peer.ping_sent = newest.sent
             peer.awaiting_since = oldest
         peer.last_heard = now
         peer.missed_pings = 0
-        ranges = nack.clamped(self.num_blocks)
         peer.first_gap = ranges[0][0] if ranges else self.num_blocks
         flow = self.flows.get(addr)
         if flow is not None and solicited:
@@ -447,10 +449,13 @@ class SlamServer:
             self._emit_rate_changes()
         self._maybe_jump_ahead()
 
-    def _match_ping(self, peer: Peer, now: float) -> bool:
-        """Which ping does this NACK answer?  The oldest one out (``Peer.pings``); its data
-        sequence number becomes ``peer.ping_seq``.  False: none out, an unsolicited NACK."""
-        ping = peer.pings.answer(now)
+    def _match_ping(self, peer: Peer, first_gap: int, now: float) -> bool:
+        """Which ping does this NACK answer?  The oldest one out (``pings.py``) that went out
+        after the first copy of the block before the client's first gap (it holds that
+        block, so it took a copy sent before the ping it answers); its data sequence number
+        becomes ``peer.ping_seq``.  False: none out, an unsolicited NACK."""
+        floor = self._first_sent_seq[first_gap - 1] if first_gap > 0 else 0
+        ping = peer.pings.answer(now, floor)
         if ping is None:
             return False
         peer.ping_seq, peer.answered_ping_at = ping.seq, ping.sent
@@ -617,7 +622,7 @@ class SlamServer:
             return False
         if self.gathering:
             return True  # the hold's keepalives go out whatever the windows say
-        return all(self.flows[a].room(self._seq, self.peers[a].pings.frames) for a in self._pace_members)
+        return all(self.flows[a].room(self._seq, len(self.peers[a].pings)) for a in self._pace_members)
 
     def _refresh_pace(self) -> None:
         """The pace set is the master and the earliest-joined other clients (a stable set,
@@ -655,8 +660,8 @@ class SlamServer:
                 # The stream waits for this one: ask, or ask again once the last ping has
                 # gone unanswered for a ping timeout (lost with an overflowing ring, or late).
                 retry = peer.pings.retry_at()
-                if (retry is None or now >= retry) and not flow.room(self._seq, peer.pings.frames):
-                    self._ping(peer, now)
+                if (retry is None or now >= retry) and not flow.room(self._seq, len(peer.pings)):
+                    self._ping(peer, now, retry=retry is not None)
             elif flow.wants_ping(self._seq):
                 self._ping(peer, now)
 
@@ -688,14 +693,12 @@ class SlamServer:
             self._refresh_pace()
             self._emit("master", client=_fmt(addr) if addr else None)
 
-    def _ping(self, peer: Peer, now: float) -> None:
-        if self.config.flow_windows and not peer.pings.may_send(now):
-            return  # right after an answer to a ping sent twice (``pings.py``)
+    def _ping(self, peer: Peer, now: float, retry: bool = False) -> None:
         peer.ping_sent = now
         peer.last_ping = now
         peer.last_ping_seq = self._seq
         if self.config.flow_windows:
-            peer.pings.sent(self._seq, now)  # ``ping_seq`` is set when it is answered
+            peer.pings.sent(self._seq, now, retry)  # ``ping_seq`` is set when it is answered
         else:
             peer.ping_seq = self._seq
         if not peer.awaiting:
@@ -732,7 +735,6 @@ class SlamServer:
 
     def _check_pings(self, now: float) -> None:
         for addr, flow in self.flows.items():
-            self.peers[addr].pings.expire(now)
             oldest = self.peers[addr].pings.oldest
             if oldest is not None and not flow.stalled and now >= oldest + self.config.stall_after:
                 flow.stalled = True
@@ -795,6 +797,8 @@ class SlamServer:
                 self.pacer.spend()
             self._seq += 1
             self._last_sent_seq[block] = self._seq
+            if not self._first_sent_seq[block]:
+                self._first_sent_seq[block] = self._seq
             self._last_sent_time[block] = now
             offset = block * self.config.block_size
             payload = memoryview(self.content.data)[offset : offset + self.config.block_size]
@@ -853,12 +857,10 @@ class SlamServer:
         deadlines.extend(p.ping_sent + self._ping_timeout(p) for p in self.peers.values() if p.ping_sent)
         for addr, flow in self.flows.items():
             pings = self.peers[addr].pings
-            oldest, holdoff, retry = pings.oldest, pings.holdoff_until, pings.retry_at()
+            oldest, retry = pings.oldest, pings.retry_at()
             if oldest is not None and not flow.stalled:
                 deadlines.append(oldest + self.config.stall_after)
-            if holdoff is not None:
-                deadlines.append(holdoff)
-            elif retry is not None and self._has_data_work() and not flow.room(self._seq, pings.frames):
+            if retry is not None and self._has_data_work() and not flow.room(self._seq, len(pings)):
                 deadlines.append(retry)
         return min(deadlines) if deadlines else None
 
