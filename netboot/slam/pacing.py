@@ -4,6 +4,9 @@ Why a module of its own: the rules that decide how fast the group is fed (and so
 whether a slow NIC is flooded) are the part most likely to be tuned, and they are
 easier to read and test apart from the client bookkeeping in ``server.py``.
 
+With flow windows (``window.py``, the default) only the ceiling and the ramp apply
+(``cuts`` is False): a loss shrinks the window of the listener that lost it instead.
+
 Rules, all driven by the server core with its ``now``:
 
 * the *ramp* (``note_answer``): from the start rate, multiply by ``slow_start`` on

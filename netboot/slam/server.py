@@ -22,9 +22,14 @@ transaction at any time, so this core keeps the group fed instead:
   remaining gaps are found quickly;
 * a stream skips blocks that every listed client already holds (a late joiner's
   second pass);
-* the pacing rate (``pacing.py``) backs off when the master's answers report fresh
-  loss, long loss runs or queueing, or when it stops answering, and grows back on
-  its answers otherwise, so a slow NIC is not flooded.
+* each listener of the pace set (the master and up to 7 more) has a flow window
+  (``window.py``, ``flow_windows``, the default): the stream never has more on its way
+  to one of them than its window, confirmed by its answers to pings (matched in order,
+  ``pings.py``) and by the first gap its NACKs name, so a guest that stops taking frames
+  stops the stream instead of losing it;
+* with ``flow_windows`` off (``--pacing rate``), the pacing rate (``pacing.py``) backs
+  off when the master's answers report fresh loss, long loss runs or queueing, or when
+  it stops answering, and grows back on its answers otherwise.
 
 With ``min_clients`` > 1 the first stream of a wave is *held* (udpcast's
 ``--min-clients``/``--max-wait``): nodes that power on seconds apart would otherwise
@@ -474,8 +479,9 @@ class SlamServer:
         return True
 
     def _flow_answered(self, addr: Address, flow: Flow, ping_seq: int, ranges: list[tuple[int, int]]) -> None:
-        """A pace-set listener answered: confirm its window; blocks it names that went out
-        between its last confirmation and the ping were lost in this window."""
+        """A pace-set listener answered: confirm its window up to ``ping_seq``; the blocks it
+        names whose last copy went out before that are lost (``Flow.answered`` tells old
+        gaps from this window's losses)."""
         # One answer suffices here (unlike for a repair, ``_sent_before``): a window cut for a
         # datagram that was only overtaken costs some speed, a late cut costs an overflow.
         lost = [

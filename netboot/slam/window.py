@@ -9,14 +9,16 @@ repairs put up to 1.4 x the file on the group.  A window bounds what can be in a
 receiver's queue, whatever its CPU does: the stream waits for the answer to a ping sent
 behind the data before it sends more than ``window`` beyond it (TCP's ACK clock, with
 iPXE's answer to a ping as the ACK: iPXE answers a ping only once it has taken every
-frame queued before it).  A receiver that runs is not slowed: the window grows while its
-answers show no loss (doubling per round trip until the first loss, then by one
-datagram per window), so a lone fast client is soon limited by the rate ceiling only.
+frame queued before it; the server also counts what the NACK shows the client holds).
+A receiver that runs is not slowed: the window grows while its answers show no loss
+(doubling per round trip up to ``ssthresh``, then by one datagram per window).
 
 A loss in a window halves it (once per window: the losses of one overflow arrive in
-several answers).  An answer the server waits for longer than ``stall_after`` (a guest
-switched off, a listener gone) takes that listener out of the gate until it answers
-again, so one dead listener never stops the wave.
+several answers), and near the window of the last loss it grows only slowly: a ring's
+size does not change.  An answer the server waits for longer than ``stall_after`` (a
+guest switched off, a listener gone) takes that listener out of the gate until it
+answers again (``stalled``), so one dead listener never stops the wave.  docs/pyslamd.md
+("Flow windows") has the lab's figures.
 """
 
 from __future__ import annotations
