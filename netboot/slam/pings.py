@@ -6,16 +6,16 @@ answers every ping as it takes it, after every frame queued before it, so answer
 the order the pings went out: the oldest ping out is the one answered.  A ping asked
 again after a timeout is simply one more ping: if the first was only late, both are
 answered, in order.  What breaks the order is a ping that is lost: every later answer
-would then be taken for the ping before its own, confirming too little, never too much.
-The NACK itself says when that happened: the client holds every block before the first
-gap it names, so the ping it answers went out after the first copy of the block just
-before that gap (``floor``).  Pings older than that were lost, and are dropped.
+would then be taken for the ping before its own, confirming too little.  The NACK itself
+shows it: the client holds every block before the first gap it names (``floor``: the
+first copy of the block just before that gap), so a ping that went out before that data
+was lost, unless the data overtook it (see ``GHOST_AGE``).
 
 Erring the other way would be worse: confirming data still on its way lets the window
-overrun a receiver's ring, and makes blocks still on their way look lost, which the
-server then sends again (a first version that sent a lost-looking ping "again" as a copy
-of the first did exactly that in the lab: a copy's answer that came late was taken for
-the next ping's, dozens of times a second).
+overrun a receiver's ring, and makes blocks still on their way look lost.  (A first
+version that sent a lost-looking ping "again" as a copy of the first took a copy's late
+answer for the next ping's, dozens of times a second in the lab; one that trusted the
+floor at once took the real-socket tests' overtaken pings for lost, with the same effect.)
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ from dataclasses import dataclass
 
 #: A ping unanswered this long (seconds) is taken for lost once a later one is out.
 STALE = 1.0
+#: A ping that followed data the client has since shown it holds is dropped: it was lost,
+#: or this answer is its own and the data overtook it (then the data itself confirms
+#: more).  With a later ping out, dropping the wrong one would give this answer to the later
+#: ping, so only once the ping is this old (seconds) or the data went out more than
+#: ``REORDER`` datagrams after it: on a busy host a ping may reach the client after data
+#: sent after it (the real-socket tests saw it overtaken by up to about 30 datagrams, a few
+#: milliseconds).
+GHOST_AGE = 0.02
+REORDER = 48
 #: A ping the stream waits for is asked again after this long (seconds), or four of the
 #: client's fastest round trips, doubling with each retry: a lost ping must not stop the
 #: stream for long, nor the retries to a descheduled guest fill its ring.
@@ -63,9 +72,10 @@ class PingLedger:
         self._out.append(PingOut(seq, now))
 
     def answer(self, now: float, floor: int = 0) -> PingOut | None:
-        """The client NACKed: the ping it answers, or None if none is out (unsolicited).
-        ``floor``: the answered ping went out after this data sequence number."""
-        while self._out and (self._out[0].seq < floor or self._stale(now)):
+        """The client NACKed: the ping it answers (the oldest out not found lost), or None if
+        none is out (unsolicited).  ``floor``: the client took data datagram ``floor`` before
+        answering (see the module docstring)."""
+        while self._stale(now) or self._ghost(now, floor):
             self._out.popleft()
             self.lost += 1
         if not self._out:
@@ -77,6 +87,12 @@ class PingLedger:
 
     def _stale(self, now: float) -> bool:
         return len(self._out) > 1 and now - self._out[0].sent > STALE
+
+    def _ghost(self, now: float, floor: int) -> bool:
+        head = self._out[0] if len(self._out) > 1 else None
+        if head is None or head.seq >= floor:
+            return False
+        return now - head.sent >= GHOST_AGE or floor - head.seq > REORDER
 
     @property
     def in_ring(self) -> int:

@@ -468,9 +468,9 @@ class SlamServer:
         return self._first_sent_seq[first_gap - 1] if first_gap > 0 else 0
 
     def _match_ping(self, peer: Peer, floor: int, now: float) -> bool:
-        """Which ping does this NACK answer?  The oldest one out (``pings.py``) that went out
-        after ``floor`` (the client took that datagram before answering); its data sequence
-        number becomes ``peer.ping_seq``.  False: none out, an unsolicited NACK."""
+        """Which ping does this NACK answer?  The oldest one out (``pings.py``) not found lost
+        by ``floor`` (what the client holds); its data sequence number becomes
+        ``peer.ping_seq``.  False: none out, an unsolicited NACK."""
         ping = peer.pings.answer(now, floor)
         if ping is None:
             return False

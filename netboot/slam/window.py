@@ -88,7 +88,7 @@ class Flow:
         self.stalled = False
         new_losses = [s for s in lost_seqs if s >= self.cut_before]
         if any(s > self.origin for s in lost_seqs) and not new_losses:
-            return max(0, fresh)
+            return max(0, fresh)  # an older gap: held, neither grown nor cut
         if new_losses:
             self.lost_at = self.window
             self.window = max(MIN_WINDOW, self.window / 2)

