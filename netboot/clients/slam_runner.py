@@ -2,9 +2,19 @@
 
 Why one shared group socket: 200 clients cannot each own the group port cheaply,
 and the kernel would copy every datagram 200 times.  One socket joins the group and
-fans each datagram out to every client core.  Before a client's unicast socket is
-read, the group socket is drained, so a ping is never seen before group data that
-reached the host earlier (one NIC queue keeps that order for a real iPXE).
+fans each datagram out to every client core.
+
+Why arrival timestamps: a real iPXE takes group data and pings from one NIC queue, in
+the order they arrived, and pyslamd relies on that order (an answer to a ping vouches
+for every datagram sent before the ping, and for none sent after it).  Separate sockets
+do not keep it, so every datagram is read with the kernel's receive time
+(``SO_TIMESTAMPNS``) into one list, which is handed over in that order once a datagram
+is ``HOLD`` old: on a busy 2-core host a datagram stamped earlier still reached its
+socket up to about 60 us after one stamped later (the kernel stamps before its per-CPU
+queues).  Reading the group queue to the end before every ping, as the runner once did,
+let a busy process answer pings with data sent after them, and handing group data over
+as it was read let it answer them before data sent before them: the server then took
+answered pings for lost, or data for lost.
 
 Timers are checked on a 10 ms tick rather than one asyncio timer per client: the
 slave timer restarts on every data datagram, and re-arming 200 asyncio timers per
@@ -17,6 +27,7 @@ import asyncio
 import random
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 
 from netboot.clients.slam_client import SlamClient
@@ -25,6 +36,28 @@ Address = tuple[str, int]
 TICK = 0.01
 GROUP_RCVBUF = 32 << 20
 DRAIN_BATCH = 64
+#: A datagram is handed over this long (seconds) after the kernel stamped it, so that any
+#: datagram stamped before it has reached its socket.
+HOLD = 0.001
+#: Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS); Python's socket module lacks the name.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def enable_timestamps(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def recv_stamped(sock: socket.socket) -> tuple[bytes, Address, float]:
+    """One datagram, its sender and the kernel's receive time (seconds, 0.0 if none)."""
+    data, ancillary, _flags, addr = sock.recvmsg(65536, _ANCILLARY)
+    stamp = 0.0
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+            stamp = seconds + nanoseconds / 1e9
+    return data, (addr[0], addr[1]), stamp
 
 
 @dataclass
@@ -78,6 +111,7 @@ def open_group_socket(group: Address, interface_address: str | None) -> socket.s
     sock.bind(group)
     mreq = struct.pack("4s4s", socket.inet_aton(group[0]), socket.inet_aton(interface_address or "0.0.0.0"))
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+    enable_timestamps(sock)
     sock.setblocking(False)
     return sock
 
@@ -104,6 +138,12 @@ class SlamSwarm:
         self.active: list[_Slot] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._group_sock: socket.socket | None = None
+        #: Datagrams read this turn of the loop: (receive time, read order, slot for a
+        #: unicast datagram or None for the group, data, sender).
+        self._inbox: list[tuple[float, int, _Slot | None, bytes, Address]] = []
+        self._reads = 0
+        self._flush_due = False
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._done = asyncio.Event()
         self.t0 = 0.0
 
@@ -127,6 +167,8 @@ class SlamSwarm:
                     slot.result = ClientResult(slot.index, "never started", None, 0, 0, 0, 0, 0, 0, 0, 0)
         finally:
             self._ticker.cancel()
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
             loop.remove_reader(self._group_sock.fileno())
             self._group_sock.close()
             for slot in self.slots:
@@ -139,6 +181,7 @@ class SlamSwarm:
         assert self._loop is not None
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((self.local_address, 0))
+        enable_timestamps(sock)
         sock.setblocking(False)
         slot.sock = sock
         slot.core = SlamClient(
@@ -147,42 +190,61 @@ class SlamSwarm:
         self.active.append(slot)
         self._loop.add_reader(sock.fileno(), self._on_unicast, slot)
 
-    def _drain_group(self, batch: int | None = DRAIN_BATCH) -> None:
-        """Hand queued group datagrams to every client, ``batch`` at most (None: all)."""
-        assert self._loop is not None and self._group_sock is not None
-        now = self._loop.time()
+    def _read(self, sock: socket.socket, slot: _Slot | None, batch: int | None) -> None:
+        """Read up to ``batch`` queued datagrams (None: all) into the inbox."""
+        assert self._loop is not None
         count = 0
         while batch is None or count < batch:
             count += 1
             try:
-                data = self._group_sock.recv(65536)
+                data, addr, stamp = recv_stamped(sock)
             except (BlockingIOError, InterruptedError):
                 break
-            for slot in self.active:
-                if slot.spec.deaf or (slot.spec.loss and slot.rng.random() < slot.spec.loss):
-                    continue
-                assert slot.core is not None
-                slot.core.receive_multicast(data, now)
-                if slot.core.has_output or slot.core.outcome is not None:
-                    self._service(slot, now)
+            self._reads += 1
+            self._inbox.append((stamp or time.time(), self._reads, slot, data, addr))
+        if self._inbox and not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush)  # after every reader of this turn
+
+    def _drain_group(self) -> None:
+        assert self._group_sock is not None
+        self._read(self._group_sock, None, DRAIN_BATCH)
 
     def _on_unicast(self, slot: _Slot) -> None:
-        assert self._loop is not None
-        # All of it: one NIC queue keeps order, so a ping never overtakes earlier data
-        # (with a batch limit a busy process answered pings with "gaps" still queued).
-        self._drain_group(batch=None)
-        if slot.core is None or slot.sock is None or slot.result is not None:
-            return
+        if slot.sock is not None and slot.result is None:
+            self._read(slot.sock, slot, None)
+
+    def _flush(self) -> None:
+        """Hand datagrams over in the order they arrived, once ``HOLD`` old (the docstring)."""
+        assert self._loop is not None and self._group_sock is not None
+        self._flush_due = False
+        self._flush_timer = None
+        self._read(self._group_sock, None, None)
+        self._flush_due = False
+        self._inbox.sort(key=lambda d: (d[0], d[1]))
+        ripe = time.time() - HOLD
+        count = next((i for i, d in enumerate(self._inbox) if d[0] > ripe), len(self._inbox))
+        inbox, self._inbox = self._inbox[:count], self._inbox[count:]
+        if self._inbox and self._flush_timer is None:
+            self._flush_timer = self._loop.call_later(max(0.0, self._inbox[0][0] - ripe), self._flush)
         now = self._loop.time()
-        while True:
-            try:
-                data, addr = slot.sock.recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            if slot.spec.loss and slot.rng.random() < slot.spec.loss:
+        for _stamp, _order, slot, data, addr in inbox:
+            if slot is None:
+                self._deliver_group(data, now)
+            elif slot.core is not None and slot.result is None:
+                if slot.spec.loss and slot.rng.random() < slot.spec.loss:
+                    continue
+                slot.core.receive_datagram(data, addr, now)
+                self._service(slot, now)
+
+    def _deliver_group(self, data: bytes, now: float) -> None:
+        for slot in self.active:
+            if slot.spec.deaf or (slot.spec.loss and slot.rng.random() < slot.spec.loss):
                 continue
-            slot.core.receive_datagram(data, addr, now)
-        self._service(slot, now)
+            assert slot.core is not None
+            slot.core.receive_multicast(data, now)
+            if slot.core.has_output or slot.core.outcome is not None:
+                self._service(slot, now)
 
     def _tick(self) -> None:
         assert self._loop is not None

@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {ServerConfig.slow_start}; 1 = grow only by 15%% per clean 0.1 s)",
     )
     p.add_argument(
+        "--pacing",
+        choices=("window", "rate"),
+        default="window",
+        help="window (default): no listener of the pace set gets more unconfirmed datagrams "
+        "than its flow window, so a receiver that stops taking frames stops the stream instead "
+        "of losing it; rate: the rate rules alone (the behaviour before 2026-12-06)",
+    )
+    p.add_argument(
         "--min-clients",
         type=int,
         default=1,
@@ -140,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         slow_start=args.ramp,
         min_clients=args.min_clients,
         max_wait=args.max_wait,
+        flow_windows=args.pacing == "window",
     )
     if args.start_rate is not None:
         config.start_rate = max(1.0, args.start_rate / block_size)

@@ -4,6 +4,9 @@ Why a module of its own: the rules that decide how fast the group is fed (and so
 whether a slow NIC is flooded) are the part most likely to be tuned, and they are
 easier to read and test apart from the client bookkeeping in ``server.py``.
 
+With flow windows (``window.py``, the default) only the ceiling and the ramp apply
+(``cuts`` is False): a loss shrinks the window of the listener that lost it instead.
+
 Rules, all driven by the server core with its ``now``:
 
 * the *ramp* (``note_answer``): from the start rate, multiply by ``slow_start`` on
@@ -91,6 +94,8 @@ class Pacer:
         self.changes: list[RateChange] = []
         #: Set by the server before each step: False while a listener lags (no growth then).
         self.growth_allowed = True
+        #: False: loss never slows the rate (flow windows do that per listener).
+        self.cuts = True
 
     def restart(self) -> None:
         """A new receiver sets the pace (a new master): back to the start rate and ramp."""
@@ -143,7 +148,7 @@ class Pacer:
         if fresh_losses:
             self.in_slow_start = False
             return
-        vouched = confirmed is not None and confirmed >= MIN_RAMP_SAMPLE
+        vouched = confirmed is not None and confirmed >= (1 if not self.cuts else MIN_RAMP_SAMPLE)
         if self.in_slow_start and vouched and not self._congested and self.growth_allowed:
             self._set(min(self.max_rate, self.rate * self.slow_start), 0.0)
             if self.rate >= self.max_rate:
@@ -164,6 +169,8 @@ class Pacer:
         self._congested = True
 
     def cut(self, now: float, factor: float, loss: float | None = None) -> None:
+        if not self.cuts:
+            return
         self.in_slow_start = False  # the first sign of trouble ends the fast ramp for good
         if now - self._last_cut < MIN_CUT_INTERVAL:
             return

@@ -2,16 +2,21 @@
 
 Everything runs in one lab namespace on one veth pair, in one run:
 
-* pyslamd (default settings, and the defaults before 2026-11-28,
-  ``--rate 12.5M --start-rate 6.25M --ramp 1``) to N iPXE-faithful SLAM
-  clients: time to the last completion, bytes sent / file size (the server's
-  ``stats`` event), NACKs handled;
+* pyslamd (default settings, and ``--pacing rate``, the pacing before
+  2026-12-06) to N iPXE-faithful SLAM clients: time to the last completion,
+  bytes sent / file size (the server's ``stats`` event), NACKs handled;
 * pyatftpd's RFC 2090 session (``tftm://``) to the same number of iPXE-faithful
   clients: time to the last completion, bytes sent / file size as the clients saw
   them (group packets counted once, plus every unicast DATA);
 * the unicast reference for the single-client goal: pyatftpd serving the same file
   by plain TFTP on the same path, to curl (blksize 1428) and to the iPXE-faithful
   ``tftp://`` client (blksize 1432); Debian's atftpd + curl as an extra row.
+
+A second table runs the same server core against TCG-like guests in virtual time
+(tests/slam/guest.py: a receive ring, a cost per frame, descheduling pauses), which the
+Python clients on a veth pair cannot stand for: one guest alone (the lone-listener goal)
+and the lab train's four NICs on a shared and a starved host (the wave goal), each with
+flow windows and with ``--pacing rate``.
 
 The goal figures of the issue are printed at the end: one SLAM client's time over
 pyatftpd's unicast time, and the bytes ratio at 200 clients.  The single-client goal
@@ -36,8 +41,11 @@ import pytest
 
 from lab.infra.namespace import Namespace
 from lab.infra.network import make_veth_segment
+from netboot.slam.server import Content, ServerConfig
 from tests.mcast_lab import ATFTPD, Served, run_scenario
+from tests.slam.guest import SHARED, STARVED, Guest, Host, train_guests
 from tests.slam.session import SERVER_IP, SlamSession, sha256
+from tests.slam.sim import Sim, SimClient
 
 pytestmark = [pytest.mark.bench, pytest.mark.netns, pytest.mark.timeout(2400)]
 
@@ -45,9 +53,9 @@ SIZE = 5 * 1024 * 1024
 COUNTS = [int(n) for n in os.environ.get("SLAM_BENCH_CLIENTS", "1,20,200").split(",")]
 #: iPXE sends nothing for its first second (slam.c's slave timer), then NACKs.
 IPXE_FIRST_WAIT = 1.0
-#: The defaults before 2026-11-28 (100 Mbit/s ceiling, start at half of it, no ramp),
-#: beside today's in the same run.
-OLD_DEFAULTS = ("--rate", "12.5M", "--start-rate", "6.25M", "--ramp", "1")
+#: The pacing before 2026-12-06 (rate rules alone, no flow windows), beside today's in
+#: the same run.
+PREVIOUS = ("--pacing", "rate")
 REPEATS = 3  # unicast references: median of this many
 
 
@@ -194,7 +202,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 def _print_goals(rows: list[dict[str, Any]]) -> None:
     references = [r for r in rows if r["what"].startswith("pyatftpd unicast")]
     print("Goals (issue 4):")
-    for label in ("pyslamd (x-slam)", f"pyslamd {' '.join(OLD_DEFAULTS)} (x-slam)"):
+    for label in ("pyslamd (x-slam)", f"pyslamd {' '.join(PREVIOUS)} (x-slam)"):
         single = next((r for r in rows if r["what"] == label and r["clients"] == 1), None)
         for ref in references if single else []:
             base = ref["last_done_s"]
@@ -205,6 +213,73 @@ def _print_goals(rows: list[dict[str, Any]]) -> None:
         if r["what"].startswith("pyslamd") and r["clients"] == 200:
             print(f"  bytes sent / file size, 200 SLAM clients ({r['what']}): {r['sent_ratio']} "
                   f"(goal <= 1.1), {r['ok']}/200 done")
+
+
+#: The lab train's VMs ask 1.3-5.6 s apart; the hold gathers them.
+TRAIN_STARTS = (0.0, 1.3, 2.6, 5.0)
+TRAIN_SIZE = 6 * 1024 * 1024
+VIRTUAL_SEEDS = range(1, 11)
+
+
+def _pacing(flow_windows: bool) -> str:
+    return "windows" if flow_windows else "--pacing rate"
+
+
+def _virtual_lone(per_frame: float, backlog: int, flow_windows: bool) -> dict[str, Any]:
+    data = os.urandom(SIZE)
+    guest: Guest[tuple[str, bytes]] = Guest(ring=8, backlog=backlog, per_frame=per_frame)
+    sim = Sim(Content(1, data), [SimClient(guest=guest)], ServerConfig(flow_windows=flow_windows))
+    server = sim.run(limit=120)
+    core = sim.clients[0].core
+    assert core is not None and core.data() == data
+    assert core.finished_at is not None and core.first_nack_at is not None
+    nic = "ring 8, host queue" if backlog else "ring 8, drops"
+    return {
+        "case": f"1 guest, {per_frame * 1e6:.0f} us/frame, {nic}",
+        "pacing": _pacing(flow_windows),
+        "after_first_nack_s": round(core.finished_at - core.first_nack_at, 3),
+        "floor_s": round(-(-SIZE // 1451) * per_frame, 3),
+        "sent_ratio": round(server.stats.data_bytes / len(data), 3),
+    }
+
+
+def _virtual_wave(host: Host, name: str, flow_windows: bool) -> dict[str, Any]:
+    ratios, seconds = [], []
+    for seed in VIRTUAL_SEEDS:
+        data = os.urandom(TRAIN_SIZE)
+        guests = train_guests(host, seed)
+        clients = [SimClient(start=t, guest=g) for t, g in zip(TRAIN_STARTS, guests, strict=True)]
+        config = ServerConfig(min_clients=4, max_wait=45.0, flow_windows=flow_windows)
+        sim = Sim(Content(1, data), clients, config, seed=seed)
+        server = sim.run(limit=400)
+        assert all(c.core is not None and c.core.data() == data for c in clients)
+        held = next(t for t, name_, _ in sim.log if name_ == "gather_end")
+        seconds.append(max(c.core.finished_at or 0.0 for c in clients if c.core) - held)
+        ratios.append(server.stats.data_bytes / len(data))
+    within = sum(1 for r in ratios if r <= 1.2)
+    return {
+        "case": f"4 train guests, {name} host, 6 MiB, {len(ratios)} seeds",
+        "pacing": _pacing(flow_windows),
+        "sent_ratio": f"{min(ratios):.3f}-{max(ratios):.3f} ({within}/{len(ratios)} <= 1.2)",
+        "pass_s": f"{min(seconds):.1f}-{max(seconds):.1f}",
+    }
+
+
+def _virtual_rows() -> list[dict[str, Any]]:
+    rows = []
+    for per_frame in (0.0002, 0.0001, 0.00005):
+        for backlog in (1000, 0):
+            rows += [_virtual_lone(per_frame, backlog, fw) for fw in (True, False)]
+    for host, name in ((SHARED, "shared"), (STARVED, "starved")):
+        rows += [_virtual_wave(host, name, fw) for fw in (True, False)]
+    return rows
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
 
 
 def test_bench_slam(netns: Namespace, tmp_path: Path) -> None:
@@ -218,8 +293,8 @@ def test_bench_slam(netns: Namespace, tmp_path: Path) -> None:
     rows = _unicast_rows(netns, tmp_path, served_root, data)
     for count in COUNTS:
         rows.append(_slam_run(netns, tmp_path, path, data, count))
-        # before/after in one run: the old defaults
-        rows.append(_slam_run(netns, tmp_path, path, data, count, options=OLD_DEFAULTS))
+        # before/after in one run: the previous pacing
+        rows.append(_slam_run(netns, tmp_path, path, data, count, options=PREVIOUS))
         rows.append(_tftm_run(netns, tmp_path, served_root, data, count))
         if count >= 100:  # one simulator process is the bottleneck here: what two of them do
             rows.append(_slam_run(netns, tmp_path, path, data, count, processes=2))
@@ -232,5 +307,7 @@ def test_bench_slam(netns: Namespace, tmp_path: Path) -> None:
           f"nothing for its first {IPXE_FIRST_WAIT:.0f} s (slam.c's slave timer), which no server can "
           "shorten, so the single-client goal is judged on this column")
     _print_goals(rows)
+    print("\nVirtual time, TCG-like guests (tests/slam/guest.py); floor_s: the guest's own cost for the file")
+    _print_rows(_virtual_rows(), ["case", "pacing", "after_first_nack_s", "floor_s", "sent_ratio", "pass_s"])
     for r in rows:
         assert r["ok"] == r["clients"], f"not every client got the exact bytes: {r}"

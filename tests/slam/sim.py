@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 from netboot.clients.slam_client import SlamClient
 from netboot.slam.server import Content, ServerConfig, SlamServer
+from tests.slam.guest import Guest
+
+Frame = tuple[str, bytes]
 
 SERVER = ("192.0.2.1", 10000)
 GROUP = ("239.255.1.1", 10000)
@@ -44,8 +47,19 @@ class SimClient:
             return True
         self.dropped += 1
         return False
+    #: A TCG guest behind an emulated NIC (tests/slam/guest.py): frames queue, cost time and
+    #: are lost while it is descheduled.  Exclusive with ``capacity``.
+    guest: Guest[Frame] | None = None
     core: SlamClient | None = None
     address: tuple[str, int] = ("0.0.0.0", 0)
+
+    def timer(self) -> float | None:
+        assert self.core is not None
+        at = self.core.get_timer()
+        return at if at is None or self.guest is None else self.guest.running_from(at)
+
+    def running(self, now: float) -> bool:
+        return self.guest is None or self.guest.running_from(now) == now
 
 
 @dataclass
@@ -94,6 +108,13 @@ class Sim:
                         seq += 1
                         heapq.heappush(queue, (now + self.latency, seq, "server", None, data, c.address))
 
+        def deliver(c: SimClient, kind: str, data: bytes) -> None:
+            assert c.core is not None
+            if kind == "mc":
+                c.core.receive_multicast(data, now)
+            else:
+                c.core.receive_datagram(data, SERVER, now)
+
         stuck = 0
         while now < limit:
             candidates = [queue[0][0]] if queue else []
@@ -103,8 +124,10 @@ class Sim:
             for c in self.clients:
                 if c.core is None:
                     candidates.append(c.start)
-                elif alive(c) and (t := c.core.get_timer()) is not None:
+                elif alive(c) and (t := c.timer()) is not None:
                     candidates.append(t)
+                if c.guest is not None and c.guest.done_at is not None:
+                    candidates.append(c.guest.done_at)
             if changes:
                 candidates.append(changes[0][0])
             if all(c.core is not None and not alive(c) for c in self.clients) and not queue:
@@ -127,15 +150,19 @@ class Sim:
                     server.receive_datagram(data, src, now)
                 else:
                     assert isinstance(target, SimClient)
-                    if alive(target) and target.accepts(now):
-                        assert target.core is not None
-                        if kind == "mc":
-                            target.core.receive_multicast(data, now)
-                        else:
-                            target.core.receive_datagram(data, SERVER, now)
+                    if target.guest is not None:
+                        if alive(target):
+                            target.guest.arrive((kind, data), now)
+                    elif alive(target) and target.accepts(now):
+                        deliver(target, kind, data)
+            for c in self.clients:
+                while c.guest is not None and c.guest.done_at is not None and c.guest.done_at <= now:
+                    kind, data = c.guest.take(now)
+                    if alive(c):
+                        deliver(c, kind, data)
             server.handle_timer(now)
             for c in self.clients:
-                if alive(c):
+                if alive(c) and c.running(now):
                     assert c.core is not None
                     c.core.handle_timer(now)
             flush()
