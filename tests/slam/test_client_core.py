@@ -1,4 +1,7 @@
-"""The iPXE-faithful client core against slam.c's documented behaviour (protocols.md 4.5)."""
+"""The iPXE-faithful client core against slam.c's behaviour.
+
+That behaviour is restated in docs/pyslamd.md, "The iPXE-faithful SLAM client".
+"""
 
 from __future__ import annotations
 

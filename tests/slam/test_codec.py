@@ -1,4 +1,7 @@
-"""The SLAM Int codec and packets, against the worked examples of protocols.md 4.1/4.2."""
+"""The SLAM Int codec and packets, against worked examples.
+
+The format is documented where it is coded: netboot/slam/ints.py and packets.py.
+"""
 
 from __future__ import annotations
 
