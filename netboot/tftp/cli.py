@@ -339,6 +339,10 @@ def run_server(
     try:
         asyncio.run(main())
     finally:
+        # The loop (and its signal wake-up fd) is gone: a second SIGTERM (the supervisor
+        # forwards one, `kill` of the group sends another) must not raise during the cleanup.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         events.close()
         report_failures()
     return 0
