@@ -310,6 +310,17 @@ def _stopper(server: TftpServer, signum: int) -> Callable[[], None]:
     return stop
 
 
+def _ignore_stop_signals(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Once stopping, more SIGTERMs (a supervisor forwards one, ``kill`` of the group sends
+    another) are ignored.  Done inside the loop: closing a loop that still holds handlers puts
+    back the default action, and a signal then killed the cleanup (or, after the wake-up fd
+    was closed, printed an EBADF traceback)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if loop is not None:
+            loop.remove_signal_handler(signum)
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def run_server(
     config: ServerConfig,
     sock: socket.socket,
@@ -334,15 +345,15 @@ def run_server(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _stopper(server, signum))
         loop.add_signal_handler(signal.SIGHUP, reopen_logs)  # logrotate: a fresh --logfile
-        await server.serve()
+        try:
+            await server.serve()
+        finally:
+            _ignore_stop_signals(loop)
 
     try:
         asyncio.run(main())
     finally:
-        # The loop (and its signal wake-up fd) is gone: a second SIGTERM (the supervisor
-        # forwards one, `kill` of the group sends another) must not raise during the cleanup.
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)
+        _ignore_stop_signals(None)
         events.close()
         report_failures()
     return 0

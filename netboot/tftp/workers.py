@@ -164,4 +164,8 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
                 spawn(index)
         elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
             status = 1
+    # Every worker is gone: more signals are ignored, not left to the interpreter's exit
+    # (which puts back the default action, and a late SIGTERM then ends us with -15).
+    for signum in _FORWARDED:
+        signal.signal(signum, signal.SIG_IGN)
     return status

@@ -36,6 +36,24 @@ def test_the_pidfile_is_removed_at_sigterm(tmp_path: Path, workers: str) -> None
     assert _wait_gone(pidfile), "the pidfile outlived the server"
 
 
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_signals_during_the_final_cleanup_print_no_traceback(tmp_path: Path, workers: str) -> None:
+    """A supervisor forwards SIGTERM and ``kill`` of the group sends another: the second one
+    lands after asyncio's loop (and its wake-up fd) is gone, and once printed an EBADF traceback."""
+    root = tmp_path / "root"
+    root.mkdir()
+    log = tmp_path / "server.log"
+    (root / "f").write_bytes(b"x" * 600)
+    server = start_server("pyatftpd", root, extra=["--workers", workers], log=log)
+    assert raw_fetch(("127.0.0.1", server.port), "f")[0] == b"x" * 600  # serving: its handlers are set
+    deadline = time.monotonic() + 10
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        os.kill(server.proc.pid, signal.SIGTERM)
+        time.sleep(0.002)
+    assert server.proc.wait(10) == 0
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
 def _first_data(sock: socket.socket) -> tuple[bytes, tuple[str, int]]:
     data, peer = sock.recvfrom(70000)
     assert data[:2] == b"\0\3", data[:40]
