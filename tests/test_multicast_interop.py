@@ -203,8 +203,11 @@ def test_mtftp_unknown_listener_is_refused_not_served_holes(
     assert listener["bytes_multicast"] > 0 and listener["fallbacks"] == 1, listener
     assert later["clients"][0]["sha256"] == want, later
     if kind == "atftpd":
-        assert listener["ok"] and listener["sha256"] != want, "atftpd serves the stale fallback"
-        assert listener["bad_blocks"] > 0 and listener["bad_nonzero_bytes"] == 0, listener
+        assert listener["ok"], "atftpd serves the stale fallback"
+        # It usually joins after the first blocks and prints ok over zero-filled holes; on a
+        # loaded host the pass may start after its 0.3 s and it hears every block (seen once).
+        if listener["sha256"] != want:
+            assert listener["bad_blocks"] > 0 and listener["bad_nonzero_bytes"] == 0, listener
         return
     assert not listener["ok"], listener
     assert "server ERROR 0: refused" in listener["error"], listener
