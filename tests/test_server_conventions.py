@@ -157,3 +157,28 @@ def test_netboot_fetch_output_writes_the_first_clients_bytes(tmp_path: Path) -> 
         server.stop()
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out").read_bytes() == data
+
+
+def test_pyslamd_ignores_signals_while_it_stops(tmp_path: Path) -> None:
+    """A supervisor's SIGTERM and a ``kill`` of the group often come together: the late ones
+    once ended pyslamd's exit with -15 or an EBADF traceback (netboot/stopping.py)."""
+    (tmp_path / "boot.img").write_bytes(b"x" * 1000)
+    log = tmp_path / "pyslamd.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "netboot.slam.cli", str(tmp_path / "boot.img"), "--bind-address", "127.0.0.1",
+         "--port", str(free_udp_port()), "--logfile", str(log)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for(log, "serving")
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.0005)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
+    assert "Traceback" not in log.read_text() and "pyslamd terminating" in log.read_text()

@@ -19,6 +19,7 @@ from netboot.serverlog import reopen_logs, report_failures, setup_logging
 from netboot.slam.packets import DEFAULT_BLOCK_SIZE
 from netboot.slam.server import DEFAULT_RATE, MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
 from netboot.slam.transport import SocketOptions, serve
+from netboot.stopping import ignore_stop_signals
 from netboot.systemd import notify
 
 VERSION = "pyslamd 0.1.0 (command line of Etherboot's mini-slamd, plus pacing options)"
@@ -204,6 +205,7 @@ async def _run(path: str, opts: SocketOptions, config: ServerConfig, events: Eve
     except asyncio.CancelledError:
         notify("STOPPING=1")
     finally:
+        ignore_stop_signals(loop)
         ready_task.cancel()
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from netboot.events import EventLog
 from netboot.serverlog import reopen_logs, report_failures, setup_logging
+from netboot.stopping import ignore_stop_signals
 from netboot.systemd import listen_fds, notify
 from netboot.tftp.daemon import daemonize, drop_privileges, remove_pidfile, split_user, write_pidfile
 from netboot.tftp.handoff import Handoff, make_inboxes
@@ -310,17 +311,6 @@ def _stopper(server: TftpServer, signum: int) -> Callable[[], None]:
     return stop
 
 
-def _ignore_stop_signals(loop: asyncio.AbstractEventLoop | None) -> None:
-    """Once stopping, more SIGTERMs (a supervisor forwards one, ``kill`` of the group sends
-    another) are ignored.  Done inside the loop: closing a loop that still holds handlers puts
-    back the default action, and a signal then killed the cleanup (or, after the wake-up fd
-    was closed, printed an EBADF traceback)."""
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        if loop is not None:
-            loop.remove_signal_handler(signum)
-        signal.signal(signum, signal.SIG_IGN)
-
-
 def run_server(
     config: ServerConfig,
     sock: socket.socket,
@@ -348,12 +338,12 @@ def run_server(
         try:
             await server.serve()
         finally:
-            _ignore_stop_signals(loop)
+            ignore_stop_signals(loop)
 
     try:
         asyncio.run(main())
     finally:
-        _ignore_stop_signals(None)
+        ignore_stop_signals()
         events.close()
         report_failures()
     return 0

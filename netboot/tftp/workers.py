@@ -20,6 +20,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from netboot.serverlog import reopen_logs
+from netboot.stopping import ignore_stop_signals
 
 log = logging.getLogger("pyatftpd")
 
@@ -166,6 +167,5 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
             status = 1
     # Every worker is gone: more signals are ignored, not left to the interpreter's exit
     # (which puts back the default action, and a late SIGTERM then ends us with -15).
-    for signum in _FORWARDED:
-        signal.signal(signum, signal.SIG_IGN)
+    ignore_stop_signals()
     return status
