@@ -95,3 +95,21 @@ def test_html_links_each_multicast_cell_and_train_to_its_timeline(tmp_path: Path
     page = matrix_html(data)
     assert f'href="{key.slug}/1/index.html">PASS' in page  # the boot folder's index lists its picture
     assert 'href="t/timeline.png">timeline.png</a>' in page
+
+
+def test_the_four_reports_print_the_same_counts(tmp_path: Path) -> None:
+    """md, json, html and JUnit are read by different people: one count for each, everywhere."""
+    import html
+
+    paths = write_reports(_results(tmp_path), INFO, tmp_path / "out")
+    data = json.loads(paths["json"].read_text())
+    line = data["summary"]["text"]
+    assert "4 cells: 2 ran (1 FAIL, 1 PASS)" in line, line
+    assert line in paths["md"].read_text()
+    assert f'id="summary">{html.escape(line)}</p>' in paths["html"].read_text()
+    suite = ET.parse(paths["junit"]).getroot()
+    suite = suite if suite.tag == "testsuite" else suite[0]
+    assert {p.get("name"): p.get("value") for p in suite.iter("property")}["summary"] == line
+    cells = data["summary"]["cells"]
+    assert int(suite.get("failures", 0)) == cells["FAIL"]
+    assert int(suite.get("skipped", 0)) == cells["SKIP"] + cells["NOT_EMULATED"]
