@@ -339,10 +339,6 @@ class IpxeTftpClient:
         self._done(now, "aborted")
 
     @property
-    def is_master(self) -> bool:
-        return bool(self.flags & Flags.SEND_ACK)
-
-    @property
     def progress(self) -> float:
         """Fraction of the blocks received (0 until the size is known)."""
         length = self.bitmap.length

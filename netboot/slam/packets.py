@@ -96,10 +96,6 @@ class Nack:
             out.append((first, min(count, num_blocks - first)))
         return out
 
-    @property
-    def first_missing(self) -> int | None:
-        return self.ranges[0][0] if self.ranges else None
-
 
 def decode_client_datagram(data: bytes | memoryview) -> Nack | Disconnect:
     """Parse a client -> server datagram: iPXE's ``first count NUL``, Etherboot's full RLE
