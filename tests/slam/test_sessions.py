@@ -76,7 +76,9 @@ def test_etherboot_style_clients_with_loss(session: SlamSession, tmp_path: Path)
 
 def test_late_joiner(session: SlamSession, tmp_path: Path) -> None:
     path, data = _file(tmp_path, 2 * MIB)
-    session.start_server(path, "--rate", "1M")  # the pass takes about 2 s
+    # The pass takes about 4 s: on a loaded host the master event is seen late, and the
+    # victim must still be mid-pass when it is killed (with 2 s it once had finished).
+    session.start_server(path, "--rate", "512K")
     early = session.start_clients(3)
     time.sleep(2.0)  # the stream started about 1 s after the clients
     late = session.start_clients(1)
@@ -93,7 +95,9 @@ def test_master_killed(session: SlamSession, tmp_path: Path, count: int) -> None
     server must drop it as silent within a second.  (That a *known* client then
     takes over as master is checked in virtual time, test_sim_sessions.py.)"""
     path, data = _file(tmp_path, 2 * MIB)
-    session.start_server(path, "--rate", "1M")  # the pass takes about 2 s
+    # The pass takes about 4 s: on a loaded host the master event is seen late, and the
+    # victim must still be mid-pass when it is killed (with 2 s it once had finished).
+    session.start_server(path, "--rate", "512K")
     start_at = time.time() + 1.0
     victim = session.start_clients(1, "--start-at", str(start_at))
     others = session.start_clients(count, "--start-at", str(start_at + 0.5))
@@ -102,6 +106,7 @@ def test_master_killed(session: SlamSession, tmp_path: Path, count: int) -> None
         time.sleep(0.02)
     [first_master] = session.events("master")[:1]
     time.sleep(0.6)
+    assert victim.poll() is None, "the victim finished before it could be killed: the pass was too short"
     kill_group(victim)
     killed_at = time.time()
     results = session.results(others)
