@@ -8,7 +8,6 @@ the revert.  Runs where the archive is (CI); skipped with one line elsewhere.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -17,49 +16,23 @@ from pathlib import Path
 import pytest
 
 from lab.pytest_plugin import require_vm_support
-from roms.ipxe_tree import extract, open_source
-
-REPO = Path(__file__).resolve().parents[2]
-ARCHIVE_DIR = Path(os.environ.get("LAB_IPXE_ARCHIVE_DIR") or REPO.parent / "shared" / "ipxe")
-ARCHIVES = sorted(ARCHIVE_DIR.glob("ipxe-*.tar.*")) if ARCHIVE_DIR.is_dir() else []
-PATCH = ARCHIVE_DIR / "tftm-socket-address.patch"
+from tests.roms.upstream_archive import HAVE_ARCHIVE, MISSING, REPO_ROOT, fix_then_revert
 
 pytestmark = [
     pytest.mark.vm,
     pytest.mark.ipxe_build,
     pytest.mark.timeout(1800),
-    pytest.mark.skipif(
-        not ARCHIVES or not PATCH.is_file(),
-        reason=f"no iPXE source archive and tftm-socket-address.patch in {ARCHIVE_DIR} "
-        "(set LAB_IPXE_ARCHIVE_DIR)",
-    ),
+    pytest.mark.skipif(not HAVE_ARCHIVE, reason=MISSING),
 ]
-
-
-def _git(repo: Path, *args: str) -> str:
-    ident = ["-c", "user.name=lab", "-c", "user.email=lab@example.org"]
-    done = subprocess.run(["git", "-C", str(repo), *ident, *args], check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def test_lab_bisect_names_the_commit_that_broke_tftm_on_e1000(tmp_path: Path) -> None:
     require_vm_support()
-    repo = extract(open_source(ARCHIVES[-1]), tmp_path / "ipxe")
-    _git(repo, "init", "-q", "-b", "master")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", f"import {ARCHIVES[-1].name}")
-    subprocess.run(["patch", "-p1", "-s", "-i", str(PATCH)], cwd=repo, check=True)
-    _git(repo, "commit", "-q", "-am", "tftp: zero the multicast socket address")
-    fix = _git(repo, "rev-parse", "HEAD")
-    with (repo / "README.md").open("a") as readme:
-        readme.write("\nAn unrelated change.\n")
-    _git(repo, "commit", "-q", "-am", "README: an unrelated change")
-    unrelated = _git(repo, "rev-parse", "HEAD")
-    _git(repo, "revert", "--no-edit", fix)
-    revert = _git(repo, "rev-parse", "HEAD")
+    history = fix_then_revert(tmp_path / "ipxe")
+    repo, fix, unrelated, revert = history.repo, history.fix, history.unrelated, history.revert
     argv = [sys.executable, "-m", "lab.cli", "bisect", str(repo), "--good", fix, "--bad", revert,
             "--cell", "e1000/tftm", "--lab-artifacts", str(tmp_path / "artifacts")]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=1500)
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, timeout=1500)
     print(done.stdout)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"first bad commit: {revert}" in done.stdout

@@ -9,8 +9,6 @@ step are seeded from it and compile only the files that differ.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,26 +17,19 @@ from roms.catalog import CATALOG
 from roms.header import bios_header_ids
 from roms.ipxe_bisect import bisect, shell_verdict
 from roms.ipxe_build import BuildRequest, BuildResult, Patch, build_romset, copy_for, remove_copy
-from roms.ipxe_tree import cache_root, extract, open_source
+from roms.ipxe_tree import cache_root, open_source
 from roms.manifest import read_manifest, sha256_file
 from roms.payload import rom_has_feature, rom_ipxe_version
 from roms.romset import DEBIAN_ROM_DIR, RomSet
+from tests.roms.upstream_archive import ARCHIVES, HAVE_ARCHIVE, MISSING, PATCH, fix_then_revert, git
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ARCHIVE_DIR = Path(os.environ.get("LAB_IPXE_ARCHIVE_DIR") or REPO_ROOT.parent / "shared" / "ipxe")
-ARCHIVES = sorted(ARCHIVE_DIR.glob("ipxe-*.tar.*")) if ARCHIVE_DIR.is_dir() else []
-PATCH = ARCHIVE_DIR / "tftm-socket-address.patch"
 FIX_LINE = "memset ( &socket, 0, sizeof ( socket ) );"
 TFTP_C = "src/net/udp/tftp.c"
 
 pytestmark = [
     pytest.mark.ipxe_build,
     pytest.mark.timeout(1800),  # the first run compiles iPXE (the module's shared build)
-    pytest.mark.skipif(
-        not ARCHIVES or not PATCH.is_file(),
-        reason=f"no iPXE source archive and tftm-socket-address.patch in {ARCHIVE_DIR} "
-        "(set LAB_IPXE_ARCHIVE_DIR): the real ROM build tests need them",
-    ),
+    pytest.mark.skipif(not HAVE_ARCHIVE, reason=f"{MISSING}: the real ROM build tests need them"),
 ]
 
 
@@ -99,28 +90,10 @@ def test_the_patched_build_compiles_only_what_the_patch_touches(
     assert rom_has_feature(tmp_path / "fixed" / "8086100e.rom", "SLAM") is True
 
 
-def _git(repo: Path, *args: str) -> str:
-    ident = ["-c", "user.name=lab", "-c", "user.email=lab@example.org"]
-    return subprocess.run(
-        ["git", "-C", str(repo), *ident, *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 def test_bisect_names_the_commit_that_reverted_the_fix(upstream: BuildResult, tmp_path: Path) -> None:
-    repo = extract(open_source(ARCHIVES[-1]), tmp_path / "ipxe")
-    _git(repo, "init", "-q", "-b", "master")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", f"import {ARCHIVES[-1].name}")
-    subprocess.run(["patch", "-p1", "-s", "-i", str(PATCH)], cwd=repo, check=True)
-    _git(repo, "commit", "-q", "-am", "tftp: zero the multicast socket address")
-    fix = _git(repo, "rev-parse", "HEAD")
-    with (repo / "README.md").open("a") as readme:
-        readme.write("\nAn unrelated change.\n")
-    _git(repo, "commit", "-q", "-am", "README: an unrelated change")
-    unrelated = _git(repo, "rev-parse", "HEAD")
-    _git(repo, "revert", "--no-edit", fix)
-    revert = _git(repo, "rev-parse", "HEAD")
-    head_before, status_before = _git(repo, "rev-parse", "HEAD"), _git(repo, "status", "--porcelain")
+    history = fix_then_revert(tmp_path / "ipxe")
+    repo, fix, unrelated, revert = history.repo, history.fix, history.unrelated, history.revert
+    head_before, status_before = git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain")
 
     verdict = shell_verdict(f"grep -qF '{FIX_LINE}' {TFTP_C}")
     result = bisect(repo, fix, revert, verdict, options=("slam",), nics=("e1000",), progress=_progress)
@@ -133,8 +106,8 @@ def test_bisect_names_the_commit_that_reverted_the_fix(upstream: BuildResult, tm
     step_rom = result.steps[0].step_dir / "roms" / "8086100e.rom"
     assert rom_has_feature(step_rom, "SLAM") is True
     assert f"(g{unrelated[:5]})" in (rom_ipxe_version(step_rom) or "")  # built from that commit, not a seed
-    assert (_git(repo, "rev-parse", "HEAD"), _git(repo, "status", "--porcelain")) == (
+    assert (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain")) == (
         head_before,
         status_before,
     )
-    assert _git(repo, "worktree", "list").count("\n") == 0
+    assert git(repo, "worktree", "list").count("\n") == 0
