@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from lab.infra.namespace import Namespace, kill_group
-from tests.mcast_lab import ATFTPD, REPO, Served, make_file, segment
+from lab.infra.namespace import Namespace
+from tests.mcast_lab import ATFTPD, REPO, Served, collect_scenario, make_file, segment
 
 pytestmark = [pytest.mark.bench, pytest.mark.netns]
 
@@ -62,15 +62,7 @@ def probe(ns: Namespace, *args: str, timeout: float) -> dict[str, Any]:
         [sys.executable, "-m", "tests.tftp.robustness_probe", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(REPO), env=env,
     )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        raise
-    if proc.returncode != 0:
-        raise RuntimeError(f"probe failed: {err.decode()[-2000:]}")
-    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
+    return collect_scenario(proc, timeout)
 
 
 def _peak_rss(pgid: int, done: threading.Event, peak: list[int]) -> None:
