@@ -196,3 +196,19 @@ def test_slam_clients_ask_with_nacks_and_listeners_start_after_their_verifier(tm
     pcap = _pcap(tmp_path / "tap.pcap", frames)
     assert stream_timeline(pcap, nacker, "payload.bin") == (5, (2.0, 2.6))  # 1..5: never asked
     assert stream_timeline(pcap, listener, "payload.bin") == (6, (2.1, 2.6))  # all six, no NACK
+
+
+def test_a_lossy_train_may_put_twice_its_loss_more_on_the_group() -> None:
+    """A lost DATA or ACK of the lossy VM can each cost one more group block: 1.2 x + 2 x 5 %."""
+    from lab.judge.train import ratio_check
+
+    def train(loss: int, ratio: float) -> TrainResult:
+        plan = TrainPlan("mtftp", "pyatftpd", "debian", SIZE, loss_percent=loss)
+        result = TrainResult(plan, Status.MISS, "", Path("/t"), [], group_bytes=int(SIZE * ratio))
+        result.group_ratio = ratio
+        return result
+
+    assert ratio_check(train(0, 1.25), "payload", SIZE).ok is False
+    lossy = ratio_check(train(5, 1.25), "payload", SIZE)
+    assert lossy.ok is True and lossy.name == "group bytes <= 1.3 x payload"
+    assert ratio_check(train(5, 1.31), "payload", SIZE).ok is False
