@@ -59,3 +59,20 @@ def test_a_slow_master_is_learnt_not_taken_for_deaf() -> None:
     assert "multicast_not_received" not in adaptive.names()
     session = adaptive.sessions[0]
     assert session.unicast_bytes < 10 * 1432, "a couple of early repairs at most"
+
+
+def test_an_mtftp_master_cut_off_from_the_group_is_served_by_unicast_before_it_reopens() -> None:
+    """Behind a snooping bridge with a querier (iPXE sends no IGMP) the master hears only
+    the unicast copies.  Its first block comes by unicast and the group: that ACK proved
+    nothing about the group, yet it was counted as heard, so 16 repairs were needed, each
+    backed off further, until a 0.3 s gap made iPXE reopen and fall back (the lab's 7
+    snoop+querier mtftp cells failed so on 2026-12-06)."""
+    payload = PAYLOAD[: 256 * 1024]
+    sim = TftmSim(payload, [SimClient(0.0, options={"deaf": True})], scheme="mtftp", tuning=Tuning())
+    sim.run(limit=120.0)
+    core = sim.clients[0].core
+    assert core is not None and core.ok, core.error if core else "never started"
+    assert core.image() == payload
+    assert "multicast_not_received" in sim.names()
+    assert "client_fallback" not in sim.names()
+    assert core.finished_at is not None and core.finished_at - (core.started_at or 0.0) < 5.0

@@ -34,8 +34,15 @@ class MasterStream(Leaving):
     def _repair_wait(self, master: Member) -> float:
         tuning = self.tuning
         if master.rtt is not None:
-            return master.rtt.rto
-        return tuning.repair_after if self.pending_via == "group" else tuning.retransmit
+            wait = master.rtt.rto
+        else:
+            wait = tuning.retransmit if self.pending_via == "unicast" else tuning.repair_after
+        if self.mtftp and master.answered:
+            # iPXE's MTFTP client reopens after 0.25 s without a packet, and a reopen falls
+            # back to plain TFTP over a stale size: a backed-off repair must not outwait it.
+            # (A requester that never answered is not held so: it costs what it sent.)
+            wait = min(wait, tuning.mtftp_gap)
+        return wait
 
     def _deaf_after(self, master: Member) -> int:
         """Repairs in a row that prove ``master`` deaf (fewer for one never heard on the group)."""
@@ -58,9 +65,10 @@ class MasterStream(Leaving):
             return
         self._stuck_acks = 0
         if self.pending and block > self.pending:
-            if self.pending_via == "group":
+            if self.pending_via in ("group", "both"):
                 master.consecutive_repairs = 0
-                master.group_acked += 1
+                if self.pending_via == "group":
+                    master.group_acked += 1
                 if master.rtt is not None:  # sent once, answered: a round trip (Karn)
                     master.rtt.sample(now - self.pending_sent)
             elif master.consecutive_repairs >= self._deaf_after(master):
@@ -98,7 +106,7 @@ class MasterStream(Leaving):
         self._window_sign(f"{member.text} missed block {first_gap}, sent in a window while it listened", now)
 
     def _repair(self, master: Member, now: float) -> None:
-        if self.pending_via == "group":
+        if self.pending_via in ("group", "both"):
             master.consecutive_repairs += 1
             master.repairs += 1
         if master.rtt is not None:

@@ -139,7 +139,8 @@ class Requests(Election):
         block = member.have + 1
         if now - self.last_group_send >= self.tuning.mtftp_gap or self.last_group_block != block:
             self._send_group(block, now)
-        self.pending, self.pending_sent, self.pending_via = block, now, "group"
+        # "both": its ACK times a round trip but proves nothing about hearing the group.
+        self.pending, self.pending_sent, self.pending_via = block, now, "both"
         self._send_unicast(member, block, now)
         member.contacted = True
 
