@@ -21,6 +21,8 @@ from images.fullboot import parse_marker
 from lab.judge.ipxe_error import ipxe_error
 from lab.judge.ladder import ROM_BANNER, lacks_feature
 from lab.judge.train import (
+    BOOT_CORRUPT_CHECK,
+    EVERY_VM_BOOTED_CHECK,
     corrupt_check,
     every_vm_check,
     mark_unsupported,
@@ -183,10 +185,8 @@ def judge_full_boot(
     if boots and mark_unsupported(train, [b.status for b in boots]):
         return
     vms, checks = train.vms, train.checks
-    checks.append(every_vm_check(
-        "every VM booted Debian's kernel to the marker (the initramfs hashes the file it carries)", vms
-    ))  # fmt: skip
-    checks.append(corrupt_check("no VM called both files ok and then failed to boot them", vms,
+    checks.append(every_vm_check(EVERY_VM_BOOTED_CHECK, vms))
+    checks.append(corrupt_check(BOOT_CORRUPT_CHECK, vms,
                                 "iPXE printed ok, the kernel failed on"))  # fmt: skip
     checks.append(_files_check(train, boots, events))
     fell_back = {e.client_ip for e in events if e.event == "multicast_not_received"}

@@ -38,6 +38,13 @@ def verdict_text(vm: TrainVm) -> str:
 
 #: The check that reports each VM's own failure; the others judge the VMs that verified.
 EVERY_VM_CHECK = "every VM verified the bytes"
+CORRUPT_CHECK = "no VM reported ok for bytes that fail verification"
+BOOT_CORRUPT_CHECK = "no VM called both files ok and then failed to boot them"
+EVERY_VM_BOOTED_CHECK = (
+    "every VM booted Debian's kernel to the marker (the initramfs hashes the file it carries)"
+)
+#: What no expectation may excuse (lab.judge.expectations, ``checks_may_fail``).
+CORRECTNESS_CHECKS = (EVERY_VM_CHECK, CORRUPT_CHECK, BOOT_CORRUPT_CHECK, EVERY_VM_BOOTED_CHECK)
 
 
 def verified(vms: Sequence[TrainVm]) -> list[TrainVm]:
@@ -178,7 +185,7 @@ def judge(
         return
     checks = train.checks
     checks.append(every_vm_check(EVERY_VM_CHECK, vms))
-    checks.append(corrupt_check("no VM reported ok for bytes that fail verification", vms,
+    checks.append(corrupt_check(CORRUPT_CHECK, vms,
                                 "iPXE printed ok but the guest's SHA-256 differs on"))  # fmt: skip
     checks.append(present_check(verified(vms), events))
     checks.append(overlap_check(verified(vms)))

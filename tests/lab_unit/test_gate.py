@@ -305,3 +305,33 @@ def test_the_unknown_listener_needs_the_refusal_and_a_silent_tap() -> None:
     assert known_defect([refusal], "192.0.2.102", sent_mtftp_request=False) == UNKNOWN_LISTENER
     assert known_defect([refusal], "192.0.2.102", sent_mtftp_request=True) == ""  # the server lost it
     assert known_defect([refusal], "192.0.2.103", sent_mtftp_request=False) == ""
+
+
+def test_checks_may_fail_excuses_only_the_named_efficiency_checks(tmp_path: Path) -> None:
+    """A tftm train whose every VM verified but whose stream was re-sent: known, named, not
+    fine; a VM that did not verify is still a regression, and the entry cannot say otherwise."""
+    from lab.judge.expectations import gate_run
+    from lab.model.results import TrainCheck
+
+    ratio, stream = "group bytes <= 1.2 x payload", "late VMs took blocks from the running stream"
+    entry = Expectation(("tftm/*",), (Status.PASS,), ("multicast",), "overflow",
+                        checks_may_fail=(ratio, stream))  # fmt: skip
+    book = _book(trains=(entry,))
+
+    def train(*failed: str) -> TrainResult:
+        plan = TrainPlan("tftm", "pyatftpd", "upstream-fix", 4096)
+        names = ("every VM verified the bytes", stream, ratio)
+        checks = [TrainCheck(name, name not in failed, "") for name in names]
+        return TrainResult(plan, Status.FAIL if failed else Status.PASS, "failed", tmp_path, [], checks)
+
+    assert gate_run(book, [], [train(ratio)]).judgements[0].verdict == EXPECTED
+    assert gate_run(book, [], [train(ratio, stream)]).judgements[0].verdict == EXPECTED
+    unverified = train(ratio, "every VM verified the bytes")
+    assert gate_run(book, [], [unverified]).judgements[0].verdict == REGRESSION
+    assert gate_run(_book(trains=(Expectation(("tftm/*",), (Status.PASS,), ("multicast",)),)), [],
+                    [train(ratio)]).judgements[0].verdict == REGRESSION  # fmt: skip
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[train]]\nmatch = "x"\nstatus = ["PASS"]\nreason = "r"\n'
+                   'checks_may_fail = ["every VM verified the bytes"]\n')  # fmt: skip
+    with pytest.raises(ExpectationsError, match="checks_may_fail cannot name"):
+        load_expectations(bad)
