@@ -601,10 +601,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
             f"step {number}: {step.commit[:12]} {step.verdict:4s} (build {step.build_seconds:.0f} s, boot "
             f"{step.verdict_seconds:.0f} s) {step.subject}; evidence: {artifacts / step.commit[:12]}"
         )
-    if result.first_bad:
-        print(f"first bad commit: {result.first_bad} {result.first_bad_subject}")
-    else:
-        print("skipped commits hide the first bad one; it is one of: " + " ".join(result.candidates))
+    print(result.conclusion())
     print(f"total {time.monotonic() - started:.0f} s")
     return 0 if result.first_bad else 3
 

@@ -147,10 +147,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
             f"step {number}: {step.commit[:12]} {step.verdict:4s} build {step.build_seconds:5.1f} s, "
             f"verdict {step.verdict_seconds:5.1f} s  {step.subject}  [{step.step_dir}]"
         )
-    if result.first_bad:
-        print(f"first bad commit: {result.first_bad} {result.first_bad_subject}")
-    else:
-        print("skipped commits hide the first bad one; it is one of: " + " ".join(result.candidates))
+    print(result.conclusion())
     print(f"total {result.seconds:.1f} s; steps and log in {result.session}")
     return 0 if result.first_bad else 3
 

@@ -79,6 +79,12 @@ class BisectResult:
     log: str = ""
     session: Path | None = None
 
+    def conclusion(self) -> str:
+        """The answer as both bisect commands print it: the first bad commit, or its candidates."""
+        if self.first_bad:
+            return f"first bad commit: {self.first_bad} {self.first_bad_subject}"
+        return "skipped commits hide the first bad one; it is one of: " + " ".join(self.candidates)
+
     def to_json(self) -> dict[str, object]:
         return {
             "first_bad": self.first_bad,

@@ -31,6 +31,7 @@ import pytest
 
 from lab.infra.namespace import Namespace
 from tests.mcast_lab import ATFTPD, REPO, Served, collect_scenario, make_file, segment
+from tests.tftp.peers import group_processes
 
 pytestmark = [pytest.mark.bench, pytest.mark.netns]
 
@@ -41,14 +42,9 @@ SIZE = 1 << 20
 def group_rss_kib(pgid: int) -> int:
     """Resident KiB of every process in process group ``pgid`` (host /proc)."""
     total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid, _ in group_processes(pgid):
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[2]) != pgid:
-                continue
-            for line in Path(f"/proc/{entry}/status").read_text().splitlines():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
         except (OSError, IndexError, ValueError):

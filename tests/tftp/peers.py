@@ -15,7 +15,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,17 +60,20 @@ class RunningServer:
     def cpu_seconds(self) -> float:
         """User+system CPU of every live process in the server's process group."""
         ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.proc.pid:  # pgrp
-                total += int(fields[11]) + int(fields[12])
-        return total / ticks
+        return sum(int(fields[11]) + int(fields[12]) for _, fields in group_processes(self.proc.pid)) / ticks
+
+
+def group_processes(pgid: int) -> Iterator[tuple[str, list[str]]]:
+    """``(pid, /proc/PID/stat fields after the command name)`` of each live process in group ``pgid``."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # pgrp
+            yield entry, fields
 
 
 def server_argv(
