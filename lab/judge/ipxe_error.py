@@ -30,17 +30,21 @@ _CODE_ONLY = re.compile(r"^(?:Error )?0x[0-9a-f]+$", re.I)
 
 
 def ipxe_error(console: str) -> IpxeError | None:
-    """The last iPXE error line of ``console`` (cleaned console text), or None.
+    """The last iPXE error line of ``console`` (cleaned console text) that names a cause, or None.
 
     Backspaces are applied first: iPXE redraws its progress ("  0%" and four backspaces)
-    on the line its error ends, and the words must not carry that.
+    on the line its error ends, and the words must not carry that.  A code whose POSIX byte
+    is 0 is a script's own exit status (``Could not boot image: Error 0x00000001`` after the
+    boot script's ``exit 1``): printed after the real error whenever the VM lives long
+    enough, it is taken only when no other error was printed.
     """
     console = erase_backspaces(console)
     found = list(_URL.finditer(console))
     if not found:
         return None
-    match = found[-1]
-    code = re.sub(r"\s", "", match["code"])
+    causes = [m for m in found if int(_code(m)[:2], 16) != 0]
+    match = (causes or found)[-1]
+    code = _code(match)
     before = console[: match.start()]
     lines = before.split("\n")
     words = lines[-1].strip()
@@ -52,6 +56,10 @@ def ipxe_error(console: str) -> IpxeError | None:
     decoded = words or KNOWN_POSIX.get(int(code[:2], 16), "")
     line = f"{words} (http://ipxe.org/{code})" if words else f"http://ipxe.org/{code}"
     return IpxeError(line=line, code=code, words=decoded, printed=bool(words))
+
+
+def _code(match: re.Match[str]) -> str:
+    return re.sub(r"\s", "", match["code"])
 
 
 def _strip_progress(words: str) -> str:

@@ -39,3 +39,16 @@ def test_a_code_printed_without_words_is_put_into_words_from_its_top_byte() -> N
 
 def test_a_console_without_an_error_has_none() -> None:
     assert ipxe_error("tftp://192.0.2.1/verifier.elf... ok\nLAB fetched\n") is None
+
+
+def test_the_boot_scripts_own_exit_status_does_not_hide_the_cause() -> None:
+    """After a failed fetch the script exits 1, and iPXE prints that too if the VM lives on."""
+    console = (
+        "tftm://192.0.2.1/payload.bin... Connection timed out (http://ipxe.org/4c126035)\n"
+        "LAB fetch-failed\n"
+        "Could not boot image: Error 0x00000001 (http://ipxe.org/00000001)\n"
+    )
+    error = ipxe_error(console)
+    assert error is not None and error.words == "Connection timed out" and error.code == "4c126035"
+    alone = ipxe_error("Could not boot image: Error 0x00000001 (http://ipxe.org/00000001)\n")
+    assert alone is not None and alone.code == "00000001"
