@@ -219,8 +219,9 @@ def add_loss_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="PERCENT",
-        help="percent loss each way on every cell VM's tap, from its first TFTP request (after "
-        "DHCP); the columns get /lossPERCENT and each boot prints its fetch time (default 0: none)",
+        help="percent loss each way on every cell VM's tap, on all its UDP but DHCP's (so the "
+        "boot script, verifier and payload); the columns get /lossPERCENT and each boot prints "
+        "its fetch time (default 0: none)",
     )
 
 

@@ -27,8 +27,9 @@ COUNT = 400
 PERCENT = 30
 
 
-def received(ns: Namespace, send: str, recv: str) -> int:
-    argv = [sys.executable, "-m", "tests.netgen", "burst", "--send", send, "--recv", recv, "-n", str(COUNT)]
+def received(ns: Namespace, send: str, recv: str, port: int = 5000) -> int:
+    argv = [sys.executable, "-m", "tests.netgen", "burst", "--send", send, "--recv", recv, "-n", str(COUNT),
+            "--port", str(port)]  # fmt: skip
     return int(ns.run(argv, cwd=str(REPO), timeout=60).stdout.split()[0])
 
 
@@ -104,3 +105,18 @@ def test_rate_limit_is_installed_and_removed(netns: Namespace) -> None:
     assert "tbf" in netns.run(["tc", "qdisc", "show", "dev", "lab0"]).stdout
     remove_rate_limit(netns, limit)
     assert "tbf" not in netns.run(["tc", "qdisc", "show", "dev", "lab0"]).stdout
+
+
+@pytest.mark.netns
+def test_sparing_dhcp_drops_other_udp_and_never_dhcp(netns: Namespace) -> None:
+    """The lab's VMs have loss from power-on with DHCP spared (lab/run/loss.py)."""
+    make_veth_segment(netns)
+    loss = add_loss(netns, "lab0", PERCENT, spare_dhcp=True)
+    try:
+        assert loss.method == "nftables-netdev" and "udp dport != { 67, 68, 546, 547 }" in loss.rules[-1]
+        low, high = binomial_bounds(COUNT, (1 - PERCENT / 100) ** 2)
+        assert received(netns, "lab0", "lab1", port=68) == COUNT
+        assert received(netns, "lab1", "lab0", port=67) == COUNT
+        assert low <= received(netns, "lab0", "lab1") <= COUNT - 1
+    finally:
+        remove_loss(netns, loss)

@@ -61,18 +61,25 @@ def _check_device(device: str) -> None:
         raise ValueError(f"not an interface name: {device!r}")
 
 
-def nft_ruleset(table: str, device: str, percent: int, egress: bool, ingress: bool) -> str:
-    """The netdev table of docs/evidence.md; chains on separate lines (nft requires it)."""
+def nft_ruleset(
+    table: str, device: str, percent: int, egress: bool, ingress: bool, spare_dhcp: bool = False
+) -> str:
+    """The netdev table of docs/evidence.md; chains on separate lines (nft requires it).
+
+    ``spare_dhcp``: drop only UDP datagrams that are not DHCP's (67, 68; DHCPv6 546, 547), so loss
+    can be on from power-on without touching the VM's DHCP (lab.run.loss says why).
+    """
+    match = "udp dport != { 67, 68, 546, 547 } " if spare_dhcp else ""
     lines = [f"table netdev {table} {{"]
     if egress:
         lines.append(
             f' chain o {{ type filter hook egress device "{device}" priority 0; '
-            f"numgen random mod 100 < {percent} drop; }}"
+            f"{match}numgen random mod 100 < {percent} drop; }}"
         )
     if ingress:
         lines.append(
             f' chain i {{ type filter hook ingress device "{device}" priority 0; '
-            f"numgen random mod 100 < {percent} drop; }}"
+            f"{match}numgen random mod 100 < {percent} drop; }}"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -96,9 +103,16 @@ def _try_netem(ns: Namespace, device: str, percent: int) -> tuple[str | None, st
     return None, (result.stderr or "").strip() or f"tc exited {result.returncode}"
 
 
-def add_loss(ns: Namespace, device: str, percent: int, prefer: LossMethod | None = None) -> LossInjection:
-    """Drop ``percent``% of frames each way on ``device``; undo with :func:`remove_loss`."""
+def add_loss(
+    ns: Namespace, device: str, percent: int, prefer: LossMethod | None = None, spare_dhcp: bool = False
+) -> LossInjection:
+    """Drop ``percent``% of frames each way on ``device``; undo with :func:`remove_loss`.
+
+    ``spare_dhcp`` (see :func:`nft_ruleset`) takes nftables for both ways: netem cannot match.
+    """
     _check_device(device)
+    if spare_dhcp:
+        prefer = "nftables-netdev"
     if not 0 <= percent <= 100:
         raise ValueError(f"loss percent must be 0..100, not {percent}")
     if ns.run(["ip", "link", "show", "dev", device], check=False).returncode != 0:
@@ -110,7 +124,8 @@ def add_loss(ns: Namespace, device: str, percent: int, prefer: LossMethod | None
         netem_cmd, netem_error = _try_netem(ns, device, percent)
     if netem_cmd is None and prefer == "netem":
         raise LossUnavailable(f"netem is not available: {netem_error}")
-    ruleset = nft_ruleset(table, device, percent, egress=netem_cmd is None, ingress=True)
+    egress = netem_cmd is None
+    ruleset = nft_ruleset(table, device, percent, egress=egress, ingress=True, spare_dhcp=spare_dhcp)
     try:
         _nft_apply(ns, ruleset)
     except LossUnavailable:

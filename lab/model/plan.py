@@ -31,7 +31,7 @@ class CellKey:
     server: str = "pyatftpd"
     topology: str = "flood"
     train: int = 1
-    #: Percent loss each way on the VM's tap from its first TFTP request (``--lab-cell-loss``).
+    #: Percent loss each way on the VM's UDP but DHCP's (``--lab-cell-loss``, lab/run/loss.py).
     loss: int = 0
 
     @property

@@ -48,7 +48,7 @@ class TrainPlan:
     nics: tuple[str, ...] = TRAIN_NICS
     gap: float = TRAIN_GAP_SECONDS
     seed: int = 24
-    #: Loss in % each way on the last VM's tap (0: none), from its first TFTP request on.
+    #: Loss in % each way on the last VM's tap (0: none), on its UDP but DHCP's (lab/run/loss.py).
     loss_percent: int = 0
     #: Names a NIC mix other than TRAIN_NICS in the column ("legacy": LEGACY_TRAIN_NICS).
     label: str = ""

@@ -118,7 +118,7 @@ class BootRun:
         return self.evidence
 
     def start_loss(self, percent: int) -> None:
-        """``percent`` % loss each way on this VM's tap from its first TFTP request."""
+        """``percent`` % loss each way on this VM's tap, DHCP spared (lab/run/loss.py)."""
         assert self.slot is not None
         self.loss = LossAfterDhcp(self.lab, self.slot, percent).__enter__()
 
