@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab.model.results import BootOutcome, TrainResult
+from lab.model.results import BootOutcome, TrainResult, TrainVm
 from lab.model.status import Status
 
 
@@ -54,6 +54,23 @@ def train_progress(done: int, total: int, train: TrainResult) -> None:
         file=sys.stderr,
         flush=True,
     )
+    for vm in train.vms:
+        if vm.status is not Status.PASS:
+            # A CI log is often all a reader has: say which VM failed and how, not only that one did.
+            print(f"    {vm.nic}: {vm_failure_line(vm)}", file=sys.stderr, flush=True)
+
+
+def vm_failure_line(vm: TrainVm) -> str:
+    """One line on a train VM that did not pass: its outcome, its reason, what its tap shows."""
+    evidence = vm.evidence
+    parts = [f"{evidence.status.value} {evidence.outcome or ''}".strip()]
+    if evidence.reason:
+        parts.append(evidence.reason.splitlines()[0][:160])
+    if vm.diagnosis:
+        parts.append(vm.diagnosis[:200])
+    if vm.defect:
+        parts.append(f"known defect {vm.defect}")
+    return "; ".join(parts)
 
 
 def qemu_version() -> str:

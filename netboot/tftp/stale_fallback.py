@@ -37,6 +37,11 @@ from dataclasses import dataclass
 QUIET_MIN = 0.15
 #: Slack for a slow guest (TCG) after that timeout.
 QUIET_MAX = 1.5
+#: A member the session knew is an MTFTP client of this very file: its plain RRQ is the
+#: fallback for as long as its iPXE can still be listening.  iPXE gives up a transfer
+#: after 15.75 s without a packet, so no listener's reopen comes later than this after
+#: the group's last packet, however long the host did not schedule the guest.
+MEMBER_QUIET_MAX = 16.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,9 @@ def stale_fallback_reason(stream: GroupStream | None, client_ip: str, now: float
     if stream is None or client_ip in stream.finished_ips:
         return None
     quiet = now - stream.last_group_send if stream.last_group_send >= 0 else None
-    if client_ip in stream.unfinished_ips and (stream.running or (quiet is not None and quiet <= QUIET_MAX)):
+    if client_ip in stream.unfinished_ips and (
+        stream.running or (quiet is not None and quiet <= MEMBER_QUIET_MAX)
+    ):
         return "a member of the MTFTP session that has not finished fell back to plain TFTP"
     if quiet is not None and QUIET_MIN <= quiet <= QUIET_MAX:
         return (

@@ -3,12 +3,14 @@
 from pathlib import Path
 
 import dpkt
+import pytest
 
 from lab.judge.delivery import classify, wire_figures
 from lab.judge.train import judge
 from lab.model.results import BootEvidence, Delivery, TrainCheck, TrainResult, TrainVm, WireFigures
 from lab.model.status import Status
 from lab.model.train_plan import TrainPlan
+from lab.run.progress import train_progress
 from lab.wire.counts import WireContext, parse_pcap
 from lab.wire.streams import stream_timeline
 
@@ -212,3 +214,19 @@ def test_a_lossy_train_may_put_twice_its_loss_more_on_the_group() -> None:
     lossy = ratio_check(train(5, 1.25), "payload", SIZE)
     assert lossy.ok is True and lossy.name == "group bytes <= 1.3 x payload"
     assert ratio_check(train(5, 1.31), "payload", SIZE).ok is False
+
+
+def test_a_failed_train_vm_is_named_with_its_outcome_and_evidence_in_the_progress_output(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """CI keeps only the log: a FAIL line must say which VM failed and how (a CI run's
+    ``ok-but-corrupt`` train once named no VM at all)."""
+    corrupt = _vm("eepro100", Status.FAIL, "ok-but-corrupt", 1.0, 0)
+    corrupt.evidence.reason = "FAIL@verified: the guest's SHA-256 differs\nmore"
+    corrupt.diagnosis = "failed at stage verified"
+    vms = [_vm("e1000", Status.PASS, "multicast", 0.0, 0), corrupt]
+    train = _judge(vms, [])
+    train_progress(1, 1, train)
+    err = capsys.readouterr().err
+    assert "    eepro100: FAIL ok-but-corrupt; FAIL@verified: the guest's SHA-256 differs; failed at stage verified" in err
+    assert "e1000:" not in err
