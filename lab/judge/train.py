@@ -101,15 +101,35 @@ def first_to_transfer(vms: Sequence[TrainVm]) -> TrainVm | None:
     return min(started, key=lambda v: v.transfer[0] if v.transfer else 0.0, default=None)
 
 
-def stream_check(vms: Sequence[TrainVm], fallback_reason: str | None) -> TrainCheck:
-    """Every VM but the first to start took blocks it never asked for.
+def held_leader_ip(events: Sequence[ServerEvent]) -> str | None:
+    """The first master of a held session (elected when the hold ended), or None.
+
+    Why: in a held session every VM joins before the stream starts, so "the first to
+    start" on the wire is whoever got a frame first; the VM that asked for every block
+    is the master elected at the hold's end, and it is the one to exempt.
+    """
+    start = next((i for i, e in enumerate(events) if e.event == "gather_end"), None)
+    if start is None:
+        return None
+    session = events[start].get("session")
+    after = events[start:]
+    master = next((e for e in after if e.event == "mcast_master" and e.get("session") == session), None)
+    return master.client_ip if master is not None else None
+
+
+def stream_check(
+    vms: Sequence[TrainVm], fallback_reason: str | None, leader_ip: str | None = None
+) -> TrainCheck:
+    """Every VM but the first to start (``leader_ip``'s, in a held session) took blocks it
+    never asked for.
 
     None (not applicable) when every VM fell back to unicast, or when no second VM got as
     far as its transfer (its failure is the every-VM check's to report).
     """
     if fallback_reason is not None:
         return TrainCheck(STREAM_CHECK, None, f"not applicable: {fallback_reason}")
-    first = first_to_transfer(vms)
+    leader = next((v for v in vms if leader_ip is not None and v.ip == leader_ip), None)
+    first = leader or first_to_transfer(vms)
     late = [v for v in vms if v is not first and v.transfer is not None]
     if not late:
         return TrainCheck(STREAM_CHECK, None, "not applicable: no late VM transferred the payload")
@@ -194,7 +214,7 @@ def judge(
         checks.append(late_join_check(joins))
     fallback = bool(vms) and all(v.evidence.outcome == "unicast-fallback" for v in vms)
     reason = "every VM fell back to unicast (it cannot hear the group)" if fallback else None
-    checks.append(stream_check(verified(vms), reason))
+    checks.append(stream_check(verified(vms), reason, held_leader_ip(events)))
     if fallback:
         ratio = "" if train.group_ratio is None else f" = {train.group_ratio:.3f} x payload"
         detail = f"not applicable (fallback); {train.group_bytes} B on the group{ratio}"

@@ -6,13 +6,14 @@ import dpkt
 import pytest
 
 from lab.judge.delivery import classify, wire_figures
-from lab.judge.train import judge
+from lab.judge.train import held_leader_ip, judge, stream_check
 from lab.model.results import BootEvidence, Delivery, TrainCheck, TrainResult, TrainVm, WireFigures
 from lab.model.status import Status
 from lab.model.train_plan import TrainPlan
 from lab.run.progress import train_progress
 from lab.wire.counts import WireContext, parse_pcap
 from lab.wire.streams import stream_timeline
+from netboot.events import as_server_events
 
 SIZE = 2 * 1024 * 1024
 FALLBACK = {"event": "multicast_not_received", "client": "192.0.2.100:1234", "block": 3}
@@ -228,5 +229,25 @@ def test_a_failed_train_vm_is_named_with_its_outcome_and_evidence_in_the_progres
     train = _judge(vms, [])
     train_progress(1, 1, train)
     err = capsys.readouterr().err
-    assert "    eepro100: FAIL ok-but-corrupt; FAIL@verified: the guest's SHA-256 differs; failed at stage verified" in err
+    said = "FAIL ok-but-corrupt; FAIL@verified: the guest's SHA-256 differs; failed at stage verified"
+    assert f"    eepro100: {said}" in err
     assert "e1000:" not in err
+
+
+def test_in_a_held_session_the_master_elected_at_the_hold_s_end_may_ask_for_everything() -> None:
+    """Every VM joins a held session before the stream starts: the first frame on a tap
+    says nothing about who leads; the server's first master after ``gather_end`` does."""
+    first_on_wire = _vm("rtl8139", Status.PASS, "multicast", 0.0, 4390)
+    leader = _vm("e1000", Status.PASS, "multicast", 0.5, 0)
+    listener = _vm("vmxnet3", Status.PASS, "multicast", 1.0, 4300)
+    events = [
+        {"ts": 1.0, "event": "gather_end", "session": "s1", "clients": 3},
+        {"ts": 1.0, "event": "mcast_master", "session": "s1", "client": f"{leader.ip}:2000",
+         "reason": "probe"},
+    ]
+    held = held_leader_ip(as_server_events(events))
+    assert held == leader.ip
+    assert stream_check([first_on_wire, leader, listener], None, held).ok is True
+    # without the server's word the wire's first VM is exempted, and the leader fails the check
+    assert stream_check([first_on_wire, leader, listener], None).ok is False
+    assert held_leader_ip(as_server_events(events[1:])) is None
