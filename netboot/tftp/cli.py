@@ -25,6 +25,7 @@ from netboot.tftp.daemon import daemonize, drop_privileges, remove_pidfile, spli
 from netboot.tftp.handoff import Handoff, make_inboxes
 from netboot.tftp.mcast_cli import multicast_setup
 from netboot.tftp.mcast_hold import Hold
+from netboot.tftp.mcast_tuning import Tuning
 from netboot.tftp.options import OptionPolicy
 from netboot.tftp.read_owners import ReadOwners, SharedReads
 from netboot.tftp.server import Balancer, ServerConfig, Slots, TftpServer, make_listening_socket
@@ -207,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="RFC 2090 and MTFTP sessions: up to N blocks in flight ahead of the master, grown from 1 "
         "while nobody is seen to fall behind (default 1: lock-step; docs/multicast.md, "
         "'More than one block in flight': slow listeners can lose a window's surplus)",
+    )
+    p.add_argument(
+        "--mcast-pace-blocks",
+        type=int,
+        default=Tuning.pace_blocks,
+        metavar="N",
+        help="RFC 2090 sessions: each client there when the stream began leads N blocks in turn, and "
+        "what a new leader lost while it listened sets the least gap between group blocks "
+        f"(default {Tuning.pace_blocks}; 0: the first client to answer leads, as fast as it ACKs; "
+        "docs/multicast.md, 'Pace')",
     )
     p.add_argument("directory", nargs="?", default="/srv/tftp", help="folder to serve (default /srv/tftp)")
     return p

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import struct
 
-from netboot.tftp.mcast_master import MasterStream
 from netboot.tftp.mcast_member import DONE, GONE, MASTER, RELEASED, UNICAST, WAITING, Address, Member
+from netboot.tftp.mcast_pacing import Pacing
 from netboot.tftp.packets import ErrorCode, Opcode, encode_error
 
 
-class Acks(MasterStream):
+class Acks(Pacing):
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         if self.finished or len(data) < 4:
             return
@@ -59,7 +59,12 @@ class Acks(MasterStream):
                 self._check_behind(member, number + 1, now)
             member.acking = member.led = True
             member.promoted_at = None
+            if self._defer_for_pace(member, number + 1, now):
+                return
+            before = self.pending
             self._master_ack(member, number + 1, now)
+            if self.master is member and self.pending > before:
+                self._pace_ack(member, now)
             return
         # a client that is not the master (MTFTP: any ACK while no master speaks is an answer)
         if member.promoted_at is not None or (self.mtftp and self._master_unanswered()):

@@ -40,7 +40,9 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
         hold = Hold(args.mcast_min_clients, args.mcast_max_wait)
         if args.mcast_window < 1:
             raise ValueError(f"--mcast-window {args.mcast_window}: it must be at least 1 (lock-step)")
-        tuning = Tuning(window=args.mcast_window)
+        if args.mcast_pace_blocks < 0:
+            raise ValueError(f"--mcast-pace-blocks {args.mcast_pace_blocks}: it must be 0 (off) or more")
+        tuning = Tuning(window=args.mcast_window, pace_blocks=args.mcast_pace_blocks)
     except (PoolSyntaxError, ValueError) as exc:
         raise SystemExit(f"pyatftpd: {exc}") from None
     entries: dict[str, MtftpEntry] = {}

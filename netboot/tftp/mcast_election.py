@@ -103,8 +103,7 @@ class Election(UnicastService):
 
     def _offer_role(self, waiting: list[Member], now: float) -> None:
         """Promote a client known to lack something, or else probe every waiting one."""
-        oldest_block = min(self.block_last_group[1:])
-        needy = [m for m in waiting if m.answered and m.joined_at > oldest_block]
+        needy = [m for m in waiting if m.answered and self._may_lack(m)]
         if needy and not self.mtftp:
             chosen = needy[0]
             self._make_master(chosen, now, reason="promoted", repeat_offer=True)

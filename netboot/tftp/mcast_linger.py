@@ -35,7 +35,12 @@ class Linger(SessionState):
             return False
         if member.led:
             return True  # its own ACKs as a master (or an MTFTP listener that ACKs) said what it lacks
-        return member.joined_at > min(self.block_last_group[1:])
+        return self._may_lack(member)
+
+    def _may_lack(self, member: Member) -> bool:
+        """A block beyond what ``member`` holds last went to the group before it listened."""
+        since = member.listening_since if member.listening_since >= 0 else member.joined_at
+        return member.have < self.blocks and min(self.block_last_group[member.have + 1 :]) < since
 
     def _check_finished(self, now: float) -> None:
         if self.finished:

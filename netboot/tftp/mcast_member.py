@@ -47,6 +47,9 @@ class Member:
     listener: bool = False
     #: It ACKed as the master (or, MTFTP, ACKed what it heard): ``have`` is what it holds.
     led: bool = False
+    #: Since when it has heard every group block (its join; a master handing the lead on
+    #: listens again from then, holding ``have``): what went out earlier it may lack.
+    listening_since: float = -1.0
     last_heard: float = 0.0
     last_unicast: float = 0.0
     promoted_at: float | None = None

@@ -18,6 +18,7 @@ from typing import Any
 from netboot.tftp.events import CoreEvent
 from netboot.tftp.mcast_hold import Hold
 from netboot.tftp.mcast_member import Address, Member
+from netboot.tftp.mcast_pace import PaceControl
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.mcast_tuning import Tuning
 from netboot.tftp.mcast_window import StreamWindow
@@ -82,6 +83,13 @@ class SessionState:
         #: The newest block sent to the group for the current master, and its stuck ACKs.
         self.sent_ahead = 0
         self._stuck_acks = 0
+        #: RFC 2090: the lead rotates and listeners' losses set the pace (mcast_pacing.py).
+        self.pace = PaceControl(0 if mtftp else self.tuning.pace_blocks, gap=self.tuning.group_gap)
+        #: At least this long between group blocks (0: the master's ACKs alone clock the
+        #: stream); a master's request that comes sooner is held (mcast_pacing.py).
+        self.group_gap = 0.0 if mtftp else self.tuning.group_gap
+        self.held_request: tuple[Address, int] | None = None
+        self.held_until: float | None = None
         self.probing_until: float | None = None
         #: Some member has answered: a real client is here, keepalives and probes may flow.
         self.answered_once = False

@@ -11,16 +11,16 @@ and then falls back to plain TFTP).
 
 from __future__ import annotations
 
-from netboot.tftp.mcast_master import MasterStream
 from netboot.tftp.mcast_member import MASTER, UNICAST, WAITING, Member
+from netboot.tftp.mcast_pacing import Pacing
 
 
-class Timers(MasterStream):
+class Timers(Pacing):
     def get_timer(self) -> float | None:
         if self.finished:
             return None
         deadline = self._next_tick
-        if self.master is not None and self.pending:
+        if self.master is not None and self.pending and self.held_request is None:
             deadline = min(deadline, self.pending_sent + self._repair_wait(self.master))
         if self._keepalive_due_possible():
             deadline = min(deadline, self.last_group_send + self.tuning.mtftp_gap)
@@ -28,6 +28,8 @@ class Timers(MasterStream):
             deadline = min(deadline, due)
         if self.hold_until is not None:
             deadline = min(deadline, self.hold_until)
+        if self.held_until is not None:
+            deadline = min(deadline, self.held_until)
         if self.linger_until is not None:
             deadline = min(deadline, self.linger_until)
         return deadline
@@ -35,8 +37,10 @@ class Timers(MasterStream):
     def handle_timer(self, now: float) -> None:
         if self.finished:
             return
+        if self.held_until is not None and now >= self.held_until:
+            self._release_held(now)
         master = self.master
-        if master is not None and self.pending:
+        if master is not None and self.pending and self.held_request is None:
             self._master_timer(master, now)
         if self._keepalive_due_possible() and now >= self.last_group_send + self.tuning.mtftp_gap:
             self._mtftp_keepalive(now)

@@ -31,6 +31,14 @@ class Tuning:
     max_members: int = 512
     #: ``--mcast-window``: blocks in flight ahead of the master at most (mcast_window.py).
     window: int = 1
+    #: ``--mcast-pace-blocks``: RFC 2090 blocks each member leads in turn, so that each
+    #: new leader's first gap tells what it lost as a listener and the stream's pace
+    #: follows (mcast_pace.py); 0: the first to answer leads, as fast as it ACKs.
+    #: 128 blocks: a turn costs one OACK round trip, and at 1432 bytes four listeners
+    #: report about every half megabyte.
+    pace_blocks: int = 128
+    #: RFC 2090: the least gap between group blocks to begin with (the feedback moves it).
+    group_gap: float = 0.0
     deaf_blocks: int = 3
     #: The same for a master that has acknowledged a group copy: 10 % losses give 16 in a
     #: row about once in 10^16 blocks; a NIC that stops hearing the group still shows it.
