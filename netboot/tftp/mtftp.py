@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from netboot.tftp.multicast import MulticastSession
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.router import RequestRouter
 from netboot.tftp.server import TftpServer
-from netboot.tftp.stale_fallback import GroupStream, refusal_message, stale_fallback_reason
+from netboot.tftp.stale_fallback import GroupStream, other_file_reason, refusal_message, stale_fallback_reason
 from netboot.tftp.unicast import open_file
 
 log = logging.getLogger("pyatftpd")
@@ -134,6 +135,11 @@ class MtftpService:
         handle = self.registry.sessions.get(key)
         stream = group_stream(handle.core) if handle is not None else self.ended.get(key)
         reason = stale_fallback_reason(stream, ctx.client[0], ctx.now)
+        if reason is None and (stream is None or ctx.client[0] not in stream.finished_ips):
+            others = self._other_streams(request.filename, ctx.local_ip)
+            found = other_file_reason(others, ctx.client[0], ctx.now)
+            if found is not None:
+                stream, reason = found
         if reason is None or stream is None:
             return False
         quiet = round(ctx.now - stream.last_group_send, 3) if stream.last_group_send >= 0 else None
@@ -144,6 +150,20 @@ class MtftpService:
         log.warning("refusing %s's plain RRQ for %r: %s", ctx.client_text, request.filename, reason)
         ctx.refuse(ErrorCode.NOT_DEFINED, refusal_message(request.filename))
         return True
+
+    def _other_streams(self, filename: str, local_ip: str) -> Iterator[tuple[str, GroupStream]]:
+        """The latest stream of every other file on ``filename``'s group:port (iPXE's one group)."""
+        entry = self.entries[filename]
+        for other in self.entries.values():
+            if other.filename == filename or (other.group.group, other.group.port) != (
+                entry.group.group, entry.group.port
+            ):
+                continue
+            key = ("mtftp", other.filename, local_ip)
+            handle = self.registry.sessions.get(key)
+            stream = group_stream(handle.core) if handle is not None else self.ended.get(key)
+            if stream is not None:
+                yield other.filename, stream
 
     def handle(self, ctx: RequestContext) -> bool:
         request = ctx.request

@@ -31,6 +31,7 @@ works).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: A listener reopens after iPXE's minimum retry timeout, 0.25 s without a packet.
@@ -69,6 +70,32 @@ def stale_fallback_reason(stream: GroupStream | None, client_ip: str, now: float
             f"plain TFTP request {quiet:.2f} s after the MTFTP group stream stopped, from a "
             "client the session never heard: an iPXE listener's fallback"
         )
+    return None
+
+
+def other_file_reason(
+    others: Iterable[tuple[str, GroupStream]], client_ip: str, now: float
+) -> tuple[GroupStream, str] | None:
+    """The other file's stream, and why a plain RRQ is the fallback of a listener that
+    locked onto it (another file's stream on the same group:port), or None.
+
+    iPXE's ``mtftp://`` listens on one fixed group for every file, and its first packet
+    sets its TID filter: a client that opens a file while another file's stream flows may
+    take that stream's port as its peer and never send its RRQ.  It assembles the other
+    file's blocks, and when that stream goes quiet it falls back to plain TFTP with the
+    other file's size and an empty bitmap.  So the stranger's timing rule applies to every
+    stream on the group, not only to the requested file's.
+    """
+    for filename, stream in others:
+        if client_ip in stream.unfinished_ips or client_ip in stream.finished_ips:
+            continue  # it asked for that file itself: this plain RRQ is its own business
+        quiet = now - stream.last_group_send if stream.last_group_send >= 0 else None
+        if quiet is not None and QUIET_MIN <= quiet <= QUIET_MAX:
+            return stream, (
+                f"plain TFTP request {quiet:.2f} s after the MTFTP stream of {filename!r} on the same "
+                "group:port stopped, from a client that session never heard: an iPXE listener that "
+                "locked onto that stream (its first packet) and fell back"
+            )
     return None
 
 

@@ -9,6 +9,7 @@ from netboot.tftp.stale_fallback import (
     QUIET_MAX,
     QUIET_MIN,
     GroupStream,
+    other_file_reason,
     stale_fallback_reason,
 )
 
@@ -56,3 +57,18 @@ def test_an_unfinished_member_long_after_an_ended_session_is_served() -> None:
 def test_a_session_that_never_sent_to_the_group_refuses_no_stranger() -> None:
     quiet = GroupStream(-1.0, frozenset(), frozenset({"192.0.2.11"}))
     assert stale_fallback_reason(quiet, "192.0.2.12", 0.3) is None
+
+
+def test_a_stranger_just_after_another_file_s_stream_on_the_group_is_a_listener_locked_onto_it() -> None:
+    """iPXE's one MTFTP group: a client opening the payload while the kernel streams may
+    take the kernel's stream for its own and fall back when it stops (docs/multicast.md)."""
+    kernel = GroupStream(100.0, frozenset({"192.0.2.10"}), frozenset({"192.0.2.11"}))
+    found = other_file_reason([("kernel", kernel)], "192.0.2.12", 100.3)
+    assert found is not None and found[0] is kernel
+    assert "'kernel'" in found[1] and "never heard" in found[1]
+    # its own members ask for the kernel themselves, and outside the window it is a real fetch
+    assert other_file_reason([("kernel", kernel)], "192.0.2.10", 100.3) is None
+    assert other_file_reason([("kernel", kernel)], "192.0.2.11", 100.3) is None
+    assert other_file_reason([("kernel", kernel)], "192.0.2.12", 100.0 + QUIET_MAX + 0.1) is None
+    assert other_file_reason([("kernel", kernel)], "192.0.2.12", 100.05) is None
+    assert other_file_reason([], "192.0.2.12", 100.3) is None
