@@ -55,13 +55,14 @@ def train_progress(done: int, total: int, train: TrainResult) -> None:
         flush=True,
     )
     for vm in train.vms:
-        if vm.status is not Status.PASS:
+        if vm.status in (Status.FAIL, Status.ERROR, Status.MISS):
             # A CI log is often all a reader has: say which VM failed and how, not only that one did.
             print(f"    {vm.nic}: {vm_failure_line(vm)}", file=sys.stderr, flush=True)
 
 
 def vm_failure_line(vm: TrainVm) -> str:
-    """One line on a train VM that did not pass: its outcome, its reason, what its tap shows."""
+    """One line on a train VM that failed (an UNSUPPORTED ROM is the train's own line):
+    its outcome, its reason, what its tap shows."""
     evidence = vm.evidence
     parts = [f"{evidence.status.value} {evidence.outcome or ''}".strip()]
     if evidence.reason:

@@ -225,10 +225,12 @@ def test_a_failed_train_vm_is_named_with_its_outcome_and_evidence_in_the_progres
     corrupt = _vm("eepro100", Status.FAIL, "ok-but-corrupt", 1.0, 0)
     corrupt.evidence.reason = "FAIL@verified: the guest's SHA-256 differs\nmore"
     corrupt.diagnosis = "failed at stage verified"
-    vms = [_vm("e1000", Status.PASS, "multicast", 0.0, 0), corrupt]
+    unsupported = _vm("rtl8139", Status.UNSUPPORTED, "unsupported", 0.5, 0)
+    vms = [_vm("e1000", Status.PASS, "multicast", 0.0, 0), unsupported, corrupt]
     train = _judge(vms, [])
     train_progress(1, 1, train)
     err = capsys.readouterr().err
+    assert "rtl8139:" not in err, "an UNSUPPORTED ROM is not a failure to name"
     said = "FAIL ok-but-corrupt; FAIL@verified: the guest's SHA-256 differs; failed at stage verified"
     assert f"    eepro100: {said}" in err
     assert "e1000:" not in err
