@@ -67,6 +67,10 @@ def vm_failure_line(vm: TrainVm) -> str:
     parts = [f"{evidence.status.value} {evidence.outcome or ''}".strip()]
     if evidence.reason:
         parts.append(evidence.reason.splitlines()[0][:160])
+    for payload in evidence.payloads:
+        if payload.seen_bytes is not None and payload.seen_sha256 != payload.expect_sha256:
+            # Wrong bytes of the right length (holes) or of another length (another file)?
+            parts.append(f"the guest hashed {payload.seen_bytes} B where the payload has {payload.size} B")
     if vm.diagnosis:
         parts.append(vm.diagnosis[:200])
     if vm.defect:

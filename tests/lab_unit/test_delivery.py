@@ -7,7 +7,15 @@ import pytest
 
 from lab.judge.delivery import classify, wire_figures
 from lab.judge.train import held_leader_ip, judge, stream_check
-from lab.model.results import BootEvidence, Delivery, TrainCheck, TrainResult, TrainVm, WireFigures
+from lab.model.results import (
+    BootEvidence,
+    Delivery,
+    PayloadCheck,
+    TrainCheck,
+    TrainResult,
+    TrainVm,
+    WireFigures,
+)
 from lab.model.status import Status
 from lab.model.train_plan import TrainPlan
 from lab.run.progress import train_progress
@@ -225,13 +233,17 @@ def test_a_failed_train_vm_is_named_with_its_outcome_and_evidence_in_the_progres
     corrupt = _vm("eepro100", Status.FAIL, "ok-but-corrupt", 1.0, 0)
     corrupt.evidence.reason = "FAIL@verified: the guest's SHA-256 differs\nmore"
     corrupt.diagnosis = "failed at stage verified"
+    corrupt.evidence.payloads.append(PayloadCheck(6291456, "a" * 64, "b" * 64, 8416))
     unsupported = _vm("rtl8139", Status.UNSUPPORTED, "unsupported", 0.5, 0)
     vms = [_vm("e1000", Status.PASS, "multicast", 0.0, 0), unsupported, corrupt]
     train = _judge(vms, [])
     train_progress(1, 1, train)
     err = capsys.readouterr().err
     assert "rtl8139:" not in err, "an UNSUPPORTED ROM is not a failure to name"
-    said = "FAIL ok-but-corrupt; FAIL@verified: the guest's SHA-256 differs; failed at stage verified"
+    said = (
+        "FAIL ok-but-corrupt; FAIL@verified: the guest's SHA-256 differs; "
+        "the guest hashed 8416 B where the payload has 6291456 B; failed at stage verified"
+    )
     assert f"    eepro100: {said}" in err
     assert "e1000:" not in err
 
