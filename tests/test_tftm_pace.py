@@ -120,3 +120,22 @@ def test_a_leader_the_election_chose_is_not_judged_by_its_catch_up() -> None:
     assert pace.advance(1, 1.0, packets=600) is None and pace.advance(501, 1.0, packets=600) is None
     pace.follow(B, head=0)  # the lead changed for another reason
     assert pace.advance(1, 1.0, packets=600) is None and pace.gap == 0.001
+
+
+def test_a_late_joiner_leading_for_what_it_lacks_keeps_the_lead_and_the_last_turn_stays() -> None:
+    """Three held clients start the stream; a fourth joins halfway and is promoted when the
+    pass ends, and then leads far more than a turn while the others wait silently (done)."""
+    clients = [SimClient(start) for start in (0.0, 0.1, 0.2, 0.6)]
+    sim = TftmSim(PAYLOAD, clients, hold=Hold(min_clients=3, max_wait=10.0), tuning=Tuning(pace_blocks=32))
+    sim.run(limit=120)
+    assert all(c.core is not None and c.core.ok and c.core.image() == PAYLOAD for c in sim.clients)
+    masters = [f for _, name, f in sim.log if name == "mcast_master"]
+    late = f"192.0.2.13:{2301}"
+    assert masters[-1]["client"] == late, masters[-1]
+    turns = [m for m in masters if m["reason"] == "turn"]
+    assert turns, "the three starters took turns"
+    assert all(m["client"] != late for m in turns), "a late joiner takes no turn"
+    last = max(t for t, name, f in sim.log if name == "mcast_master" and f["reason"] == "turn")
+    skipped = [f for t, name, f in sim.log if name == "mcast_skip" and t > last]
+    offered = [f for f in skipped if "promotion within" in str(f["reason"])]
+    assert not offered, "a turn was offered to a silent client"

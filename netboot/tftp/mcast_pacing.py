@@ -39,15 +39,20 @@ class Pacing(MasterStream):
             self._pass_the_lead(master, now)
 
     def _pass_the_lead(self, master: Member, now: float) -> None:
-        """The next member of the stream's start, in join order, leads; none: keep leading."""
+        """The next member of the stream's start, in join order, leads; none: keep leading.
+
+        A master that is not one of them (a late joiner promoted for what it lacks) keeps
+        the lead, and so does any master on the pass's last turn: a listener that already
+        has every block is silent, and offering it the lead would stall the stream.
+        """
         pace = self.pace
+        pace.acks = 0
         turns = sorted(
             (m for m in self.members.values()
              if (m is master or (m.state == WAITING and m.answered)) and m.joined_at <= pace.epoch),
             key=lambda m: m.order,
         )  # fmt: skip
-        if len(turns) < 2:
-            pace.acks = 0
+        if len(turns) < 2 or master not in turns or self.sent_ahead + pace.blocks >= self.blocks:
             return
         chosen = turns[(turns.index(master) + 1) % len(turns)]
         head = self.sent_ahead
