@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from netboot.tftp.events import CoreEvent
+from netboot.tftp.packets import ErrorCode, encode_error
 
 Address = tuple[str, int]
 log = logging.getLogger("pyatftpd")
@@ -105,8 +106,23 @@ class CoreDriver:
             except OSError as exc:  # e.g. an ICMP error reported on the socket
                 log.debug("transfer socket: %s", exc)
                 continue
-            core.receive_datagram(data, addr, now)
+            try:
+                core.receive_datagram(data, addr, now)
+            except Exception:  # a bug in one transfer's core must not leave its clients in silence
+                self._core_failed("a datagram")
+                return
         self._flush(now)
+
+    def _core_failed(self, during: str) -> None:
+        """The core raised: log it with its traceback, tell every peer, and end the transfer.
+
+        Why not carry on: the core's state is unknown after an exception, and a client left
+        waiting on a transfer that will never move times out after many seconds with no
+        word; an ERROR lets iPXE report it at once and a script retry.
+        """
+        log.exception("internal error in a transfer while handling %s; ending it", during)
+        self._on_event(CoreEvent("internal_error", {"during": during}))
+        self.farewell(encode_error(ErrorCode.NOT_DEFINED, "pyatftpd internal error; fetch the file again"))
 
     def _flush(self, now: float) -> None:
         core = self.core
@@ -138,7 +154,11 @@ class CoreDriver:
         now = self.loop.time()
         deadline = self.core.get_timer()
         if deadline is not None and deadline <= now:
-            self.core.handle_timer(now)
+            try:
+                self.core.handle_timer(now)
+            except Exception:
+                self._core_failed("its timer")
+                return
         self._flush(now)
 
     def farewell(self, packet: bytes) -> None:
