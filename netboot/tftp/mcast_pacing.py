@@ -2,7 +2,9 @@
 
 Why it works this way (mcast_pace.py has the feedback rule, docs/multicast.md "Pace"):
 the stream goes at the master's pace and listeners cannot say they fall behind.  So
-every member that answered and was there when the stream began leads ``pace_blocks``
+every member that answered (in a held session, all: the hold ends with a probe every
+member answers; without one, iPXE's non-masters never speak and the first master leads
+alone) and was there when the stream began leads ``pace_blocks``
 blocks in turn (OACK mc=0 to the one leaving the role, OACK mc=1 to the next, which
 ACKs its first gap), and what the new leader lost while it listened sets the least gap
 between group blocks.  A master's request that comes before that gap has passed is held
