@@ -149,18 +149,36 @@ def group_ratio_limit(train: TrainResult) -> float:
 
 
 def ratio_name(train: TrainResult, payload_words: str) -> str:
-    return f"group bytes <= {group_ratio_limit(train):g} x {payload_words}"
+    limit = f"{group_ratio_limit(train):g}"
+    if train.missed_by_last is None:
+        return f"group bytes <= {limit} x {payload_words}"
+    return f"group bytes <= {limit} x ({payload_words} + what the last VM to start missed)"
 
 
 def ratio_check(train: TrainResult, payload_words: str, payload_bytes: int) -> TrainCheck:
+    """The group carried the payload about once: at most ``group_ratio_limit`` times the
+    payload, plus what the last VM to start missed (blocks that went out before it came,
+    which every server must send again; MTFTP cannot be held, so its trains' VMs join a
+    running stream), plus the lossy train's allowance.
+
+    Why the missed part: the lossy train of a clean-clone run on 2026-12-06 (16:30 UTC,
+    every VM verified) carried 1.318 x, of which 0.118 x was the 1446 blocks that went out
+    in the 1.53 s before its last VM began; with a flat 1.3 x the same server passed or
+    failed by how far apart the guests happened to boot.
+    """
     name = ratio_name(train, payload_words)
     if train.group_ratio is None:
         return TrainCheck(name, False, "no bridge capture")
+    missed = train.missed_by_last or 0
+    allowed = GROUP_RATIO_LIMIT * (payload_bytes + missed) + (
+        group_ratio_limit(train) - GROUP_RATIO_LIMIT
+    ) * payload_bytes
+    extra = f", {missed} B of it sent before the last VM started" if train.missed_by_last is not None else ""
     return TrainCheck(
         name,
-        train.group_ratio <= group_ratio_limit(train),
-        f"{train.group_bytes} B = {train.group_ratio:.3f} x the {payload_bytes} B {payload_words} "
-        "(bridge capture)",
+        train.group_bytes <= allowed,
+        f"{train.group_bytes} B = {train.group_ratio:.3f} x the {payload_bytes} B {payload_words}{extra}; "
+        f"allowed {allowed / payload_bytes:.3f} x (bridge capture)",
     )
 
 

@@ -210,6 +210,9 @@ class TrainResult:
     checks: list[TrainCheck] = field(default_factory=list)
     group_bytes: int = 0
     group_ratio: float | None = field(default=None, metadata={"digits": 4})
+    #: Group data bytes first sent before the last VM began its transfer: what it missed,
+    #: which any server must send again (None: not measured, e.g. a full boot).
+    missed_by_last: int | None = None
     loss: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     #: Wall seconds from the first VM's start to the last one's verdict.

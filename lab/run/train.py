@@ -94,6 +94,10 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
     if loss is not None and loss.injected is not None:
         train.loss = {**loss.record(), "vm": len(slots) - 1}
     bridge = summaries.get(BRIDGE)
+    # The VMs that verified: a failed VM's late fallback is no reason to allow more bytes.
+    starts_on_wire = [v.transfer[0] for v in train.vms if v.transfer is not None and v.status is Status.PASS]
+    if bridge is not None and starts_on_wire:
+        train.missed_by_last = bridge.group_bytes_first_sent_before(max(starts_on_wire))
     judge(train, events, bridge.group_bytes() if bridge is not None else None)
     finish_train(train)
     return train

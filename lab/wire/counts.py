@@ -105,6 +105,8 @@ class GroupCounts:
     first_ts: float | None = None
     last_ts: float | None = None
     _seen_blocks: set[tuple[object, int]] = field(default_factory=set, repr=False, metadata=SKIP)
+    #: When each distinct block first crossed, and its data bytes (what a late joiner missed).
+    _first_sent: list[tuple[float, int]] = field(default_factory=list, repr=False, metadata=SKIP)
 
 
 @dataclass
@@ -142,6 +144,11 @@ class WireSummary:
         if group is not None:
             return self.groups[group].data_bytes if group in self.groups else 0
         return sum(g.data_bytes for g in self.groups.values())
+
+    def group_bytes_first_sent_before(self, ts: float) -> int:
+        """Data bytes of the distinct blocks that first went to any group before ``ts``: what
+        a client that began listening at ``ts`` missed, which must go out again for it."""
+        return sum(size for g in self.groups.values() for sent, size in g._first_sent if sent < ts)
 
     def group_ratio(self, payload_size: int, group: str | None = None) -> float:
         """Group bytes divided by the payload size: 1.0 means every byte went to the group once."""
@@ -331,6 +338,7 @@ class _Parser:
         if source not in group.sources:
             group.sources.append(source)
         block_key: tuple[object, int] | None = None
+        before = group.data_bytes
         if payload[:2] == b"\x00\x03" and length >= 4 and len(payload) >= 4:
             group.protocol = "tftp"
             group.data_frames += 1
@@ -352,6 +360,7 @@ class _Parser:
             else:
                 group._seen_blocks.add(block_key)
                 group.distinct_blocks += 1
+                group._first_sent.append((ts, group.data_bytes - before))
 
     def dhcp(self, payload: bytes) -> None:
         if len(payload) < 34:
