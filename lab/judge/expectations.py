@@ -34,7 +34,8 @@ judge the VMs that verified), and any other failure is a regression, so a known 
 cannot hide the server's.
 
 A train entry may also name efficiency checks that are known to fail now and then
-(``checks_may_fail = ["group bytes <= 1.2 x payload + what the last VM to start missed"]``): the train is then expected when
+(``checks_may_fail = ["group bytes <= 1.2 x payload + what the last VM to start
+missed"]``): the train is then expected when
 every VM verified the bytes and each failed check is one of those.  The correctness checks
 (every VM verified, no ok over bad bytes) can never be named, and the report still shows
 the train as FAIL with its figures: the entry says the failure is known, not that it is fine.
