@@ -59,12 +59,8 @@ class Acks(Pacing):
                 self._check_behind(member, number + 1, now)
             member.acking = member.led = True
             member.promoted_at = None
-            if self._defer_for_pace(member, number + 1, now):
-                return
-            before = self.pending
-            self._master_ack(member, number + 1, now)
-            if self.master is member and self.pending > before:
-                self._pace_ack(member, now)
+            if not self._defer_for_pace(member, number + 1, now):
+                self._serve_master(member, number + 1, now)
             return
         # a client that is not the master (MTFTP: any ACK while no master speaks is an answer)
         if member.promoted_at is not None or (self.mtftp and self._master_unanswered()):

@@ -39,7 +39,7 @@ class Linger(SessionState):
 
     def _may_lack(self, member: Member) -> bool:
         """A block beyond what ``member`` holds last went to the group before it listened."""
-        since = member.listening_since if member.listening_since >= 0 else member.joined_at
+        since = member.listening_since
         return member.have < self.blocks and min(self.block_last_group[member.have + 1 :]) < since
 
     def _check_finished(self, now: float) -> None:

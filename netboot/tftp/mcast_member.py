@@ -49,7 +49,7 @@ class Member:
     led: bool = False
     #: Since when it has heard every group block (its join; a master handing the lead on
     #: listens again from then, holding ``have``): what went out earlier it may lack.
-    listening_since: float = -1.0
+    listening_since: float = field(init=False)
     last_heard: float = 0.0
     last_unicast: float = 0.0
     promoted_at: float | None = None
@@ -63,6 +63,9 @@ class Member:
     pending_sent: float = 0.0
     pending_via: str = ""
     unicast_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.listening_since = self.joined_at
 
     @property
     def heard_stream(self) -> bool:

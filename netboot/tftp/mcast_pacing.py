@@ -32,7 +32,6 @@ class Pacing(MasterStream):
             pace.follow(master.addr, head=0)
         report = pace.advance(self.pending, now, self.group_packets)
         if report is not None:
-            self.group_gap = pace.gap
             self._emit(
                 "mcast_pace", client=master.text, lost=report.lost, heard=report.heard,
                 spacing_ms=round(report.spacing * 1000, 3), gap_ms=round(report.gap_after * 1000, 3),
@@ -63,10 +62,11 @@ class Pacing(MasterStream):
         pace.follow(chosen.addr, head)
 
     def _defer_for_pace(self, master: Member, block: int, now: float) -> bool:
-        """Hold the master's request for ``block`` until ``group_gap`` after the last group
+        """Hold the master's request for ``block`` until ``pace.gap`` after the last group
         block, so the stream never outruns the listeners' pace (a repeat is not held)."""
-        due = self.last_group_send + self.group_gap
-        if self.group_gap <= 0 or block <= self.pending or now >= due:
+        gap = self.pace.gap
+        due = self.last_group_send + gap
+        if gap <= 0 or block <= self.pending or now >= due:
             return False
         held = self.held_request
         if held is None or block > held[1]:
@@ -82,8 +82,12 @@ class Pacing(MasterStream):
         master = self.master
         if master is None or master.addr != held[0] or master.promoted_at is not None:
             return  # the lead changed meanwhile: its own ACKs drive the stream now
+        self._serve_master(master, held[1], now)
+
+    def _serve_master(self, master: Member, block: int, now: float) -> None:
+        """The master asks for ``block``: the stream goes on, and the pace learns from it."""
         before = self.pending
-        self._master_ack(master, held[1], now)
+        self._master_ack(master, block, now)
         if self.master is master and self.pending > before:
             self._pace_ack(master, now)
 

@@ -84,10 +84,10 @@ class SessionState:
         self.sent_ahead = 0
         self._stuck_acks = 0
         #: RFC 2090: the lead rotates and listeners' losses set the pace (mcast_pacing.py).
-        self.pace = PaceControl(0 if mtftp else self.tuning.pace_blocks, gap=self.tuning.group_gap)
-        #: At least this long between group blocks (0: the master's ACKs alone clock the
-        #: stream); a master's request that comes sooner is held (mcast_pacing.py).
-        self.group_gap = 0.0 if mtftp else self.tuning.group_gap
+        #: ``pace.gap``: at least this long between group blocks (0: the master's ACKs alone
+        #: clock the stream); a master's request that comes sooner is held.
+        tuning = self.tuning
+        self.pace = PaceControl(0, 0.0) if mtftp else PaceControl(tuning.pace_blocks, tuning.group_gap)
         self.held_request: tuple[Address, int] | None = None
         self.held_until: float | None = None
         self.probing_until: float | None = None

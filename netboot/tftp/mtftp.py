@@ -96,13 +96,19 @@ def group_stream(core: MulticastSession) -> GroupStream:
     return GroupStream(core.last_group_send, finished, everyone - finished, running=not core.finished)
 
 
+def group_mates(entries: dict[str, MtftpEntry], entry: MtftpEntry) -> list[MtftpEntry]:
+    """The other configured files on ``entry``'s group:port (iPXE's ``mtftp://`` has one for all)."""
+    where = (entry.group.group, entry.group.port)
+    return [
+        other
+        for other in entries.values()
+        if other.filename != entry.filename and (other.group.group, other.group.port) == where
+    ]
+
+
 def shares_group(entries: dict[str, MtftpEntry], entry: MtftpEntry) -> bool:
     """Another configured file uses ``entry``'s group:port (always so for iPXE's ``mtftp://``)."""
-    where = (entry.group.group, entry.group.port)
-    return any(
-        other.filename != entry.filename and (other.group.group, other.group.port) == where
-        for other in entries.values()
-    )
+    return bool(group_mates(entries, entry))
 
 
 class MtftpService:
@@ -133,7 +139,7 @@ class MtftpService:
             return False
         key = ("mtftp", request.filename, ctx.local_ip)
         handle = self.registry.sessions.get(key)
-        stream = group_stream(handle.core) if handle is not None else self.ended.get(key)
+        stream = self._latest_stream(key)
         reason = stale_fallback_reason(stream, ctx.client[0], ctx.now)
         if reason is None and (stream is None or ctx.client[0] not in stream.finished_ips):
             others = self._other_streams(request.filename, ctx.local_ip)
@@ -151,17 +157,15 @@ class MtftpService:
         ctx.refuse(ErrorCode.NOT_DEFINED, refusal_message(request.filename))
         return True
 
+    def _latest_stream(self, key: tuple[str, str, str]) -> GroupStream | None:
+        """The running session of ``key`` as a stream, or else its last ended one."""
+        handle = self.registry.sessions.get(key)
+        return group_stream(handle.core) if handle is not None else self.ended.get(key)
+
     def _other_streams(self, filename: str, local_ip: str) -> Iterator[tuple[str, GroupStream]]:
         """The latest stream of every other file on ``filename``'s group:port (iPXE's one group)."""
-        entry = self.entries[filename]
-        for other in self.entries.values():
-            if other.filename == filename or (other.group.group, other.group.port) != (
-                entry.group.group, entry.group.port
-            ):
-                continue
-            key = ("mtftp", other.filename, local_ip)
-            handle = self.registry.sessions.get(key)
-            stream = group_stream(handle.core) if handle is not None else self.ended.get(key)
+        for other in group_mates(self.entries, self.entries[filename]):
+            stream = self._latest_stream(("mtftp", other.filename, local_ip))
             if stream is not None:
                 yield other.filename, stream
 
