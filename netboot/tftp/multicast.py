@@ -11,7 +11,7 @@ itself and the layers below, so a module reads on its own and imports never cycl
 * mcast_election.py: who leads, and how the next master is found (promotions, probes, hold);
 * mcast_leaving.py: clients that finish, are skipped, released or given up;
 * mcast_master.py: the group stream the master's ACKs clock (repair, deafness, window);
-* mcast_pacing.py: RFC 2090: each member leads a timed stretch, then the slowest leads;
+* mcast_pacing.py: RFC 2090: the lead rotates, and what listeners lost sets the pace;
 * mcast_acks.py, mcast_timers.py, mcast_requests.py: the inputs: datagrams to the session
   socket, the clock, and requests from the listening socket.
 
