@@ -28,7 +28,7 @@ class BootProgress:
     def __call__(self, done: int, total: int, outcome: BootOutcome) -> None:
         ev = outcome.evidence
         self.counts[ev.status.value] = self.counts.get(ev.status.value, 0) + 1
-        first = ev.reason.splitlines()[0][:100] if ev.reason else ""
+        first = clip(ev.reason.splitlines()[0], 100) if ev.reason else ""
         where = "" if ev.status is Status.PASS else f" {ev.failed_stage or ''}: {first}"
         key = outcome.plan.key
         fetch = f" (fetch {ev.fetch_seconds:.1f} s)" if ev.fetch_seconds is not None else ""
@@ -66,16 +66,26 @@ def vm_failure_line(vm: TrainVm) -> str:
     evidence = vm.evidence
     parts = [f"{evidence.status.value} {evidence.outcome or ''}".strip()]
     if evidence.reason:
-        parts.append(evidence.reason.splitlines()[0][:160])
+        parts.append(clip(evidence.reason.splitlines()[0], 160))
     for payload in evidence.payloads:
         if payload.seen_bytes is not None and payload.seen_sha256 != payload.expect_sha256:
             # Wrong bytes of the right length (holes) or of another length (another file)?
             parts.append(f"the guest hashed {payload.seen_bytes} B where the payload has {payload.size} B")
     if vm.diagnosis:
-        parts.append(vm.diagnosis[:200])
+        parts.append(clip(vm.diagnosis, 200))
     if vm.defect:
         parts.append(f"known defect {vm.defect}")
     return "; ".join(parts)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters at a word's end, marked with "…": a reason cut
+    mid-word ("prints an erro") reads as a typo in a CI log."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"
 
 
 def qemu_version() -> str:

@@ -18,7 +18,7 @@ from lab.model.results import (
 )
 from lab.model.status import Status
 from lab.model.train_plan import TrainPlan
-from lab.run.progress import train_progress
+from lab.run.progress import clip, train_progress
 from lab.wire.counts import WireContext, parse_pcap
 from lab.wire.streams import stream_timeline
 from netboot.events import as_server_events
@@ -246,6 +246,17 @@ def test_a_failed_train_vm_is_named_with_its_outcome_and_evidence_in_the_progres
     )
     assert f"    eepro100: {said}" in err
     assert "e1000:" not in err
+
+
+def test_a_long_reason_in_the_progress_output_is_cut_at_a_word_not_inside_one() -> None:
+    reason = (
+        "iPXE stopped: the guest sent nothing for 105 s (a live iPXE resends within 10 s or prints an error)"
+    )
+    assert clip(reason, len(reason)) == reason
+    cut = clip(reason, 90)
+    assert cut == "iPXE stopped: the guest sent nothing for 105 s (a live iPXE resends within 10 s or…"
+    assert len(cut) <= 90
+    assert clip("x" * 50, 10) == "x" * 9 + "…", "one long word is cut where it must be"
 
 
 def test_in_a_held_session_the_master_elected_at_the_hold_s_end_may_ask_for_everything() -> None:
