@@ -52,7 +52,11 @@ class Election(UnicastService):
         """Give a new master its round-trip estimator (kept if it leads again)."""
         tuning = self.tuning
         if tuning.adaptive_repair and member.rtt is None:
-            member.rtt = RttEstimator(tuning.repair_floor, tuning.repair_ceiling, tuning.repair_after)
+            # The plain RFC 6298 estimate: the trains' repair timing was measured without
+            # the unicast cap (rto.py), so it is not applied here unmeasured.
+            member.rtt = RttEstimator(
+                tuning.repair_floor, tuning.repair_ceiling, tuning.repair_after, cap_factor=None
+            )
 
     def _check_hold(self, now: float) -> None:
         """End the hold when enough clients asked or the wait is over; then elect the master.

@@ -336,6 +336,9 @@ class ReadTransfer(TransferBase):
         self._lane_clock = 0.0
         if not self.proven:
             self.proven = True
+            if self._rtt is not None:
+                self._rtt.first_answer(now - self._started)
+                self._first_rto = self._rtt.rto
             if self._deadline is not None:
                 self._deadline = min(self._deadline, now + self._first_rto)
         acked = self._acked

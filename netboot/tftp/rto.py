@@ -20,18 +20,34 @@ guest answers a block in about one; with atftpd's 5 s (or our former 1 s first r
   retry, so the server repairs a loss before the client asks; a spurious retransmission
   costs one DATA (a duplicate ACK is never answered, RFC 1123 4.2.3.1).
 * ``ceiling``: how far back-off may stretch the gap between retransmissions.
+* ``cap_factor``: the RTO never exceeds that many times the smallest of the last
+  ``RECENT`` round trips (and the client's first answer).  Why: when an ACK is lost, the
+  client sends it again on its own timer (iPXE: 0.25 s and up), and the server cannot tell
+  that copy from the first, so the block's "round trip" measures the client's timer.  At
+  10 % loss each way such samples came often enough to hold SRTT + 4 RTTVAR at the 5 s
+  ceiling on a 0.2 ms path: each lost DATA then waited 5 s, and iPXE gave up (a CI VM test;
+  ``tests/test_rto_sim.py``).  The smallest recent sample is a round trip the path really
+  made; a path that really got slower raises it within ``RECENT`` samples, and back-off
+  covers it meanwhile.  ``None`` keeps RFC 6298's estimate alone.
+* ``first_answer``: the time the client took to answer the first datagram is no sample
+  (it includes starting the transfer), but it bounds the RTO before the first sample, so a
+  first lost DATA costs a few times that, not RFC 6298's initial 1 s.
 
 Sans-I/O: callers pass the times.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 #: Clock granularity G of RFC 6298: the thread driver wakes within about a millisecond.
 GRANULARITY = 0.001
 DEFAULT_FLOOR = 0.02
 DEFAULT_CEILING = 5.0
+DEFAULT_CAP_FACTOR = 4.0
+#: How many recent round trips the cap looks back on.
+RECENT = 8
 
 
 @dataclass
@@ -45,10 +61,18 @@ class RttEstimator:
     #: Consecutive timeouts since the last valid sample.
     backoff: int = 0
     samples: int = 0
+    cap_factor: float | None = DEFAULT_CAP_FACTOR
+    #: The last round trips (and the first answer), for the cap.
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+
+    def first_answer(self, rtt: float) -> None:
+        """How long the client took to answer the first datagram: bounds the RTO, sets no SRTT."""
+        self.recent.append(max(0.0, rtt))
 
     def sample(self, rtt: float) -> None:
         """A round trip measured on a block sent once (Karn); clears the back-off."""
         rtt = max(0.0, rtt)
+        self.recent.append(rtt)
         if self.srtt is None:
             self.srtt = rtt
             self.rttvar = rtt / 2
@@ -62,8 +86,12 @@ class RttEstimator:
     def base(self) -> float:
         """The RTO without back-off."""
         if self.srtt is None:
-            return min(self.ceiling, max(self.floor, self.initial))
-        return min(self.ceiling, max(self.floor, self.srtt + max(GRANULARITY, 4 * self.rttvar)))
+            estimate = self.initial
+        else:
+            estimate = self.srtt + max(GRANULARITY, 4 * self.rttvar)
+        if self.cap_factor is not None and self.recent:
+            estimate = min(estimate, self.cap_factor * min(self.recent))
+        return min(self.ceiling, max(self.floor, estimate))
 
     @property
     def rto(self) -> float:

@@ -6,7 +6,7 @@ import pytest
 
 from netboot.tftp.options import OptionPolicy, negotiate
 from netboot.tftp.read_transfer import ReadTransfer
-from netboot.tftp.rto import DEFAULT_FLOOR, RttEstimator
+from netboot.tftp.rto import DEFAULT_FLOOR, RECENT, RttEstimator
 from netboot.tftp.sources import BytesSource
 from tests.tftp.core_helpers import PEER, ack, events
 
@@ -34,6 +34,39 @@ def test_floor_ceiling_and_back_off_until_a_valid_sample() -> None:
     assert rtt.rto == rtt.ceiling and rtt.base == DEFAULT_FLOOR
     rtt.sample(0.0005)
     assert rtt.backoff == 0 and rtt.rto == DEFAULT_FLOOR
+
+
+def test_a_round_trip_inflated_by_the_client_s_own_retry_does_not_hold_the_timeout() -> None:
+    """A lost ACK sent again by the client 2 s later looks like a 2 s round trip."""
+    rtt = RttEstimator()
+    for _ in range(3):
+        rtt.sample(0.0005)
+    rtt.sample(2.0)
+    assert rtt.srtt is not None and rtt.srtt + 4 * rtt.rttvar > 1.0, "the plain estimate is inflated"
+    assert rtt.rto == DEFAULT_FLOOR, "capped at 4 x the smallest recent round trip, not below the floor"
+    plain = RttEstimator(cap_factor=None)
+    for value in (0.0005, 0.0005, 0.0005, 2.0):
+        plain.sample(value)
+    assert plain.rto > 1.0
+
+
+def test_a_path_that_really_got_slower_is_learnt_within_the_recent_window() -> None:
+    rtt = RttEstimator()
+    rtt.sample(0.0005)
+    for _ in range(RECENT):
+        rtt.sample(0.1)
+    assert rtt.rto >= 0.1
+
+
+def test_the_first_answer_bounds_the_timeout_before_any_sample() -> None:
+    rtt = RttEstimator()
+    assert rtt.rto == 1.0
+    rtt.first_answer(0.014)  # the OACK's answer, transfer start included
+    assert rtt.srtt is None and rtt.rto == pytest.approx(4 * 0.014)
+    core = _adaptive(bytes(5000), (("blksize", "1432"),))
+    core.datagrams_to_send(0.0)
+    core.receive_datagram(ack(0), PEER, 0.001)
+    assert core.rto == DEFAULT_FLOOR, "a first answer in 1 ms: a first lost DATA costs the floor, not 1 s"
 
 
 def _adaptive(data: bytes, options: tuple[tuple[str, str], ...] = ()) -> ReadTransfer:
