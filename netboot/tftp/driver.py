@@ -63,6 +63,21 @@ def peers_of(core: object) -> list[Address]:
 
 _IN_TRANSFER = ("waiting", "master", "unicast")
 
+#: What every client still in a transfer gets when its core raised (a bug).
+INTERNAL_ERROR = encode_error(ErrorCode.NOT_DEFINED, "pyatftpd internal error; fetch the file again")
+
+
+def report_core_failure(on_event: EventSink, during: str) -> None:
+    """Log a core's exception with its traceback and emit ``internal_error``.
+
+    Why the transfer ends after it (both drivers): the core's state is unknown after an
+    exception, and a client left waiting on a transfer that will never move times out after
+    many seconds with no word; the driver's ERROR lets iPXE report it at once and a script
+    retry.  Call it from an ``except`` block.
+    """
+    log.exception("internal error in a transfer while handling %s; ending it", during)
+    on_event(CoreEvent("internal_error", {"during": during}))
+
 
 class CoreDriver:
     """Owns ``sock`` for the lifetime of ``core``; closes it and calls ``on_close`` at the end."""
@@ -114,15 +129,9 @@ class CoreDriver:
         self._flush(now)
 
     def _core_failed(self, during: str) -> None:
-        """The core raised: log it with its traceback, tell every peer, and end the transfer.
-
-        Why not carry on: the core's state is unknown after an exception, and a client left
-        waiting on a transfer that will never move times out after many seconds with no
-        word; an ERROR lets iPXE report it at once and a script retry.
-        """
-        log.exception("internal error in a transfer while handling %s; ending it", during)
-        self._on_event(CoreEvent("internal_error", {"during": during}))
-        self.farewell(encode_error(ErrorCode.NOT_DEFINED, "pyatftpd internal error; fetch the file again"))
+        """The core raised: log it, tell every peer, and end the transfer (report_core_failure)."""
+        report_core_failure(self._on_event, during)
+        self.farewell(INTERNAL_ERROR)
 
     def _flush(self, now: float) -> None:
         core = self.core

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netboot.tftp import native_lane
-from netboot.tftp.driver import Core, EventSink, peers_of
+from netboot.tftp.driver import INTERNAL_ERROR, Core, EventSink, peers_of, report_core_failure
 
 log = logging.getLogger("pyatftpd")
 
@@ -158,6 +158,9 @@ class ThreadDriver:
         """Stop, and send ``packet`` (an ERROR) to the peer from the transfer's own port."""
         peers = [] if self._closed else peers_of(self.core)
         self.close()
+        self._send_each(packet, peers)
+
+    def _send_each(self, packet: bytes, peers: list[tuple[str, int]]) -> None:
         for addr in peers:
             try:
                 if self._peer is not None and addr == self._peer:
@@ -296,8 +299,9 @@ class ThreadDriver:
                 deadline = core.get_timer()
                 if deadline is not None and deadline <= now:
                     core.handle_timer(now)
-        except Exception:
-            log.exception("transfer thread failed")
+        except Exception:  # a bug in the core: its clients get an ERROR, not silence
+            report_core_failure(on_event, "its thread")
+            self._send_each(INTERNAL_ERROR, peers_of(core))
         finally:
             self._closed = True
             sock.close()
