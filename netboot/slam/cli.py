@@ -19,7 +19,7 @@ from netboot.serverlog import reopen_logs, report_failures, setup_logging
 from netboot.slam.packets import DEFAULT_BLOCK_SIZE
 from netboot.slam.server import DEFAULT_RATE, MAX_BLOCK_SIZE, MAX_OVERHEAD, ServerConfig
 from netboot.slam.transport import SocketOptions, serve
-from netboot.stopping import ignore_stop_signals
+from netboot.stopping import held_stop_signals, ignore_stop_signals, release_stop_signals
 from netboot.systemd import notify
 
 VERSION = "pyslamd 0.1.0 (command line of Etherboot's mini-slamd, plus pacing options)"
@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with held_stop_signals():  # until _run has its handlers
+        return _serve(argv)
+
+
+def _serve(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         setup_logging("pyslamd", args.logfile, logging.DEBUG if args.verbose else logging.INFO)
@@ -200,6 +205,7 @@ async def _run(path: str, opts: SocketOptions, config: ServerConfig, events: Eve
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig)
     loop.add_signal_handler(signal.SIGHUP, reopen_logs)  # logrotate: a fresh --logfile
+    release_stop_signals()  # held since main()'s first line: netboot/stopping.py
     try:
         await task
     except asyncio.CancelledError:

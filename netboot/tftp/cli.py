@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from netboot.events import EventLog
 from netboot.serverlog import reopen_logs, report_failures, setup_logging
-from netboot.stopping import ignore_stop_signals
+from netboot.stopping import held_stop_signals, ignore_stop_signals, release_stop_signals
 from netboot.systemd import listen_fds, notify
 from netboot.tftp.daemon import daemonize, drop_privileges, remove_pidfile, split_user, write_pidfile
 from netboot.tftp.handoff import Handoff, make_inboxes
@@ -346,6 +346,7 @@ def run_server(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _stopper(server, signum))
         loop.add_signal_handler(signal.SIGHUP, reopen_logs)  # logrotate: a fresh --logfile
+        release_stop_signals()  # held since main()'s first line: netboot/stopping.py
         try:
             await server.serve()
         finally:
@@ -361,6 +362,11 @@ def run_server(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with held_stop_signals():  # until the handlers are in place (run_server, run_workers)
+        return _serve(argv)
+
+
+def _serve(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(_rewrite_verbose(sys.argv[1:] if argv is None else argv))
     if args.pcre_test:

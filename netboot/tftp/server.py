@@ -102,6 +102,7 @@ class TftpServer:
         self._session_prefix = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
+        self._stop_requested = False  # a stop() that came before serve() (a SIGTERM held at start)
         self._last_activity = 0.0
 
     # -- setup ---------------------------------------------------------------------------
@@ -135,6 +136,8 @@ class TftpServer:
         """Serve until :meth:`stop` is called (or the idle limit passes)."""
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        if self._stop_requested:
+            self._stopped.set()
         self._last_activity = self._loop.time()
         for listener in self.listeners:
             self._loop.add_reader(listener.sock.fileno(), self._on_request, listener)
@@ -158,6 +161,7 @@ class TftpServer:
                 driver.join(max(0.0, deadline - self.loop.time()))
 
     def stop(self) -> None:
+        self._stop_requested = True
         if self._stopped is not None:
             self._stopped.set()
 

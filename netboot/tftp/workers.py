@@ -20,7 +20,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from netboot.serverlog import reopen_logs
-from netboot.stopping import ignore_stop_signals
+from netboot.stopping import ignore_stop_signals, release_stop_signals
 
 log = logging.getLogger("pyatftpd")
 
@@ -92,7 +92,8 @@ def _die_with_parent(parent: int) -> None:
 def run_workers(count: int, run_one: Callable[[int], int]) -> int:
     """Fork ``count`` workers running ``run_one(index)``; forward signals; restart crashes.
 
-    The forwarding handlers are installed before the first fork, and the
+    The forwarding handlers are installed before the first fork (a stop signal held
+    until then, see netboot/stopping.py, ends the supervisor before it forks), and the
     forwarded signals are blocked around each fork: a SIGTERM arriving while the
     workers start is then either forwarded to every worker or delivered after
     the new one is in ``children``, never lost (which left workers running after
@@ -138,6 +139,7 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
 
     for signum in _FORWARDED:
         signal.signal(signum, forward)
+    release_stop_signals()  # one held since main() started: forwarded (to nobody) and nothing forks
     # Move everything imported so far out of the garbage collector's sight: its passes in
     # the workers would otherwise write to (and so un-share) every page of those objects.
     gc.collect()

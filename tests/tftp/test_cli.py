@@ -238,6 +238,38 @@ def test_sigterm_while_the_workers_start_stops_every_worker(tmp_path: Path) -> N
         assert _wait_all_gone(str(here)) == [], f"attempt {attempt}: processes left after an early SIGTERM"
 
 
+@pytest.mark.parametrize("workers", ["4", "1"])
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_sigterm_once_the_pidfile_exists_stops_the_server_cleanly(
+    tmp_path: Path, inherited: str, workers: str
+) -> None:
+    """The pidfile says "signal me": a SIGTERM from then on stops the server and removes the pidfile.
+
+    Why "ignored": a daemon started from a shell or a CI runner that ignores SIGTERM inherits that.
+    Such a SIGTERM, sent before the supervisor had its handlers, used to be lost and left the
+    supervisor and its four workers serving (one CI failure of the test above); with the default
+    action it killed the supervisor before it could remove its pidfile.
+    """
+
+    def start_with_sigterm(disposition: signal.Handlers) -> None:
+        signal.signal(signal.SIGTERM, disposition)
+
+    disposition = signal.SIG_IGN if inherited == "ignored" else signal.SIG_DFL
+    for attempt in range(3):
+        here = tmp_path / str(attempt)
+        here.mkdir()
+        pidfile = here / "pid"
+        argv = _daemon_args(here, free_udp_port())
+        argv[argv.index("--workers") + 1] = workers
+        assert _pyatftpd(*argv, preexec_fn=lambda: start_with_sigterm(disposition)).returncode == 0
+        deadline = time.monotonic() + 10
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        assert _wait_all_gone(str(here)) == [], f"attempt {attempt}: processes left after a SIGTERM at once"
+        assert not pidfile.exists(), f"attempt {attempt}: the pidfile outlived the server"
+
+
 def test_workers_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     """kill -9 of the supervisor cannot be forwarded; the kernel's parent-death signal ends the workers."""
     (tmp_path / "f").write_bytes(b"orphan?\n")
