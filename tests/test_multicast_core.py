@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any, cast
 
 import pytest
 
@@ -405,6 +406,78 @@ def test_mtftp_shared_group_lost_tail_data_is_repeated_before_ipxe_reopens() -> 
         out = parse(core.datagrams_to_send(now))
         resent += [now for _kind, block, addr in out if addr == B and block == 1]
     assert resent and resent[0] - 0.11 <= 0.2, resent  # well before iPXE's 0.25 s timer
+
+
+def _service_with_kernel(kernel: MulticastSession) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    """An MtftpService whose registry runs ``kernel`` on GROUP, and the events it emits."""
+    from types import SimpleNamespace
+
+    from netboot.tftp.mtftp import MtftpService, parse_mtftp_config
+
+    emitted: list[tuple[str, dict[str, Any]]] = []
+    server = SimpleNamespace(emit=lambda name, **fields: emitted.append((name, fields)))
+    entries = parse_mtftp_config(f"kernel {GROUP.group} {GROUP.port}\ninitrd {GROUP.group} {GROUP.port}\n")
+    service = MtftpService(cast(Any, server), entries)
+    key = ("mtftp", "kernel", "")
+    driver = SimpleNamespace(closed=False, kick=lambda: None)
+    service.registry.sessions[key] = cast(Any, SimpleNamespace(key=key, core=kernel, driver=driver))
+    return service, emitted
+
+
+def _initrd_request(client: tuple[str, int], now: float) -> Any:
+    from types import SimpleNamespace
+
+    refused: list[str] = []
+    request = SimpleNamespace(is_read=True, mode="octet", filename="initrd")
+    return SimpleNamespace(
+        request=request, client=client, client_text=f"{client[0]}:{client[1]}", local_ip="", now=now,
+        refuse=lambda code, text: refused.append(text), refused=refused,
+    )
+
+
+def test_mtftp_next_file_is_held_while_the_last_one_s_tails_run_on_its_closed_group() -> None:
+    """A client on its unicast tail still listens on the one group:port, and a lost tail DATA
+    makes it reopen and take the next packet it hears as its peer: the next file's stream
+    must not start until the tails are done (a CI full boot failed so)."""
+    kernel = shared_session()
+    service, emitted = _service_with_kernel(kernel)
+    kernel.add_request(A, [], 0.0)
+    kernel.add_request(B, [], 0.001)  # listens from block 2 on
+    for block in range(1, 11):
+        kernel.receive_datagram(ack(block), A, block * 0.01)
+    kernel.datagrams_to_send(0.1)
+    assert kernel.group_closed  # A has the kernel; B lacks block 1 and gets it by unicast
+    initrd_key = ("mtftp", "initrd", "")
+
+    master = (A[0], 2000)  # A opens the initrd at once
+    assert service._tails_on_group(initrd_key, GROUP, A[0]) == ("kernel", 1)
+    ctx = _initrd_request(master, 0.11)
+    assert service.handle(ctx) is True and ctx.refused == []
+    assert initrd_key not in service.registry.sessions, "the initrd stream started beside a tail"
+    assert emitted[-1] == (
+        "mtftp_held", {"client": f"{A[0]}:2000", "file": "initrd", "other_file": "kernel", "unfinished": 1}
+    )
+    # The tail client itself is never held back by its own tail.
+    assert service._tails_on_group(initrd_key, GROUP, B[0]) is None
+
+    kernel.receive_datagram(ack(0), B, 0.12)  # answers the probe: lacks block 1
+    kernel.datagrams_to_send(0.12)
+    kernel.receive_datagram(ack(10), B, 0.13)  # its tail is done
+    assert service._tails_on_group(initrd_key, GROUP, A[0]) is None  # A's next RRQ starts the stream
+
+
+def test_mtftp_next_file_is_not_held_while_the_last_one_still_streams_on_the_group() -> None:
+    """Before the group closes, holding a request would leave it listening to the other
+    file's stream: it is answered at once by unicast instead (``_group_shared``)."""
+    kernel = shared_session()
+    service, _ = _service_with_kernel(kernel)
+    kernel.add_request(A, [], 0.0)
+    kernel.add_request(B, [], 0.001)
+    kernel.receive_datagram(ack(1), A, 0.01)
+    kernel.datagrams_to_send(0.01)
+    assert not kernel.group_closed
+    assert service._tails_on_group(("mtftp", "initrd", ""), GROUP, C[0]) is None
+    assert service._group_shared(("mtftp", "initrd", ""), GROUP)
 
 
 def test_mtftp_service_marks_files_that_share_a_group() -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netboot.tftp.handler import RequestContext
-from netboot.tftp.mcast_member import DONE
+from netboot.tftp.mcast_member import DONE, MASTER, UNICAST, WAITING
 from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.mcast_service import SessionRegistry
 from netboot.tftp.mcast_state import MAX_MULTICAST_BLOCKS
@@ -43,6 +43,8 @@ from netboot.tftp.unicast import open_file
 log = logging.getLogger("pyatftpd")
 
 DEFAULT_MTFTP_PORT = 75
+#: Member states of a client that may still be receiving its file (not done, gone or released).
+RECEIVING = frozenset({WAITING, MASTER, UNICAST})
 MTFTP_BLKSIZE = 512
 
 
@@ -189,6 +191,15 @@ class MtftpService:
             return True
         key = ("mtftp", entry.filename, ctx.local_ip)
         handle = self.registry.find(key)
+        if handle is None and (busy := self._tails_on_group(key, entry.group, ctx.client[0])) is not None:
+            other, unfinished = busy
+            self.server.emit(
+                "mtftp_held", client=ctx.client_text, file=request.filename, other_file=other,
+                unfinished=unfinished,
+            )
+            log.info("holding %s's MTFTP request for %r: %d client(s) still receive %r by unicast on its "
+                     "group:port", ctx.client_text, request.filename, unfinished, other)  # fmt: skip
+            return True
         if handle is None:
             source = open_file(ctx)
             if source is None:
@@ -227,6 +238,35 @@ class MtftpService:
         handle.core.add_request(ctx.client, [], ctx.now, may_listen=not self._group_shared(key, entry.group))
         handle.driver.kick()
         return True
+
+    def _tails_on_group(
+        self, key: tuple[str, str, str], group: GroupPort, client_ip: str
+    ) -> tuple[str, int] | None:
+        """Another file, and how many of its clients still receive it after its group closed.
+
+        Why hold rather than start this file's stream (docs/multicast.md, "One group for
+        every file"): those clients get the other file's tail by unicast while their iPXE
+        still listens on the one group:port.  One lost tail DATA makes such a client reopen,
+        which clears its peer, and the next packet it hears becomes its peer: with this
+        file streaming on the group that is this file's DATA, taken as blocks of the other
+        file (a CI full boot failed so).  Not answering is safe: iPXE repeats the request
+        after 0.25, 0.75 and 1.75 s, which starts the stream once the tails are done, and
+        after 3.75 s falls back to plain TFTP on port 69, which is served (it heard nothing).
+        A group that still carries the other file is a different case: a request is then
+        answered at once by unicast (:meth:`_group_shared`), since holding it would leave it
+        listening to that stream.
+        """
+        where = (group.group, group.port)
+        for other in self.registry.sessions.values():
+            core = other.core
+            if other.key == key or core.group_addr != where or core.finished or not core.group_closed:
+                continue
+            unfinished = sum(
+                1 for m in core.members.values() if m.state in RECEIVING and m.addr[0] != client_ip
+            )
+            if unfinished:
+                return other.key[1], unfinished
+        return None
 
     def _group_shared(self, key: tuple[str, str, str], group: GroupPort) -> bool:
         """Another file's session is running on the same group:port (iPXE's one fixed group).
