@@ -439,6 +439,8 @@ def test_mtftp_next_file_is_held_while_the_last_one_s_tails_run_on_its_closed_gr
     """A client on its unicast tail still listens on the one group:port, and a lost tail DATA
     makes it reopen and take the next packet it hears as its peer: the next file's stream
     must not start until the tails are done (a CI full boot failed so)."""
+    from netboot.tftp.mtftp import HELD_LISTENS
+
     kernel = shared_session()
     service, emitted = _service_with_kernel(kernel)
     kernel.add_request(A, [], 0.0)
@@ -459,6 +461,19 @@ def test_mtftp_next_file_is_held_while_the_last_one_s_tails_run_on_its_closed_gr
     )
     # The tail client itself is never held back by its own tail.
     assert service._tails_on_group(initrd_key, GROUP, B[0]) is None
+    # A held client listens on the group: when the initrd's stream starts for another
+    # requester it is made a member (probed for what it misses), within iPXE's listening time.
+    assert service._still_listening(initrd_key, _initrd_request(C, 0.5)) == [master]
+    assert service._still_listening(initrd_key, _initrd_request(C, 0.6)) == []  # taken off the list
+    service.handle(_initrd_request(master, 0.2))
+    assert service._still_listening(initrd_key, _initrd_request(C, 0.2 + HELD_LISTENS + 0.1)) == []
+    service.handle(_initrd_request(master, 0.3))
+    assert service._still_listening(initrd_key, _initrd_request(master, 0.4)) == []  # itself: no
+    service.handle(_initrd_request(master, 0.5))
+    fallback = _initrd_request((A[0], 3000), 0.9)  # its plain-TFTP fallback: served, not a listener now
+    fallback.option_names = []
+    assert service.refuse_stale_fallback(fallback) is False and fallback.refused == []
+    assert service._still_listening(initrd_key, _initrd_request(C, 1.0)) == []
 
     kernel.receive_datagram(ack(0), B, 0.12)  # answers the probe: lacks block 1
     kernel.datagrams_to_send(0.12)

@@ -43,6 +43,10 @@ from netboot.tftp.unicast import open_file
 log = logging.getLogger("pyatftpd")
 
 DEFAULT_MTFTP_PORT = 75
+#: How long after a held MTFTP request its iPXE may still listen on the group: upstream
+#: falls back to plain TFTP at its fourth timeout (0.25 + 0.5 + 1 + 2 s); Debian's ROMs
+#: were seen to fall back 0.8 s after their first request.
+HELD_LISTENS = 4.0
 #: Member states of a client that may still be receiving its file (not done, gone or released).
 RECEIVING = frozenset({WAITING, MASTER, UNICAST})
 MTFTP_BLKSIZE = 512
@@ -129,6 +133,8 @@ class MtftpService:
         self.tuning = tuning
         #: The last ended session of each (file, interface), for :meth:`refuse_stale_fallback`.
         self.ended: dict[tuple[str, str, str], GroupStream] = {}
+        #: Requests held by :meth:`_tails_on_group`, per session key: client IP -> (address, time).
+        self.held: dict[tuple[str, str, str], dict[str, tuple[tuple[str, int], float]]] = {}
 
     def install(self, sock: socket.socket) -> None:
         self.server.add_listener(sock, RequestRouter(self.handle), name="mtftp")
@@ -140,6 +146,7 @@ class MtftpService:
         if not request.is_read or "multicast" in ctx.option_names or request.filename not in self.entries:
             return False
         key = ("mtftp", request.filename, ctx.local_ip)
+        self.held.get(key, {}).pop(ctx.client[0], None)  # it gave up on MTFTP: not a listener any more
         handle = self.registry.sessions.get(key)
         stream = self._latest_stream(key)
         reason = stale_fallback_reason(stream, ctx.client[0], ctx.now)
@@ -199,6 +206,7 @@ class MtftpService:
             )
             log.info("holding %s's MTFTP request for %r: %d client(s) still receive %r by unicast on its "
                      "group:port", ctx.client_text, request.filename, unfinished, other)  # fmt: skip
+            self.held.setdefault(key, {})[ctx.client[0]] = (ctx.client, ctx.now)
             return True
         if handle is None:
             source = open_file(ctx)
@@ -236,8 +244,26 @@ class MtftpService:
                 source.close()
                 return True
         handle.core.add_request(ctx.client, [], ctx.now, may_listen=not self._group_shared(key, entry.group))
+        for addr in self._still_listening(key, ctx):
+            handle.core.add_request(addr, [], ctx.now)  # it hears this stream from its first block
         handle.driver.kick()
         return True
+
+    def _still_listening(self, key: tuple[str, str, str], ctx: RequestContext) -> list[tuple[str, int]]:
+        """The held requesters of ``key`` whose iPXE still listens on the group, taken off the list.
+
+        Why members: they asked, so the stream that starts now is theirs.  Left unknown to
+        the session they would not be probed for what they miss, and their fallback would
+        be refused as an unknown listener's.  iPXE listens from its last request (same
+        port) until it falls back to plain TFTP, seen here as a plain RRQ (taken off the
+        list by :meth:`refuse_stale_fallback`), at the latest :data:`HELD_LISTENS` later.
+        """
+        held = self.held.pop(key, {})
+        return [
+            addr
+            for ip, (addr, when) in held.items()
+            if ip != ctx.client[0] and ctx.now - when <= HELD_LISTENS
+        ]
 
     def _tails_on_group(
         self, key: tuple[str, str, str], group: GroupPort, client_ip: str
