@@ -9,8 +9,11 @@ talking inside it).  Figures, not asserts about speed:
   500 silent MTFTP RRQs;
 * the fetch time of a real iPXE-faithful ``tftm://`` client alone, and while 30
   silent requesters wait in its session;
-* RSS of the server's processes (sum over its process group) idle, and the peak
-  while 200 iPXE-faithful ``tftp://`` clients download at once.
+* the memory of the server's processes (sums over its process group), idle and the
+  peak while 200 iPXE-faithful ``tftp://`` clients download at once: RSS, which counts
+  a page shared by N processes N times (forked workers share most of theirs), and PSS,
+  which divides each shared page among its sharers: the PSS sum is what the machine
+  spends.  Also pyatftpd with ``--workers 1``, a single process like atftpd.
 
 Issue 20's bar: pyatftpd at or below atftpd on every amplification row, and the
 real client delayed by under 1 s.
@@ -39,14 +42,18 @@ SECONDS = float(os.environ.get("BENCH_AMP_SECONDS", "50"))
 SIZE = 1 << 20
 
 
-def group_rss_kib(pgid: int) -> int:
-    """Resident KiB of every process in process group ``pgid`` (host /proc)."""
-    total = 0
+MEMORY_FIELDS = {"Rss:": "rss", "Pss:": "pss"}
+
+
+def group_memory_kib(pgid: int) -> dict[str, int]:
+    """RSS and PSS KiB summed over every process in process group ``pgid`` (host /proc)."""
+    total = dict.fromkeys(MEMORY_FIELDS.values(), 0)
     for pid, _ in group_processes(pgid):
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                name, _, rest = line.partition(" ")
+                if name in MEMORY_FIELDS:
+                    total[MEMORY_FIELDS[name]] += int(rest.split()[0])
         except (OSError, IndexError, ValueError):
             continue
     return total
@@ -61,10 +68,35 @@ def probe(ns: Namespace, *args: str, timeout: float) -> dict[str, Any]:
     return collect_scenario(proc, timeout)
 
 
-def _peak_rss(pgid: int, done: threading.Event, peak: list[int]) -> None:
+def _peak_memory(pgid: int, done: threading.Event, peak: dict[str, int]) -> None:
     while not done.is_set():
-        peak[0] = max(peak[0], group_rss_kib(pgid))
+        for field, kib in group_memory_kib(pgid).items():
+            peak[field] = max(peak.get(field, 0), kib)
         time.sleep(0.1)
+
+
+def measure_memory(kind: str, root: Path, extra: list[str], tmp: Path) -> dict[str, Any]:
+    """Idle memory, then the peak while 200 clients download (a namespace of its own)."""
+    figures: dict[str, Any] = {}
+    with Namespace() as ns:
+        segment(ns)
+        server = Served(ns, kind, root, extra, tmp)
+        peak: dict[str, int] = {}
+        done = threading.Event()
+        try:
+            time.sleep(1.0)
+            figures["idle_kib"] = group_memory_kib(server.proc.pid)
+            sampler = threading.Thread(target=_peak_memory, args=(server.proc.pid, done, peak), daemon=True)
+            sampler.start()
+            try:
+                figures["downloads"] = probe(ns, "downloads", "--count", "200", timeout=300)
+            finally:
+                done.set()
+                sampler.join()
+        finally:
+            server.stop()
+        figures["peak_kib"] = peak
+    return figures
 
 
 def measure(kind: str, tmp: Path) -> dict[str, Any]:
@@ -81,8 +113,6 @@ def measure(kind: str, tmp: Path) -> dict[str, Any]:
         segment(ns)
         server = Served(ns, kind, root, extra, tmp)
         try:
-            time.sleep(1.0)
-            figures["rss_idle_kib"] = group_rss_kib(server.proc.pid)
             figures["amplification"] = probe(ns, "amplification", "--seconds", str(SECONDS),
                                              timeout=SECONDS + 60)
         finally:
@@ -94,20 +124,9 @@ def measure(kind: str, tmp: Path) -> dict[str, Any]:
             figures["delay"] = probe(ns, "delay", "--seconds", "60", timeout=200)
         finally:
             server.stop()
-    with Namespace() as ns:
-        segment(ns)
-        server = Served(ns, kind, root, extra, tmp)
-        peak = [0]
-        done = threading.Event()
-        sampler = threading.Thread(target=_peak_rss, args=(server.proc.pid, done, peak), daemon=True)
-        sampler.start()
-        try:
-            figures["downloads"] = probe(ns, "downloads", "--count", "200", timeout=300)
-        finally:
-            done.set()
-            sampler.join()
-            server.stop()
-        figures["rss_peak_kib"] = peak[0]
+    figures["memory"] = {kind: measure_memory(kind, root, extra, tmp)}
+    if kind == "pyatftpd":
+        figures["memory"]["pyatftpd -w1"] = measure_memory(kind, root, [*extra, "--workers", "1"], tmp)
     return figures
 
 
@@ -144,12 +163,14 @@ def test_bench_robustness(tmp_path: Path) -> None:
         alone, crowded = d["alone"], d["with_silent"]
         print(f"  {kind:<10} alone {alone['seconds']:.2f} ({'ok' if alone['ok'] else alone['error']})"
               f"  with 30 silent {crowded['seconds']:.2f} ({'ok' if crowded['ok'] else crowded['error']})")
-    print("RSS of the server's processes (MiB):")
+    print("memory of the server's processes, summed over its process group (MiB); RSS counts a page "
+          "shared by N processes N times, PSS divides it among them (what the machine spends):")
     for kind in kinds:
-        f = results[kind]
-        dl = f["downloads"]
-        print(f"  {kind:<10} idle {f['rss_idle_kib'] / 1024:.1f}   peak with {dl['clients']} downloads "
-              f"{f['rss_peak_kib'] / 1024:.1f}   ({dl['ok']} ok in {dl['seconds']} s)")
+        for name, f in results[kind]["memory"].items():
+            dl, idle, peak = f["downloads"], f["idle_kib"], f["peak_kib"]
+            print(f"  {name:<13} idle RSS {idle['rss'] / 1024:6.1f}  PSS {idle['pss'] / 1024:6.1f}   "
+                  f"peak with {dl['clients']} downloads RSS {peak['rss'] / 1024:6.1f}  "
+                  f"PSS {peak['pss'] / 1024:6.1f}   ({dl['ok']} ok in {dl['seconds']} s)")
     report = os.environ.get("BENCH_REPORT")
     if report:
         Path(report).write_text(json.dumps(results, indent=1) + "\n")
