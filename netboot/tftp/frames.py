@@ -15,7 +15,7 @@ use the general path of the core, which builds fresh ``bytes``.
 
 from __future__ import annotations
 
-from netboot.tftp.sources import BlockSource
+from netboot.tftp.sources import READ_AHEAD, BlockSource
 
 #: The most buffers one ``preadv`` accepts on Linux (IOV_MAX).
 MAX_FRAMES = 1024
@@ -31,7 +31,7 @@ class FrameRing:
     before asking for more.
     """
 
-    def __init__(self, source: BlockSource, blksize: int, chunk: int = 256 * 1024) -> None:
+    def __init__(self, source: BlockSource, blksize: int, chunk: int = READ_AHEAD) -> None:
         self._source = source
         self._blksize = blksize
         self._stride = stride = blksize + 4

@@ -53,6 +53,13 @@ class BytesSource:
         self._data = b""
 
 
+#: Bytes one read fetches ahead for a transfer (FileSource, FrameRing).  Why not more: each
+#: transfer holds its own, so 200 concurrent downloads held 200 x 256 KiB = 50 MiB at the
+#: earlier 256 KiB; one ``pread`` per 64 KiB (45 blocks of 1432) is still far below the
+#: per-block cost of the Python lane (docs/pyatftpd.md, "Memory").
+READ_AHEAD = 64 * 1024
+
+
 class FileSource:
     """A regular file read with ``pread``; ``size`` is fixed when the transfer starts.
 
@@ -68,7 +75,7 @@ class FileSource:
     while being served would raise SIGBUS and take the whole server down.
     """
 
-    def __init__(self, path: str, chunk: int = 256 * 1024) -> None:
+    def __init__(self, path: str, chunk: int = READ_AHEAD) -> None:
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self.size = os.fstat(self._fd).st_size
         self._chunk = chunk
