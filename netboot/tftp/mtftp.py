@@ -272,10 +272,12 @@ class MtftpService:
 
         Why hold rather than start this file's stream (docs/multicast.md, "One group for
         every file"): those clients get the other file's tail by unicast while their iPXE
-        still listens on the one group:port.  One lost tail DATA makes such a client reopen,
-        which clears its peer, and the next packet it hears becomes its peer: with this
-        file streaming on the group that is this file's DATA, taken as blocks of the other
-        file (a CI full boot failed so).  Not answering is safe: iPXE repeats the request
+        still listens on the one group:port.  A tail DATA lost or taken in late lets such a
+        client's 0.25 s timer expire: Debian's ROMs then fall back to plain TFTP over a stale
+        size (refused), upstream reopens with its peer cleared and takes the next packet it
+        hears, with this file streaming that one of this file's DATA.  In a CI full boot
+        this file's stream (397 group frames in 0.5 s on the client's tap) kept a TCG guest
+        from answering its tail's second DATA in time.  Not answering is safe: iPXE repeats the request
         after 0.25, 0.75 and 1.75 s, which starts the stream once the tails are done, and
         after 3.75 s falls back to plain TFTP on port 69, which is served (it heard nothing).
         A group that still carries the other file is a different case: a request is then
