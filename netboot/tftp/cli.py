@@ -35,9 +35,12 @@ from netboot.tftp.unicast import UnicastHandler
 VERSION = "pyatftpd 0.1.0 (command line of atftp-0.8.0)"
 log = logging.getLogger("pyatftpd")
 
-#: Two workers per CPU: fewer transfers share one process's GIL.  On the 2-core test
-#: machine 8 concurrent clients ran at ~0.8x atftpd with 2 workers, ~1.0x with 4, ~0.9x with 8.
-DEFAULT_WORKERS = min(16, 2 * (os.cpu_count() or 1))
+#: One process, like atftpd.  Why no longer two per CPU: with the C lane and a thread per
+#: transfer, one process served 8 and 32 concurrent curl clients as fast as 2 or 4 workers
+#: on the 2-core test machine (1.1-1.3 x atftpd each), and every worker adds a Python
+#: interpreter (docs/pyatftpd.md, "Memory" and "Measured").  ``--workers N`` spreads
+#: transfers over N processes for links faster than one core can feed.
+DEFAULT_WORKERS = 1
 
 #: Options accepted for compatibility that do nothing yet (logged once at start).
 NO_EFFECT = (
@@ -181,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_WORKERS,
         metavar="N",
-        help="pre-forked worker processes sharing the port (default: 2 per CPU; 1 = one process)",
+        help="pre-forked worker processes sharing the port (default: 1, one process like atftpd)",
     )
     p.add_argument(
         "--mcast-min-clients",

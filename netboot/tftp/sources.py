@@ -53,11 +53,12 @@ class BytesSource:
         self._data = b""
 
 
-#: Bytes one read fetches ahead for a transfer (FileSource, FrameRing).  Why not more: each
-#: transfer holds its own, so 200 concurrent downloads held 200 x 256 KiB = 50 MiB at the
-#: earlier 256 KiB; one ``pread`` per 64 KiB (45 blocks of 1432) is still far below the
-#: per-block cost of the Python lane (docs/pyatftpd.md, "Memory").
-READ_AHEAD = 64 * 1024
+#: Bytes one read fetches ahead for a transfer (FileSource, FrameRing: up to two buffers).
+#: Why so few: each transfer holds its own, and 200 concurrent downloads peaked at 161 MB
+#: PSS in one process with 256 KiB, 74 MB with 64 KiB and 50 MB with 16 KiB, while one
+#: pinned transfer ran no slower at 16 KiB (one ``pread`` per 11 blocks of 1432 bytes):
+#: docs/pyatftpd.md, "Memory".
+READ_AHEAD = 16 * 1024
 
 
 class FileSource:

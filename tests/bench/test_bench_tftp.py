@@ -30,6 +30,7 @@ pytestmark = pytest.mark.bench
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 MIB = 1024 * 1024
+OLD_DEFAULT_WORKERS = min(16, 2 * (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ SCENARIOS = [
 SERVERS: list[tuple[str, str, list[str], dict[str, str]]] = [
     ("atftpd", "atftpd", [], {}),
     (f"pyatftpd -w{DEFAULT_WORKERS}", "pyatftpd", [], {}),  # the default
-    ("pyatftpd -w1", "pyatftpd", ["--workers", "1"], {}),
+    # the default until 2026-12-06 (two per CPU): what more processes add
+    (f"pyatftpd -w{OLD_DEFAULT_WORKERS}", "pyatftpd", ["--workers", str(OLD_DEFAULT_WORKERS)], {}),
     # the Python lane alone (netboot/tftp/native_lane.py): what the C loop adds
     (f"pyatftpd -w{DEFAULT_WORKERS} no C", "pyatftpd", [], {"PYATFTPD_NATIVE": "0"}),
 ]
