@@ -35,12 +35,15 @@ from netboot.tftp.unicast import UnicastHandler
 VERSION = "pyatftpd 0.1.0 (command line of atftp-0.8.0)"
 log = logging.getLogger("pyatftpd")
 
-#: One process, like atftpd.  Why no longer two per CPU: with the C lane and a thread per
-#: transfer, one process served 8 and 32 concurrent curl clients as fast as 2 or 4 workers
-#: on the 2-core test machine (1.1-1.3 x atftpd each), and every worker adds a Python
-#: interpreter (docs/pyatftpd.md, "Memory" and "Measured").  ``--workers N`` spreads
+#: One process, like atftpd, when the C lane serves.  Why no longer two per CPU: with it and
+#: a thread per transfer, one process served 8 and 32 concurrent curl clients as fast as 2
+#: or 4 workers on the 2-core test machine (1.0-1.3 x atftpd each), and every worker adds a
+#: Python interpreter (docs/pyatftpd.md, "Memory" and "Measured").  ``--workers N`` spreads
 #: transfers over N processes for links faster than one core can feed.
 DEFAULT_WORKERS = 1
+#: Without the C lane (no compiler at install) each block costs Python time, and 8
+#: concurrent clients got 0.6 x atftpd from one process: two workers per CPU, as before.
+PYTHON_LANE_WORKERS = min(16, 2 * (os.cpu_count() or 1))
 
 #: Options accepted for compatibility that do nothing yet (logged once at start).
 NO_EFFECT = (
@@ -182,9 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=DEFAULT_WORKERS,
+        default=None,
         metavar="N",
-        help="pre-forked worker processes sharing the port (default: 1, one process like atftpd)",
+        help=f"pre-forked worker processes sharing the port (default: {DEFAULT_WORKERS}, one process "
+        f"like atftpd; {PYTHON_LANE_WORKERS} here when the C lane is not built: 2 per CPU)",
     )
     p.add_argument(
         "--mcast-min-clients",
@@ -405,7 +409,8 @@ def _serve(argv: Sequence[str] | None) -> int:
     from netboot.tftp import native_lane
     from netboot.tftp.workers import SharedSlots, WorkerLoad, run_workers
 
-    native_lane.library()
+    if args.workers is None:
+        args.workers = DEFAULT_WORKERS if native_lane.library() is not None else PYTHON_LANE_WORKERS
     try:  # opened by the starting user, like --logfile: workers inherit it
         events = EventLog(args.events, "pyatftpd")
     except OSError as exc:

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from netboot.tftp.cli import DEFAULT_WORKERS
+from netboot.tftp.cli import DEFAULT_WORKERS, PYTHON_LANE_WORKERS
 from tests.tftp.peers import RunningServer, atftpd_problem, start_server
 
 pytestmark = pytest.mark.bench
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 MIB = 1024 * 1024
-OLD_DEFAULT_WORKERS = min(16, 2 * (os.cpu_count() or 1))
+OLD_DEFAULT_WORKERS = PYTHON_LANE_WORKERS  # the default for every lane until 2026-12-06
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,11 @@ SCENARIOS = [
 #: (column name, server program, extra arguments, environment)
 SERVERS: list[tuple[str, str, list[str], dict[str, str]]] = [
     ("atftpd", "atftpd", [], {}),
-    (f"pyatftpd -w{DEFAULT_WORKERS}", "pyatftpd", [], {}),  # the default
+    (f"pyatftpd -w{DEFAULT_WORKERS}", "pyatftpd", [], {}),  # the default with the C lane
     # the default until 2026-12-06 (two per CPU): what more processes add
     (f"pyatftpd -w{OLD_DEFAULT_WORKERS}", "pyatftpd", ["--workers", str(OLD_DEFAULT_WORKERS)], {}),
-    # the Python lane alone (netboot/tftp/native_lane.py): what the C loop adds
-    (f"pyatftpd -w{DEFAULT_WORKERS} no C", "pyatftpd", [], {"PYATFTPD_NATIVE": "0"}),
+    # the Python lane alone (netboot/tftp/native_lane.py), with its default of 2 workers per CPU
+    (f"pyatftpd -w{PYTHON_LANE_WORKERS} no C", "pyatftpd", [], {"PYATFTPD_NATIVE": "0"}),
 ]
 
 

@@ -270,6 +270,36 @@ def test_sigterm_once_the_pidfile_exists_stops_the_server_cleanly(
         assert not pidfile.exists(), f"attempt {attempt}: the pidfile outlived the server"
 
 
+@pytest.mark.parametrize("lane", ["native", "python"])
+def test_the_default_is_one_process_with_the_c_lane_and_two_workers_per_cpu_without(
+    tmp_path: Path, lane: str
+) -> None:
+    """One process like atftpd where the C lane serves; the Python lane needs the cores."""
+    from netboot.tftp import native_lane
+    from netboot.tftp.cli import DEFAULT_WORKERS, PYTHON_LANE_WORKERS
+
+    if lane == "native" and native_lane.library() is None:
+        pytest.fail("the C lane is not built in this environment: pip install -e . builds it")
+    argv = _daemon_args(tmp_path, free_udp_port())
+    at = argv.index("--workers")
+    del argv[at : at + 2]
+    env = dict(os.environ, PYATFTPD_NATIVE="0" if lane == "python" else "1")
+    assert _pyatftpd(*argv, env=env).returncode == 0
+    supervisor = _wait_pidfile(tmp_path / "pid")
+    try:
+        wanted = DEFAULT_WORKERS if lane == "native" else PYTHON_LANE_WORKERS
+        processes = wanted + 1 if wanted > 1 else 1
+        deadline = time.monotonic() + 10
+        while len(_live_processes_naming(str(tmp_path))) < processes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # no more than that either
+        assert len(_live_processes_naming(str(tmp_path))) == processes
+        assert f"({wanted} worker" in (tmp_path / "log").read_text()
+    finally:
+        os.kill(supervisor, signal.SIGTERM)
+    assert _wait_all_gone(str(tmp_path)) == []
+
+
 def test_workers_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     """kill -9 of the supervisor cannot be forwarded; the kernel's parent-death signal ends the workers."""
     (tmp_path / "f").write_bytes(b"orphan?\n")
