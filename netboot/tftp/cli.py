@@ -369,7 +369,7 @@ def run_server(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with held_stop_signals():  # until the handlers are in place (run_server, run_workers)
+    with held_stop_signals():  # until run_server has its handlers, or run_workers takes them
         return _serve(argv)
 
 

@@ -300,6 +300,34 @@ def test_the_default_is_one_process_with_the_c_lane_and_two_workers_per_cpu_with
     assert _wait_all_gone(str(tmp_path)) == []
 
 
+def test_a_worker_that_dies_is_replaced_and_sigterm_still_stops_everything(tmp_path: Path) -> None:
+    """The supervisor reaps a dead worker (SIGCHLD, taken like the stop signals) and forks a new one."""
+    (tmp_path / "f").write_bytes(b"again\n")
+    port = free_udp_port()
+    assert _pyatftpd(*_daemon_args(tmp_path, port)).returncode == 0
+    supervisor = _wait_pidfile(tmp_path / "pid")
+    try:
+        deadline = time.monotonic() + 10
+        while len(_live_processes_naming(str(tmp_path))) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = [pid for pid in _live_processes_naming(str(tmp_path)) if pid != supervisor]
+        assert len(workers) == 4
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = [pid for pid in _live_processes_naming(str(tmp_path)) if pid != supervisor]
+            if len(now) == 4 and workers[0] not in now:
+                break
+            time.sleep(0.05)
+        assert len(now) == 4 and workers[0] not in now, now
+        assert "starting a new one" in (tmp_path / "log").read_text()
+        assert raw_fetch(("127.0.0.1", port), "f")[0] == b"again\n"
+    finally:
+        os.kill(supervisor, signal.SIGTERM)
+    assert _wait_all_gone(str(tmp_path)) == []
+    assert not (tmp_path / "pid").exists()
+
+
 def test_workers_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     """kill -9 of the supervisor cannot be forwarded; the kernel's parent-death signal ends the workers."""
     (tmp_path / "f").write_bytes(b"orphan?\n")
