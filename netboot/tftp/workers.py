@@ -96,7 +96,7 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
     caught at the C level and never acted on, and the supervisor and its workers went on
     serving (2 of 3 CI runs failed
     tests/tftp/test_cli.py::test_sigterm_while_the_workers_start_stops_every_worker; here
-    about one run of it in 50, with Python 3.11.2: the supervisor's /proc status showed the
+    2 runs of it in about 290, with Python 3.11.2: the supervisor's /proc status showed the
     handler installed, nothing pending or blocked, and it had forked two more workers).
     Here the stop signals stay blocked from ``main``'s first line (netboot/stopping.py), so
     one that comes at any moment is pending until this loop takes it, and SIGCHLD is taken
