@@ -12,7 +12,8 @@ pidfile exists an admin (or a test) may send one, and a daemon started by a shel
 runner that ignores SIGTERM inherits that disposition: such a signal was lost and left
 pyatftpd's supervisor and workers serving.  So the servers hold the stop signals (blocked,
 hence pending, never ignored or fatal) from their first line until their handlers are in
-place, and then release them.
+place, and then release them (pyatftpd's worker supervisor instead keeps them blocked and
+takes them with ``sigwaitinfo``: netboot/tftp/workers.py).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def held_stop_signals() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
 
 def release_stop_signals() -> None:
     """Deliver the held stop signals to the handlers just installed (and any later ones)."""

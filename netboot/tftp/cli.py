@@ -409,8 +409,9 @@ def _serve(argv: Sequence[str] | None) -> int:
     from netboot.tftp import native_lane
     from netboot.tftp.workers import SharedSlots, WorkerLoad, run_workers
 
+    lane = native_lane.library()
     if args.workers is None:
-        args.workers = DEFAULT_WORKERS if native_lane.library() is not None else PYTHON_LANE_WORKERS
+        args.workers = DEFAULT_WORKERS if lane is not None else PYTHON_LANE_WORKERS
     try:  # opened by the starting user, like --logfile: workers inherit it
         events = EventLog(args.events, "pyatftpd")
     except OSError as exc:
