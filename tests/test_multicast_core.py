@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -439,7 +440,7 @@ def test_mtftp_next_file_is_held_while_the_last_one_s_tails_run_on_its_closed_gr
     """A client on its unicast tail still listens on the one group:port, and a lost tail DATA
     makes it reopen and take the next packet it hears as its peer: the next file's stream
     must not start until the tails are done (a CI full boot failed so)."""
-    from netboot.tftp.mtftp import HELD_LISTENS
+    from netboot.tftp.mtftp_held import HELD_LISTENS
 
     kernel = shared_session()
     service, emitted = _service_with_kernel(kernel)
@@ -463,22 +464,59 @@ def test_mtftp_next_file_is_held_while_the_last_one_s_tails_run_on_its_closed_gr
     assert service._tails_on_group(initrd_key, GROUP, B[0]) is None
     # A held client listens on the group: when the initrd's stream starts for another
     # requester it is made a member (probed for what it misses), within iPXE's listening time.
-    assert service._still_listening(initrd_key, _initrd_request(C, 0.5)) == [master]
-    assert service._still_listening(initrd_key, _initrd_request(C, 0.6)) == []  # taken off the list
+    held = service.held
+    assert held.still_listening(initrd_key, C, 0.5) == [master]
+    assert held.still_listening(initrd_key, C, 0.6) == []  # taken off the list
     service.handle(_initrd_request(master, 0.2))
-    assert service._still_listening(initrd_key, _initrd_request(C, 0.2 + HELD_LISTENS + 0.1)) == []
+    assert held.still_listening(initrd_key, C, 0.2 + HELD_LISTENS + 0.1) == []
     service.handle(_initrd_request(master, 0.3))
-    assert service._still_listening(initrd_key, _initrd_request(master, 0.4)) == []  # itself: no
+    assert held.still_listening(initrd_key, master, 0.4) == []  # itself: no
     service.handle(_initrd_request(master, 0.5))
     fallback = _initrd_request((A[0], 3000), 0.9)  # its plain-TFTP fallback: served, not a listener now
     fallback.option_names = []
     assert service.refuse_stale_fallback(fallback) is False and fallback.refused == []
-    assert service._still_listening(initrd_key, _initrd_request(C, 1.0)) == []
+    assert held.still_listening(initrd_key, C, 1.0) == []
 
     kernel.receive_datagram(ack(0), B, 0.12)  # answers the probe: lacks block 1
     kernel.datagrams_to_send(0.12)
     kernel.receive_datagram(ack(10), B, 0.13)  # its tail is done
     assert service._tails_on_group(initrd_key, GROUP, A[0]) is None  # A's next RRQ starts the stream
+
+
+def test_mtftp_held_member_that_falls_back_before_hearing_the_stream_is_served() -> None:
+    """A held client made a member when the initrd's stream started may fall back to plain
+    TFTP before it hears a packet (Debian's ROMs do so 0.8 s after their first request);
+    refused as a stale member, its boot would fail.  iPXE falls back only without a peer,
+    so a member that never reopened heard nothing: its fallback is served."""
+    from netboot.tftp.mcast_member import GONE
+
+    service, emitted = _service_with_kernel(shared_session())
+    initrd_key = ("mtftp", "initrd", "")
+    held_a, held_b = (A[0], 2000), (B[0], 2001)
+    service.held.hold(initrd_key, held_a, 0.0)
+    service.held.hold(initrd_key, held_b, 0.1)
+    initrd = shared_session()
+    initrd.add_request(C, [], 0.7)  # C's request starts the stream; A and B still listen
+    for addr in service.held.still_listening(initrd_key, C, 0.7):
+        initrd.add_request(addr, [], 0.7)
+    driver = SimpleNamespace(closed=False, kick=lambda: None)
+    handle = SimpleNamespace(key=initrd_key, core=initrd, driver=driver)
+    service.registry.sessions[initrd_key] = cast(Any, handle)
+    initrd.datagrams_to_send(0.7)
+
+    clean = _initrd_request((A[0], 3000), 0.8)  # A's fallback: it never reopened
+    clean.option_names = []
+    assert service.refuse_stale_fallback(clean) is False and clean.refused == []
+    assert initrd.members[held_a].state == GONE, "served elsewhere: not waited or lingered for"
+    said = [(e.name, e.fields.get("client")) for e in iter(initrd.next_event, None)]
+    assert ("mcast_withdrawn", f"{A[0]}:2000") in said
+    assert emitted[-1][0] == "mtftp_fallback_served"
+
+    service.handle(_initrd_request((B[0], 4000), 0.9))  # B heard the stream, lost it, reopened
+    stale = _initrd_request((B[0], 5000), 1.3)  # and then fell back: its bitmap is gone
+    stale.option_names = []
+    assert service.refuse_stale_fallback(stale) is True and stale.refused
+    assert initrd.members[held_b].state != GONE
 
 
 def test_mtftp_next_file_is_not_held_while_the_last_one_still_streams_on_the_group() -> None:

@@ -72,6 +72,7 @@ EVENT_KINDS: dict[str, str] = {
     "mcast_promote": PROMOTE,
     "multicast_not_received": FALLBACK,
     "mcast_declined": FALLBACK,
+    "mcast_withdrawn": FALLBACK,  # an MTFTP member that fell back to plain TFTP, served there
     "mcast_group_closed": CLOSED,
     "mcast_unicast_tail": TAIL,
     "done": DONE,
@@ -209,7 +210,8 @@ def _label(event: ServerEvent, kind: str, who: str) -> str:
     if kind == MASTER:
         return f"master {who}" + (f" ({reason})" if reason else "")
     if kind == FALLBACK:
-        return f"unicast fallback {who}" if name == "multicast_not_received" else f"declined {who}"
+        words = {"multicast_not_received": "unicast fallback", "mcast_withdrawn": "plain-TFTP fallback"}
+        return f"{words.get(name, 'declined')} {who}"
     if kind == DONE:
         return f"done {who}"
     if kind == GONE:

@@ -56,6 +56,22 @@ class Leaving(Election):
                    seconds=round(now - member.joined_at, 4), error_sent=True)
         self._left(member, now)
 
+    def withdraw(self, addr: tuple[str, int], now: float, reason: str) -> bool:
+        """The client at ``addr`` is served elsewhere now: stop serving it here, at once.
+
+        Why not wait for it to time out: an MTFTP member that fell back to plain TFTP
+        before it heard the stream (mtftp_held.py) would be probed, waited for and
+        lingered on for nothing.  Returns False when ``addr`` is no active member.
+        """
+        member = self.members.get(addr)
+        if member is None or member.state in (DONE, GONE, RELEASED):
+            return False
+        member.state = GONE
+        member.promoted_at = None
+        self._emit("mcast_withdrawn", client=member.text, reason=reason)
+        self._left(member, now)
+        return True
+
     def _left(self, member: Member, now: float) -> None:
         """``member`` is no longer served: if it led, the group needs a new master."""
         if self.master is member:

@@ -33,6 +33,7 @@ from netboot.tftp.mcast_pool import GroupPort
 from netboot.tftp.mcast_service import SessionRegistry
 from netboot.tftp.mcast_state import MAX_MULTICAST_BLOCKS
 from netboot.tftp.mcast_tuning import Tuning
+from netboot.tftp.mtftp_held import HeldRequests
 from netboot.tftp.multicast import MulticastSession
 from netboot.tftp.packets import ErrorCode
 from netboot.tftp.router import RequestRouter
@@ -43,10 +44,6 @@ from netboot.tftp.unicast import open_file
 log = logging.getLogger("pyatftpd")
 
 DEFAULT_MTFTP_PORT = 75
-#: How long after a held MTFTP request its iPXE may still listen on the group: upstream
-#: falls back to plain TFTP at its fourth timeout (0.25 + 0.5 + 1 + 2 s); Debian's ROMs
-#: were seen to fall back 0.8 s after their first request.
-HELD_LISTENS = 4.0
 #: Member states of a client that may still be receiving its file (not done, gone or released).
 RECEIVING = frozenset({WAITING, MASTER, UNICAST})
 MTFTP_BLKSIZE = 512
@@ -133,8 +130,8 @@ class MtftpService:
         self.tuning = tuning
         #: The last ended session of each (file, interface), for :meth:`refuse_stale_fallback`.
         self.ended: dict[tuple[str, str, str], GroupStream] = {}
-        #: Requests held by :meth:`_tails_on_group`, per session key: client IP -> (address, time).
-        self.held: dict[tuple[str, str, str], dict[str, tuple[tuple[str, int], float]]] = {}
+        #: Requests held by :meth:`_tails_on_group`, and who of them joined the stream.
+        self.held = HeldRequests()
 
     def install(self, sock: socket.socket) -> None:
         self.server.add_listener(sock, RequestRouter(self.handle), name="mtftp")
@@ -146,8 +143,18 @@ class MtftpService:
         if not request.is_read or "multicast" in ctx.option_names or request.filename not in self.entries:
             return False
         key = ("mtftp", request.filename, ctx.local_ip)
-        self.held.get(key, {}).pop(ctx.client[0], None)  # it gave up on MTFTP: not a listener any more
         handle = self.registry.sessions.get(key)
+        if (joined := self.held.clean_fallback(key, ctx.client)) is not None:
+            self.server.emit(
+                "mtftp_fallback_served", client=ctx.client_text, file=request.filename,
+                session_running=handle is not None,
+                reason="held, made a member when the stream started, and fell back without reopening: "
+                "it never heard the stream",
+            )
+            if handle is not None:
+                handle.core.withdraw(joined, ctx.now, "fell back to plain TFTP before it heard the stream")
+                handle.driver.kick()
+            return False
         stream = self._latest_stream(key)
         reason = stale_fallback_reason(stream, ctx.client[0], ctx.now)
         if reason is None and (stream is None or ctx.client[0] not in stream.finished_ips):
@@ -197,6 +204,7 @@ class MtftpService:
             )
             return True
         key = ("mtftp", entry.filename, ctx.local_ip)
+        self.held.saw_request(key, ctx.client)
         handle = self.registry.find(key)
         if handle is None and (busy := self._tails_on_group(key, entry.group, ctx.client[0])) is not None:
             other, unfinished = busy
@@ -206,8 +214,9 @@ class MtftpService:
             )
             log.info("holding %s's MTFTP request for %r: %d client(s) still receive %r by unicast on its "
                      "group:port", ctx.client_text, request.filename, unfinished, other)  # fmt: skip
-            self.held.setdefault(key, {})[ctx.client[0]] = (ctx.client, ctx.now)
+            self.held.hold(key, ctx.client, ctx.now)
             return True
+        started = handle is None
         if handle is None:
             source = open_file(ctx)
             if source is None:
@@ -244,26 +253,13 @@ class MtftpService:
                 source.close()
                 return True
         handle.core.add_request(ctx.client, [], ctx.now, may_listen=not self._group_shared(key, entry.group))
-        for addr in self._still_listening(key, ctx):
-            handle.core.add_request(addr, [], ctx.now)  # it hears this stream from its first block
+        if started:
+            # Held requesters still listen: they asked, so this stream is theirs (probed for
+            # what they miss; their fallback judged by mtftp_held.py, not as a stranger's).
+            for addr in self.held.still_listening(key, ctx.client, ctx.now):
+                handle.core.add_request(addr, [], ctx.now)  # it hears this stream from its first block
         handle.driver.kick()
         return True
-
-    def _still_listening(self, key: tuple[str, str, str], ctx: RequestContext) -> list[tuple[str, int]]:
-        """The held requesters of ``key`` whose iPXE still listens on the group, taken off the list.
-
-        Why members: they asked, so the stream that starts now is theirs.  Left unknown to
-        the session they would not be probed for what they miss, and their fallback would
-        be refused as an unknown listener's.  iPXE listens from its last request (same
-        port) until it falls back to plain TFTP, seen here as a plain RRQ (taken off the
-        list by :meth:`refuse_stale_fallback`), at the latest :data:`HELD_LISTENS` later.
-        """
-        held = self.held.pop(key, {})
-        return [
-            addr
-            for ip, (addr, when) in held.items()
-            if ip != ctx.client[0] and ctx.now - when <= HELD_LISTENS
-        ]
 
     def _tails_on_group(
         self, key: tuple[str, str, str], group: GroupPort, client_ip: str
