@@ -27,8 +27,9 @@ A non-PASS or multi-valued entry must say why (``reason``); the loader refuses i
 A train entry may name NICs whose VM is known to fail for a reason of its own (a driver
 defect in docs/findings.md), ``vms_may_fail = ["eepro100"]``, and defects outside the
 project that a failed VM's evidence proves (``defects_may_fail =
-["ipxe-mtftp-unknown-listener"]``, ids from lab.judge.diagnosis): the train is then expected
-when its only failed check is "every VM verified the bytes" and each VM that failed it is
+["ipxe-mtftp-unknown-listener"]``, ids from lab.judge.diagnosis and lab.judge.stale_reopen): the
+train is then expected when its only failed check is "every VM verified the bytes" (a full
+boot: "every VM booted") and each VM that failed it is
 one of those NICs or carries one of those defects.  Every other check still counts (they
 judge the VMs that verified), and any other failure is a regression, so a known defect
 cannot hide the server's.
@@ -50,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.judge.cells import cell_name, cell_outcome
-from lab.judge.train import CORRECTNESS_CHECKS, EVERY_VM_CHECK
+from lab.judge.train import CORRECTNESS_CHECKS, EVERY_VM_BOOTED_CHECK, EVERY_VM_CHECK
 from lab.model.results import CellResult, TrainResult
 from lab.model.status import Status
 
@@ -283,9 +284,9 @@ def gate(
 
 def vm_only_failures(train: TrainResult) -> tuple[tuple[str, str], ...] | None:
     """``(nic, defect)`` of the VMs that failed ``train`` when its only failed check is the
-    every-VM check, else None."""
+    every-VM check (verified, or for a full boot booted), else None."""
     failed_checks = [c.name for c in train.checks if c.ok is False]
-    if failed_checks != [EVERY_VM_CHECK] or train.outcome == "ok-but-corrupt":
+    if failed_checks not in ([EVERY_VM_CHECK], [EVERY_VM_BOOTED_CHECK]) or train.outcome == "ok-but-corrupt":
         return None
     return tuple((v.nic, v.defect) for v in train.vms if v.status is not Status.PASS)
 

@@ -192,6 +192,8 @@ class TrainVm:
     diagnosis: str = ""  # for a failed VM: what its tap shows (lab.judge.diagnosis)
     #: For a failed VM: a defect outside the project its evidence proves (docs/findings.md id).
     defect: str = ""
+    #: For a failed VM: what the server did with it, in order (lab.judge.server_story).
+    server_story: str = ""
 
     @property
     def status(self) -> Status:

@@ -32,6 +32,8 @@ from lab.judge.fullboot import (
     session_figures,
     success_pattern,
 )
+from lab.judge.server_story import server_story
+from lab.judge.stale_reopen import stale_reopen_defect
 from lab.model.console_text import erase_backspaces, last_lines
 from lab.model.errors import LabError
 from lab.model.network import BRIDGE, SERVER_IPV4, SLAM_PORT, Slot
@@ -43,6 +45,7 @@ from lab.run.evidence import count_capture
 from lab.run.lab import Lab
 from lab.run.services import services_for
 from lab.run.train import finish_train
+from lab.wire.frames import read_frames
 from lab.wire.streams import stream_timeline
 from netboot.events import ServerEvent, events_text
 from roms.catalog import nic
@@ -177,10 +180,13 @@ def run_fullboot_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Pa
     train = TrainResult(plan, Status.MISS, "", directory, seconds=time.monotonic() - t0)
     for boot in boots:
         vm = TrainVm(boot.nic, boot.ip, boot.directory, full_boot_evidence(boot), boot.started_at)
+        pcap = capture.files.get(boot.tap) if capture else None
         if boot.status is not Status.PASS:
             refused = refused_fallback(events, boot.ip)
             vm.diagnosis = f"{boot.detail}; {refused}" if refused else boot.detail
-        pcap = capture.files.get(boot.tap) if capture else None
+            vm.server_story = server_story(events, boot.ip)
+            if plan.protocol == "mtftp" and pcap is not None and pcap.exists():
+                vm.defect = stale_reopen_defect(events, boot.ip, list(read_frames(pcap)))
         if pcap is not None and pcap.exists():
             vm.heard_before_asking, vm.transfer = stream_timeline(pcap, boot.ip, KERNEL_NAME, ".ipxe")
         train.vms.append(vm)

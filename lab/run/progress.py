@@ -58,6 +58,8 @@ def train_progress(done: int, total: int, train: TrainResult) -> None:
         if vm.status in (Status.FAIL, Status.ERROR, Status.MISS):
             # A CI log is often all a reader has: say which VM failed and how, not only that one did.
             print(f"    {vm.nic}: {vm_failure_line(vm)}", file=sys.stderr, flush=True)
+            if vm.server_story:
+                print(f"      server, for {vm.ip}: {vm.server_story}", file=sys.stderr, flush=True)
 
 
 def vm_failure_line(vm: TrainVm) -> str:

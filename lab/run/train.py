@@ -17,6 +17,8 @@ from pathlib import Path
 from lab.infra.capture import Capture
 from lab.judge.delivery import classify, wire_figures
 from lab.judge.diagnosis import diagnose, known_defect, refused_fallback
+from lab.judge.server_story import server_story
+from lab.judge.stale_reopen import stale_reopen_defect
 from lab.judge.train import judge
 from lab.model.jsonable import to_json
 from lab.model.network import BRIDGE, MTFTP_PORT, VERIFIER_NAME, Slot
@@ -125,8 +127,11 @@ def _observe(
         vm.diagnosis = diagnose(evidence, tap_activity(frames, slot.ipv4), vm.transfer is not None)
     if evidence.status is not Status.PASS:
         vm.diagnosis = refused_fallback(events, slot.ipv4) or vm.diagnosis
+        vm.server_story = server_story(events, slot.ipv4)
         if plan.protocol == "mtftp" and pcap is not None and pcap.exists():
-            vm.defect = known_defect(events, slot.ipv4, sent_to_port(frames, slot.ipv4, MTFTP_PORT))
+            vm.defect = known_defect(
+                events, slot.ipv4, sent_to_port(frames, slot.ipv4, MTFTP_PORT)
+            ) or stale_reopen_defect(events, slot.ipv4, frames)
     return vm
 
 

@@ -296,6 +296,32 @@ def test_a_vm_whose_evidence_proves_a_known_defect_may_fail_a_train(tmp_path: Pa
     assert gate_run(book, [], [unproven]).judgements[0].verdict == REGRESSION
 
 
+def test_a_full_boot_vm_proven_to_carry_a_known_defect_may_fail_and_nothing_else(tmp_path: Path) -> None:
+    """A full boot's every-VM check is "booted", not "verified": a VM whose tap proves iPXE's
+    stale MTFTP reopen is excused there too; the same VM unproven, or a corrupt boot, is not."""
+    from lab.judge.expectations import gate_run
+    from lab.judge.stale_reopen import STALE_REOPEN
+    from lab.judge.train import BOOT_CORRUPT_CHECK, EVERY_VM_BOOTED_CHECK
+    from lab.model.results import TrainCheck, TrainVm
+
+    entry = Expectation(("*-fullboot",), (Status.PASS,), ("booted",), "iPXE's stale reopen",
+                        defects_may_fail=(STALE_REOPEN,))  # fmt: skip
+    book = _book(trains=(entry,))
+
+    def train(defect: str, *failed: str) -> TrainResult:
+        plan = TrainPlan("mtftp", "pyatftpd", "debian", 0, full_boot=True)
+        vms = [TrainVm("e1000", "192.0.2.100", tmp_path / "vm0", BootEvidence(Status.FAIL), defect=defect),
+               TrainVm("rtl8139", "192.0.2.101", tmp_path / "vm1", BootEvidence(Status.PASS))]  # fmt: skip
+        names = (EVERY_VM_BOOTED_CHECK, BOOT_CORRUPT_CHECK)
+        checks = [TrainCheck(name, name not in failed, "") for name in names]
+        return TrainResult(plan, Status.FAIL, "failed", tmp_path, vms, checks)
+
+    assert gate_run(book, [], [train(STALE_REOPEN, EVERY_VM_BOOTED_CHECK)]).judgements[0].verdict == EXPECTED
+    assert gate_run(book, [], [train("", EVERY_VM_BOOTED_CHECK)]).judgements[0].verdict == REGRESSION
+    corrupt = train(STALE_REOPEN, EVERY_VM_BOOTED_CHECK, BOOT_CORRUPT_CHECK)
+    assert gate_run(book, [], [corrupt]).judgements[0].verdict == REGRESSION
+
+
 def test_the_unknown_listener_needs_the_refusal_and_a_silent_tap() -> None:
     from lab.judge.diagnosis import UNKNOWN_LISTENER, known_defect
 
