@@ -23,13 +23,13 @@ HEAD, TAIL = 3, 9
 
 def server_story(server_events: Sequence[Mapping[str, Any]], client_ip: str, limit: int = 900) -> str:
     """The server's events for ``client_ip``, ``+seconds event file :port (details)``,
-    times from its first event ("" when the server logged nothing for it)."""
+    times from its first timed event ("" when the server logged nothing for it)."""
     mine = [
         e for e in as_server_events(server_events) if e.client_ip == client_ip and e.event not in BLOCK_EVENTS
     ]
     if not mine:
         return ""
-    start = mine[0].ts
+    start = next((e.ts for e in mine if e.ts), 0.0)
     words = [_word(e, start) for e in mine]
     if len(words) > HEAD + TAIL:
         words = [*words[:HEAD], f"… {len(words) - HEAD - TAIL} more …", *words[-TAIL:]]
@@ -51,4 +51,5 @@ def _word(event: Any, start: float) -> str:
     if event.event == "request" and isinstance(options, Mapping):
         details.append("options " + ",".join(options) if options else "no options")
     said = f" ({', '.join(details)})" if details else ""
-    return f"+{event.ts - start:.2f} {event.event} {file}{port}{said}"
+    when = f"+{event.ts - start:.2f} " if event.ts else ""  # atftpd's log lines carry no time
+    return f"{when}{event.event} {file}{port}{said}"
