@@ -8,22 +8,14 @@ import dpkt
 from lab.judge.server_story import server_story
 from lab.judge.stale_reopen import STALE_REOPEN, stale_reopen_defect
 from lab.wire.frames import Frame, read_frames
+from tests.lab_unit.udp_frames import udp_frame
 
 VM, SERVER, GROUP = "192.0.2.102", "192.0.2.1", "239.255.1.1"
 SESSION, VM_PORT, FALLBACK_PORT = 40000, 5000, 6000
 
 
 def _frame(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
-    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
-    udp.ulen = 8 + len(payload)
-    ip = dpkt.ip.IP(
-        src=bytes(int(p) for p in src.split(".")),
-        dst=bytes(int(p) for p in dst.split(".")),
-        p=dpkt.ip.IP_PROTO_UDP,
-        data=udp,
-    )
-    ip.len = 20 + len(bytes(udp))
-    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x02\x00\x00\x00\x00\x01", data=ip))
+    return udp_frame(src, dst, payload, sport, dport)
 
 
 def _tail(

@@ -6,21 +6,13 @@ from lab.judge.diagnosis import diagnose, refused_fallback
 from lab.model.results import BootEvidence, StageRecord
 from lab.model.status import Status
 from lab.wire.streams import tap_activity
+from tests.lab_unit.udp_frames import udp_frame
 
 VM = "192.0.2.102"
 
 
 def _frame(src: str, dst: str, payload: bytes) -> bytes:
-    udp = dpkt.udp.UDP(sport=3001, dport=3001, data=payload)
-    udp.ulen = 8 + len(payload)
-    ip = dpkt.ip.IP(
-        src=bytes(int(p) for p in src.split(".")),
-        dst=bytes(int(p) for p in dst.split(".")),
-        p=dpkt.ip.IP_PROTO_UDP,
-        data=udp,
-    )
-    ip.len = 20 + len(bytes(udp))
-    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x01\x00\x5e\x7f\x01\x01", data=ip))
+    return udp_frame(src, dst, payload)
 
 
 def _tap(tmp_path: Path, vm_sends_until: float, stream_until: float, asked_at: float | None = 10.0) -> Path:
