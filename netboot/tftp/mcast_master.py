@@ -139,7 +139,6 @@ class MasterStream(Leaving):
         if self.master is member:
             self.master = None
             self.pending = 0
-        member.pending = member.sent_upto = 0
-        member.deaf = True
+        member.pending = 0
         self._unicast_ack(member, block - 1, now)
         self._elect(now)

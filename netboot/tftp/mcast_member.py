@@ -61,10 +61,6 @@ class Member:
     # unicast service (deaf clients, or a lone MTFTP master's repair)
     pending: int = 0
     pending_sent: float = 0.0
-    #: It does not hear the group (multicast_not_received): every block it lacks is unicast.
-    deaf: bool = False
-    #: The highest block sent to it by unicast (``pending`` and the window ahead of it).
-    sent_upto: int = 0
     pending_via: str = ""
     unicast_bytes: int = 0
 

@@ -139,9 +139,7 @@ class SessionState:
         self.last_group_block = block
         self.block_last_group[block] = now
 
-    def _send_unicast(self, member: Member, block: int, now: float, ahead: bool = False) -> None:
-        """DATA ``block`` to ``member`` alone; unless ``ahead`` (a window's later block), it
-        is the block whose ACK is awaited and repeated on the timer (``pending``)."""
+    def _send_unicast(self, member: Member, block: int, now: float) -> None:
         if not 1 <= block <= self.blocks:
             return
         payload = self._payload(block)
@@ -149,9 +147,7 @@ class SessionState:
         member.unicast_bytes += len(payload)
         self.unicast_bytes += len(payload)
         member.last_unicast = now
-        member.sent_upto = max(member.sent_upto, block)
-        if not ahead:
-            member.pending, member.pending_sent = block, now
+        member.pending, member.pending_sent = block, now
 
     def _send_oack(self, member: Member, now: float, master: bool, full: bool) -> None:
         value = self.group.oack_value(master) if full else f",,{1 if master else 0}"

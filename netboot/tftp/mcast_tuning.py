@@ -31,11 +31,6 @@ class Tuning:
     max_members: int = 512
     #: ``--mcast-window``: blocks in flight ahead of the master at most (mcast_window.py).
     window: int = 1
-    #: Blocks in flight to a client served by unicast from the session (a shared group's
-    #: tail, a deaf client; mcast_unicast.py).  Lock-step (1) made a TCG e1000's 1,600-block
-    #: kernel tail last about 4 s, during which any 0.25 s stall of the guest ended its
-    #: boot; 4 frames fit the smallest receive ring iPXE gives a NIC here.
-    tail_window: int = 4
     #: ``--mcast-pace-blocks``: RFC 2090 blocks each member leads in turn, so that each
     #: new leader's first gap tells what it lost as a listener and the stream's pace
     #: follows (mcast_pace.py); 0: the first to answer leads, as fast as it ACKs.

@@ -2,11 +2,8 @@
 
 Why from the session socket: iPXE's TID filter takes only packets from the socket that
 answered its request, so a client that cannot hear the group (mcast_master.py, "deaf")
-or may no longer use it (below) gets its DATA from the same socket, ``tail_window``
-blocks in flight ahead of its first gap (iPXE keeps a block bitmap, takes blocks in any
-order and ACKs its first gap), with the repeat of that gap on the client's round-trip
-timeout.  Why a window: in lock-step the tail lasts one round trip per block, and a TCG
-guest that stalls 0.25 s at any point of it falls back (docs/findings.md#ipxe-mtftp-stale-fallback).
+or may no longer use it (below) gets its DATA from the same socket, one block per ACK,
+with the repeat of a lost DATA on the client's round-trip timeout.
 """
 
 from __future__ import annotations
@@ -17,29 +14,10 @@ from netboot.tftp.mcast_member import UNICAST, WAITING, Member
 
 class UnicastService(Linger):
     def _unicast_ack(self, member: Member, number: int, now: float) -> None:
-        """``member`` holds blocks 1..``number``: move its window, or repeat its gap."""
         block = number + 1
-        if member.pending and block < member.pending:
-            return  # an older ACK, overtaken by a newer one
-        if block == member.pending:
-            if now - member.pending_sent < self.tuning.repair_after / 2:
-                return  # a duplicate within a round trip (a window's later block): no Sorcerer's Apprentice
-            self._send_unicast(member, block, now)  # still its gap after half a repair wait: again
-        elif member.pending and block <= member.sent_upto:
-            member.pending, member.pending_sent = block, now  # progress into blocks in flight
-        else:
-            self._send_unicast(member, block, now)
-        last = min(self.blocks, member.pending + max(1, self.tuning.tail_window) - 1)
-        for ahead in range(max(member.sent_upto, member.pending) + 1, last + 1):
-            if not self._lacks(member, ahead):
-                break  # past a lost block it heard the rest: its next ACK jumps the gap
-            self._send_unicast(member, ahead, now, ahead=True)
-
-    def _lacks(self, member: Member, block: int) -> bool:
-        """``member`` cannot have heard ``block``: it is deaf, or the block last went to the
-        group before it listened (a late joiner's head).  Only such blocks go ahead of an
-        ACK; a gap it lost mid-stream is sent alone, and its ACK then jumps past the gap."""
-        return member.deaf or self.block_last_group[block] < member.listening_since
+        if block == member.pending and now - member.pending_sent < self.tuning.repair_after / 2:
+            return  # duplicate ACK within a round trip: no Sorcerer's Apprentice
+        self._send_unicast(member, block, now)
 
     def _tail_deadlines(self) -> list[tuple[Member, float]]:
         """When each unicast-served client's DATA (and, closed group, each probe) goes again.
@@ -92,7 +70,7 @@ class UnicastService(Linger):
         member.state = UNICAST
         member.promoted_at = None
         member.acking = True
-        member.pending = member.sent_upto = 0
+        member.pending = 0
         self._emit("mcast_unicast_tail", client=member.text, from_block=member.have + 1,
                    reason="the group is closed to this file (another file shares it)")
         self._unicast_ack(member, member.have, now)
