@@ -58,7 +58,7 @@ def stale_reopen_defect(
     silent_from, session_port = sent[-1].ts, sent[-1].dport
     from_server = [
         d for d in before
-        if d.ts > silent_from and d.src == SERVER_IPV4 and (d.dst == client_ip or _is_group(d.dst))
+        if d.ts > silent_from and d.src == SERVER_IPV4 and (d.dst == client_ip or d.to_group)
     ]  # fmt: skip
     if any(d.sport != session_port for d in from_server):
         return ""  # another stream reached it meanwhile: the server may have swamped it
@@ -66,8 +66,3 @@ def stale_reopen_defect(
     if max(b - a for a, b in zip(points, points[1:], strict=False)) >= IPXE_MIN_TIMEOUT:
         return ""  # the server let it go quiet: its failure, not iPXE's
     return STALE_REOPEN
-
-
-def _is_group(address: str) -> bool:
-    first = address.split(".", 1)[0]
-    return first.isdigit() and 224 <= int(first) <= 239

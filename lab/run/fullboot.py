@@ -181,14 +181,15 @@ def run_fullboot_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Pa
     for boot in boots:
         vm = TrainVm(boot.nic, boot.ip, boot.directory, full_boot_evidence(boot), boot.started_at)
         pcap = capture.files.get(boot.tap) if capture else None
+        frames = list(read_frames(pcap)) if pcap is not None and pcap.exists() else None  # read once
         if boot.status is not Status.PASS:
             refused = refused_fallback(events, boot.ip)
             vm.diagnosis = f"{boot.detail}; {refused}" if refused else boot.detail
             vm.server_story = server_story(events, boot.ip)
-            if plan.protocol == "mtftp" and pcap is not None and pcap.exists():
-                vm.defect = stale_reopen_defect(events, boot.ip, list(read_frames(pcap)))
-        if pcap is not None and pcap.exists():
-            vm.heard_before_asking, vm.transfer = stream_timeline(pcap, boot.ip, KERNEL_NAME, ".ipxe")
+            if plan.protocol == "mtftp" and frames is not None:
+                vm.defect = stale_reopen_defect(events, boot.ip, frames)
+        if frames is not None:
+            vm.heard_before_asking, vm.transfer = stream_timeline(frames, boot.ip, KERNEL_NAME, ".ipxe")
         train.vms.append(vm)
     bridge = summaries.get(BRIDGE)
     if bridge is not None:
