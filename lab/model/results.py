@@ -116,6 +116,13 @@ class BootEvidence:
     loss: dict[str, Any] = field(default_factory=dict)
     #: Unix time QEMU started: puts a failure on a timeline even in a copied run folder.
     started_unix: float | None = None
+    #: The payload's fetch as the VM's tap saw it (``lab.wire.streams.stream_timeline``): from
+    #: the first request a server could act on (the TFTP RRQ, the first SLAM NACK) to the
+    #: last payload frame.  Beside ``fetch_seconds`` it shows how long the client waited
+    #: before it asked: iPXE's x-slam sends its first NACK only after a fixed second
+    #: (docs/pyslamd.md, "How the single-client goal is measured").  None when the fetch did
+    #: not finish or was not captured.
+    wire_fetch_seconds: float | None = field(default=None, metadata=ROUND3)
 
     @property
     def failed_stage(self) -> str | None:

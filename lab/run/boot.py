@@ -34,6 +34,7 @@ from lab.run.loss import LossAfterDhcp
 from lab.run.services import services_for
 from lab.run.stall import StallWatch
 from lab.wire.counts import WireSummary
+from lab.wire.streams import fetch_on_wire
 from netboot.events import ServerEvent, events_text
 from roms.catalog import NicModel
 from roms.romset import RomMismatch, RomMissing, RomSet
@@ -63,6 +64,8 @@ class BootRun:
         self.slot: Slot | None = None
         self.vm: Vm | None = None
         self.payload = PayloadCheck(size, "")
+        #: The payload's file name in the server's root (its requests name it on the wire).
+        self.payload_name = ""
         self.evidence = BootEvidence(payloads=[self.payload])
         self._done = False
         self.dhcp_mark = 0
@@ -163,6 +166,9 @@ class BootRun:
             if BRIDGE in self.summaries:
                 wire.bridge_group_data_bytes = self.summaries[BRIDGE].group_bytes()
         evidence = self.evidence
+        tap_pcap = result.files.get(self.slot.tap) if result is not None else None
+        if evidence.said_ok() and tap_pcap is not None and tap_pcap.exists():
+            evidence.wire_fetch_seconds = fetch_on_wire(tap_pcap, self.slot.ipv4, self.payload_name)
         evidence.delivery = classify(
             self.protocol, evidence.status, self.payload.size, self.events, wire, evidence.said_ok(),
             evidence.failed_stage,
@@ -226,6 +232,7 @@ def launch(
     run.evidence.rom.update({"set": rom_set.name, "file": rom.name, "sha256": _sha256(rom)})
     name, digest = lab.payload(size, seed)
     run.payload.expect_sha256 = digest
+    run.payload_name = name
     if slot is None:
         running = lab.tftp.kind if lab.tftp is not None else lab.config.server
         lab.ensure(services_for(protocol, (name,), server or running))

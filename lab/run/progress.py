@@ -31,7 +31,9 @@ class BootProgress:
         first = clip(ev.reason.splitlines()[0], 100) if ev.reason else ""
         where = "" if ev.status is Status.PASS else f" {ev.failed_stage or ''}: {first}"
         key = outcome.plan.key
-        fetch = f" (fetch {ev.fetch_seconds:.1f} s)" if ev.fetch_seconds is not None else ""
+        fetch = ""
+        if ev.fetch_seconds is not None:
+            fetch = f" (fetch {ev.fetch_seconds:.2f} s{_on_wire(ev.wire_fetch_seconds)})"
         line = (
             f"[{done:>3}/{total}] {ev.status.value:<5} {key.nic:<10} {key.column:<24} "
             f"{outcome.plan.size:>8} B {ev.seconds:5.1f} s{fetch}{where}"
@@ -78,6 +80,12 @@ def vm_failure_line(vm: TrainVm) -> str:
     if vm.defect:
         parts.append(f"known defect {vm.defect}")
     return "; ".join(parts)
+
+
+def _on_wire(seconds: float | None) -> str:
+    """The tap's figure beside the console's: for x-slam the two differ by the second iPXE
+    waits before its first NACK, which no server can shorten."""
+    return f", on the wire {seconds:.3f} s" if seconds is not None else ""
 
 
 def clip(text: str, limit: int) -> str:

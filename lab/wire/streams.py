@@ -76,6 +76,14 @@ def stream_timeline(
     return len(never_asked), (start, stream.last if stream.last is not None else start)
 
 
+def fetch_on_wire(pcap: Path | Sequence[Frame], client_ip: str, payload_name: str) -> float | None:
+    """Seconds from the client's first request for ``payload_name`` (the RRQ; for SLAM the
+    first NACK) to the last payload frame on its tap: the part of a fetch a server can act
+    on.  None when the tap shows no such request."""
+    _, span = stream_timeline(pcap, client_ip, payload_name)
+    return None if span is None else span[1] - span[0]
+
+
 def _slam_packet(body: bytes) -> int | None:
     if body[:1] == b"\0":
         return None

@@ -209,6 +209,43 @@ def test_slam_clients_ask_with_nacks_and_listeners_start_after_their_verifier(tm
     assert stream_timeline(pcap, listener, "payload.bin") == (6, (2.1, 2.6))  # all six, no NACK
 
 
+def test_the_fetch_on_the_wire_runs_from_the_first_request_a_server_sees(tmp_path: Path) -> None:
+    """x-slam: the first NACK (iPXE sends it a second after it opened) to the disconnect after
+    the last block; tftp: the payload's RRQ to its last ACK.  What came before (the
+    verifier) is not part of it."""
+    from lab.wire.streams import fetch_on_wire
+
+    server, client, group = "192.0.2.1", "192.0.2.101", "239.255.1.1"
+    verifier = [
+        (1.0, _udp_frame(client, server, 2000, 69, b"\x00\x01verifier.elf\x00octet\x00")),
+        (1.1, _udp_frame(client, server, 2000, 5000, b"\x00\x04\x00\x01")),
+    ]
+    slam = verifier + [(2.25, _udp_frame(client, server, 3000, 10000, b"\x20\x21\x00"))]
+    slam += [(2.3 + p / 100, _udp_frame(server, group, 10000, 10000, _slam_data(p))) for p in range(10)]
+    slam.append((2.4, _udp_frame(client, server, 3000, 10000, b"\x00")))  # done: the disconnect
+    assert fetch_on_wire(_pcap(tmp_path / "slam.pcap", slam), client, "payload.bin") == pytest.approx(0.15)
+    tftp = verifier + [(3.0, _udp_frame(client, server, 2001, 69, b"\x00\x01payload.bin\x00octet\x00"))]
+    acks = [b"\x00\x04\x00" + bytes([b]) for b in range(6)]
+    tftp += [(3.0 + b / 10, _udp_frame(client, server, 2001, 5001, ack)) for b, ack in enumerate(acks)]
+    assert fetch_on_wire(_pcap(tmp_path / "tftp.pcap", tftp), client, "payload.bin") == pytest.approx(0.5)
+    # A client that never asked for the payload (stuck on its verifier) has no such figure.
+    assert fetch_on_wire(_pcap(tmp_path / "none.pcap", verifier), client, "payload.bin") is None
+
+
+def test_a_boot_line_shows_the_console_fetch_and_the_fetch_on_the_wire(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lab.model.plan import BootPlan, CellKey
+    from lab.model.results import BootOutcome, StageRecord
+    from lab.run.progress import BootProgress
+
+    ev = BootEvidence(status=Status.PASS, stages=[StageRecord("payload", Status.PASS, 1.18, 9.0)])
+    ev.wire_fetch_seconds = 0.164
+    plan = BootPlan(CellKey("e1000", "upstream-fix", "x-slam"), SIZE, 1)
+    BootProgress(1)(1, 1, BootOutcome(plan, ev, Path("/b")))
+    assert "(fetch 1.18 s, on the wire 0.164 s)" in capsys.readouterr().err
+
+
 def test_a_lossy_train_may_put_twice_its_loss_more_on_the_group() -> None:
     """A lost DATA or ACK of the lossy VM can each cost one more group block: 1.2 x + 2 x 5 %."""
     from lab.judge.train import ratio_check
