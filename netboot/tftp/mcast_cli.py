@@ -42,7 +42,11 @@ def multicast_setup(args: argparse.Namespace) -> Setup:
             raise ValueError(f"--mcast-window {args.mcast_window}: it must be at least 1 (lock-step)")
         if args.mcast_pace_blocks < 0:
             raise ValueError(f"--mcast-pace-blocks {args.mcast_pace_blocks}: it must be 0 (off) or more")
-        tuning = Tuning(window=args.mcast_window, pace_blocks=args.mcast_pace_blocks)
+        tuning = Tuning(
+            window=args.mcast_window,
+            pace_blocks=args.mcast_pace_blocks,
+            last_block_first=args.mtftp_last_block_first,
+        )
     except (PoolSyntaxError, ValueError) as exc:
         raise SystemExit(f"pyatftpd: {exc}") from None
     entries: dict[str, MtftpEntry] = {}

@@ -138,6 +138,10 @@ class Requests(Election):
         """MTFTP: block ``have+1`` by unicast (which makes iPXE the master) and on the group."""
         block = member.have + 1
         if now - self.last_group_send >= self.tuning.mtftp_gap or self.last_group_block != block:
+            if block == 1 and self.blocks > 1 and self.tuning.last_block_first:
+                # The size first (mcast_tuning.py, ``last_block_first``).  Every file of a
+                # session has at most 65535 blocks, so iPXE places it by its number alone.
+                self._send_group(self.blocks, now)
             self._send_group(block, now)
         # "both": its ACK times a round trip but proves nothing about hearing the group.
         self.pending, self.pending_sent, self.pending_via = block, now, "both"
