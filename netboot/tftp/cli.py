@@ -229,10 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mtftp-last-block-first",
         action="store_true",
-        help="MTFTP: send a pass's last block to the group just before its first, so iPXE learns "
-        "the size at once instead of growing its buffer by every block (a lone 5 MiB fetch took "
-        "2 s instead of 26 s in the lab); off by default: shorter passes leave nodes that boot "
-        "seconds apart more to repair (docs/multicast.md, 'The last block first')",
+        help="experimental, MTFTP: send a pass's last block to the group just before its first, so "
+        "iPXE learns the size at once instead of growing its buffer by every block (a lone 5 MiB "
+        "fetch took 2-5 s instead of 25 s in the lab); off by default: with nodes that ask seconds "
+        "apart the short passes failed some of them (docs/multicast.md, 'The last block first')",
     )
     p.add_argument("directory", nargs="?", default="/srv/tftp", help="folder to serve (default /srv/tftp)")
     return p

@@ -58,7 +58,8 @@ class Tuning:
     mtftp_gap: float = 0.12
     #: ``--mtftp-last-block-first``: MTFTP has no tsize, so iPXE sizes its buffer by the
     #: blocks it gets, a copy of all it holds per block (its turnaround grew from 0.4 ms to
-    #: 4 ms over 5 MiB in the lab); the last block first sizes it at once.  Off by default:
-    #: the pass then ends so soon that VMs booting seconds apart miss most of it and the
-    #: group carries 2-2.6 x (docs/multicast.md, "The last block first").
+    #: 4 ms over 5 MiB in the lab); the last block first sizes it at once.  Experimental and
+    #: off by default: the pass then ends so soon that VMs booting seconds apart miss most
+    #: of it, the group carried 1.6-2.4 x and some listeners fell back and were refused
+    #: (docs/multicast.md, "The last block first").
     last_block_first: bool = False
