@@ -22,6 +22,7 @@ from lab.run.progress import clip, train_progress
 from lab.wire.counts import WireContext, parse_pcap
 from lab.wire.streams import stream_timeline
 from netboot.events import as_server_events
+from tests.lab_unit.udp_frames import write_pcap
 
 SIZE = 2 * 1024 * 1024
 FALLBACK = {"event": "multicast_not_received", "client": "192.0.2.100:1234", "block": 3}
@@ -87,12 +88,7 @@ def _udp_frame(src: str, dst: str, sport: int, dport: int, body: bytes) -> bytes
     return bytes(eth)
 
 
-def _pcap(path: Path, frames: list[tuple[float, bytes]]) -> Path:
-    with open(path, "wb") as fh:
-        writer = dpkt.pcap.Writer(fh)
-        for ts, frame in frames:
-            writer.writepkt(frame, ts=ts)
-    return path
+_pcap = write_pcap
 
 
 def test_stream_timeline_counts_group_blocks_the_client_never_asked_for(tmp_path: Path) -> None:

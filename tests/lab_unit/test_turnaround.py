@@ -5,21 +5,12 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import dpkt
 import pytest
 
 from lab.wire.turnaround import by_range, main, turnarounds
-from tests.lab_unit.udp_frames import udp_frame
+from tests.lab_unit.udp_frames import udp_frame, write_pcap
 
 SERVER, CLIENT, GROUP = "192.0.2.1", "192.0.2.101", "239.255.1.1"
-
-
-def _pcap(path: Path, frames: list[tuple[float, bytes]]) -> Path:
-    with open(path, "wb") as fh:
-        writer = dpkt.pcap.Writer(fh)
-        for ts, frame in frames:
-            writer.writepkt(frame, ts=ts)
-    return path
 
 
 def _growing(tmp_path: Path) -> Path:
@@ -31,7 +22,7 @@ def _growing(tmp_path: Path) -> Path:
         frames.append((now, udp_frame(CLIENT, SERVER, struct.pack("!HH", 4, block))))
         frames.append((now + 0.0001, udp_frame(CLIENT, SERVER, struct.pack("!HH", 4, block))))  # a repeat
         now += 0.0002
-    return _pcap(tmp_path / "tap.pcap", frames)
+    return write_pcap(tmp_path / "tap.pcap", frames)
 
 
 def test_the_turnaround_of_each_block_and_its_growth_by_range(tmp_path: Path) -> None:
