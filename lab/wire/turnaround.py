@@ -7,7 +7,8 @@ iPXE's MTFTP client grows its buffer by every block (docs/multicast.md, "The las
 first"): 0.4 ms at the start of a 5 MiB file, 4 ms at its end.  The time runs from the
 first copy of DATA n that reached the tap (group or unicast) to the client's first ACK n
 after it; blocks it acknowledged without such a DATA (heard before a capture began) are
-skipped.
+skipped.  Blocks are TFTP's 16-bit numbers, so a transfer past 65535 blocks is counted as
+far as its first wrap (multicast sessions never get there).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def turnarounds(pcap: Path | Sequence[Frame], client_ip: str) -> dict[int, float
             continue
         opcode, block = struct.unpack_from("!HH", d.payload)
         if opcode == Opcode.DATA and d.src != client_ip and (d.to_group or d.dst == client_ip):
+            if block == 0 and sent:
+                break  # the block number wrapped: later blocks would land on earlier ones
             sent.setdefault(block, d.ts)
         elif opcode == Opcode.ACK and d.src == client_ip and block in sent and block not in answered:
             answered[block] = d.ts - sent[block]

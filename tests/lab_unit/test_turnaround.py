@@ -41,3 +41,12 @@ def test_the_command_prints_one_line_per_range_and_says_when_it_found_nothing(
     assert len(capsys.readouterr().out.splitlines()) == 1 + 3
     assert main([str(pcap), "192.0.2.199"]) == 1
     assert "no block of 192.0.2.199" in capsys.readouterr().err
+
+
+def test_counting_stops_where_the_block_number_wraps(tmp_path: Path) -> None:
+    frames = []
+    for i, block in enumerate([65534, 65535, 0, 1]):
+        frames.append((1.0 + i, udp_frame(SERVER, CLIENT, struct.pack("!HH", 3, block) + b"x")))
+        frames.append((1.5 + i, udp_frame(CLIENT, SERVER, struct.pack("!HH", 4, block))))
+    times = turnarounds(write_pcap(tmp_path / "wrap.pcap", frames), CLIENT)
+    assert sorted(times) == [65534, 65535]  # block 1 after the wrap is not taken for the first block 1
