@@ -9,7 +9,11 @@ hear the first group DATA later than that).  Such a fallback is clean: iPXE fall
 only when it has no peer, and a client that heard anything of the stream has a peer
 and must first *reopen* (a new RRQ from a new port on the MTFTP port) before it can
 fall back.  So a held member whose plain RRQ comes with no reopen seen is served, and
-leaves the session; refused as a stale member, its boot would fail for nothing.
+leaves the session; refused as a stale member, its boot would fail for nothing.  The gap
+in this: a reopen shows an RRQ only while iPXE's count of timeouts without a peer is
+below 3, and a held client may have reached that while it waited; one that heard the
+stream and then reopened would be served over a stale size, and its guest's verifier
+would fail it (docs/multicast.md, "The next file waits for the last one's tails").
 
 Sans-I/O: addresses and the server loop's times in, decisions out.
 """
