@@ -245,6 +245,26 @@ def test_mtftp_late_request_listens_to_the_stream_and_is_promoted_by_unicast() -
     assert parse(core.datagrams_to_send(0.21)) == [("DATA", 2, ("239.255.0.0", 1758))]
 
 
+def test_mtftp_request_told_to_wait_then_led_by_the_candidate_is_probed_not_dropped() -> None:
+    """B asks a millisecond after A, before A answered: told to wait (nothing sent).  A then
+    leads the pass, B hears it from block 2 on (block 1 went out before B joined the group)
+    and, as iPXE does while it hears a stream, asks nothing more.  At the end B is probed
+    for what it lacks; dropped as "asked once, never again", it timed out and fell back
+    (tests/test_multicast_interop.py saw it)."""
+    core = session(mtftp=True, size=5000, blksize=512)
+    core.add_request(A, [], 0.0)
+    core.datagrams_to_send(0.0)
+    core.add_request(B, [], 0.001)
+    assert parse(core.datagrams_to_send(0.001)) == []
+    assert "mcast_wait" in events(core)
+    for block in range(1, 10):
+        core.receive_datagram(ack(block), A, 0.01 * block)
+        core.datagrams_to_send(0.01 * block)
+    core.receive_datagram(ack(10), A, 0.2)  # A is done: B is asked at once, by unicast DATA
+    assert parse(core.datagrams_to_send(0.2)) == [("DATA", 1, B)]
+    assert "mcast_client_gone" not in events(core)
+
+
 def test_mtftp_silent_listener_is_released_then_waited_for_then_told() -> None:
     """B heard block 2 but not 1 and never answers: released (not failed), waited for as long
     as iPXE would wait itself, then given up with an ERROR, never silence (issue 18)."""

@@ -132,10 +132,15 @@ class Election(UnicastService):
 
         Probing them would send one unicast DATA each to addresses nobody vouched for; a
         real iPXE client in their place asked again within 0.25 s and was answered then.
+        Unless the group carried the stream after it asked: one told to wait because the
+        candidate had not answered yet (``mcast_wait``), whose candidate then led the pass,
+        listened to it as any later requester does, and asks nothing more.  It may lack what
+        went out before it joined (block 1, milliseconds earlier), so it is probed like
+        those; dropped, it timed out after the pass and fell back over a stale size.
         """
         kept = []
         for member in waiting:
-            if member.contacted or member.answered:
+            if member.contacted or member.answered or self.last_group_send > member.joined_at:
                 kept.append(member)
                 continue
             member.state = GONE
