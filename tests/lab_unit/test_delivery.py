@@ -88,7 +88,6 @@ def _udp_frame(src: str, dst: str, sport: int, dport: int, body: bytes) -> bytes
     return bytes(eth)
 
 
-_pcap = write_pcap
 
 
 def test_stream_timeline_counts_group_blocks_the_client_never_asked_for(tmp_path: Path) -> None:
@@ -100,7 +99,7 @@ def test_stream_timeline_counts_group_blocks_the_client_never_asked_for(tmp_path
         frames.append((1.1 + i / 100, _udp_frame(server, group, 3001, 3001, data)))
     frames.append((1.2, _udp_frame(client, server, 2000, 40000, b"\x00\x04\x00\x09")))
     frames.append((1.3, _udp_frame(server, group, 3001, 3001, b"\x00\x03\x00\x0a" + b"x" * 512)))
-    pcap = _pcap(tmp_path / "tap1.pcap", frames)
+    pcap = write_pcap(tmp_path / "tap1.pcap", frames)
     heard, span = stream_timeline(pcap, client, "payload.bin")
     assert heard == 5  # blocks 5-9; block 10 it asked for with ACK 9
     assert span == (1.0, 1.3)
@@ -173,7 +172,7 @@ def test_all_fallback_train_passes_with_stream_checks_not_applicable() -> None:
 def test_a_client_that_never_asked_took_nothing_from_the_stream(tmp_path: Path) -> None:
     server, group = "192.0.2.1", "239.255.1.1"
     frames = [(1.0, _udp_frame(server, group, 3001, 3001, b"\x00\x03\x00\x05" + b"x" * 512))]
-    pcap = _pcap(tmp_path / "tap3.pcap", frames)
+    pcap = write_pcap(tmp_path / "tap3.pcap", frames)
     assert stream_timeline(pcap, "192.0.2.103", "payload.bin") == (0, None)
 
 
@@ -200,7 +199,7 @@ def test_slam_clients_ask_with_nacks_and_listeners_start_after_their_verifier(tm
         (2.0, _udp_frame(nacker, server, 3000, 10000, b"\x20\x21\x00")),  # asks for block 0
     ]
     frames += [(2.1 + p / 10, _udp_frame(server, group, 10000, 10000, _slam_data(p))) for p in range(6)]
-    pcap = _pcap(tmp_path / "tap.pcap", frames)
+    pcap = write_pcap(tmp_path / "tap.pcap", frames)
     assert stream_timeline(pcap, nacker, "payload.bin") == (5, (2.0, 2.6))  # 1..5: never asked
     assert stream_timeline(pcap, listener, "payload.bin") == (6, (2.1, 2.6))  # all six, no NACK
 
@@ -219,13 +218,15 @@ def test_the_fetch_on_the_wire_runs_from_the_first_request_a_server_sees(tmp_pat
     slam = verifier + [(2.25, _udp_frame(client, server, 3000, 10000, b"\x20\x21\x00"))]
     slam += [(2.3 + p / 100, _udp_frame(server, group, 10000, 10000, _slam_data(p))) for p in range(10)]
     slam.append((2.4, _udp_frame(client, server, 3000, 10000, b"\x00")))  # done: the disconnect
-    assert fetch_on_wire(_pcap(tmp_path / "slam.pcap", slam), client, "payload.bin") == pytest.approx(0.15)
+    slam_pcap = write_pcap(tmp_path / "slam.pcap", slam)
+    assert fetch_on_wire(slam_pcap, client, "payload.bin") == pytest.approx(0.15)
     tftp = verifier + [(3.0, _udp_frame(client, server, 2001, 69, b"\x00\x01payload.bin\x00octet\x00"))]
     acks = [b"\x00\x04\x00" + bytes([b]) for b in range(6)]
     tftp += [(3.0 + b / 10, _udp_frame(client, server, 2001, 5001, ack)) for b, ack in enumerate(acks)]
-    assert fetch_on_wire(_pcap(tmp_path / "tftp.pcap", tftp), client, "payload.bin") == pytest.approx(0.5)
+    tftp_pcap = write_pcap(tmp_path / "tftp.pcap", tftp)
+    assert fetch_on_wire(tftp_pcap, client, "payload.bin") == pytest.approx(0.5)
     # A client that never asked for the payload (stuck on its verifier) has no such figure.
-    assert fetch_on_wire(_pcap(tmp_path / "none.pcap", verifier), client, "payload.bin") is None
+    assert fetch_on_wire(write_pcap(tmp_path / "none.pcap", verifier), client, "payload.bin") is None
 
 
 def test_a_boot_line_shows_the_console_fetch_and_the_fetch_on_the_wire(
@@ -335,6 +336,6 @@ def test_what_the_last_vm_to_start_missed_is_allowed_on_top_of_the_payload(tmp_p
 
     frames = [(1.0 + b / 10, data(b)) for b in (1, 2, 3)]
     frames.append((1.35, data(1)))
-    summary = parse_pcap(_pcap(tmp_path / "br0.pcap", frames), WireContext())
+    summary = parse_pcap(write_pcap(tmp_path / "br0.pcap", frames), WireContext())
     assert summary.group_bytes_first_sent_before(1.25) == 1024
     assert summary.group_bytes_first_sent_before(2.0) == 1536 and summary.group_bytes() == 2048
