@@ -120,8 +120,9 @@ class BootEvidence:
     #: the first request a server could act on (the TFTP RRQ, the first SLAM NACK) to the
     #: last payload frame.  Beside ``fetch_seconds`` it shows how long the client waited
     #: before it asked: iPXE's x-slam sends its first NACK only after a fixed second
-    #: (docs/pyslamd.md, "How the single-client goal is measured").  None when the fetch did
-    #: not finish or was not captured.
+    #: (docs/pyslamd.md, "How the single-client goal is measured").  Set for cells; None when
+    #: the fetch did not finish or was not captured, and for train VMs (their span on the
+    #: tap is ``TrainVm.transfer``).
     wire_fetch_seconds: float | None = field(default=None, metadata=ROUND3)
 
     @property
