@@ -14,6 +14,7 @@ from typing import Any
 
 from lab.model.results import BootEvidence
 from lab.model.status import Status
+from lab.wire.frames import Frame, datagrams
 from lab.wire.streams import TapActivity
 from netboot.events import as_server_events
 
@@ -51,16 +52,20 @@ def diagnose(evidence: BootEvidence, activity: TapActivity, asked_for_payload: b
 UNKNOWN_LISTENER = "ipxe-mtftp-unknown-listener"
 
 
-def known_defect(server_events: Sequence[Mapping[str, Any]], client_ip: str, sent_mtftp_request: bool) -> str:
+def known_defect(
+    server_events: Sequence[Mapping[str, Any]], client_ip: str, mtftp_request_reached_bridge: bool
+) -> str:
     """The docs/findings.md id of a defect outside the project that this failed VM's
     evidence proves, or "".
 
     The unknown MTFTP listener: the server refused the VM's plain-TFTP fallback because
-    its session never heard it, **and** the VM's own tap shows it never sent an MTFTP
-    request.  Both are needed: a server that lost a request it was sent would also "never
-    hear" the client, and that is the server's failure, not iPXE's.
+    its session never heard it, **and** no MTFTP request of the VM reached the bridge,
+    the server's side (its tap shows none, or every one on its tap was dropped by the
+    loss the lab injects there: :func:`requests_lost_to_injected_loss`).  Both are
+    needed: a server that lost a request it was sent would also "never hear" the client,
+    and that is the server's failure, not iPXE's.
     """
-    if sent_mtftp_request:
+    if mtftp_request_reached_bridge:
         return ""
     for event in as_server_events(server_events):
         if (
@@ -70,6 +75,24 @@ def known_defect(server_events: Sequence[Mapping[str, Any]], client_ip: str, sen
         ):
             return UNKNOWN_LISTENER
     return ""
+
+
+def requests_lost_to_injected_loss(
+    tap: Sequence[Frame], bridge: Sequence[Frame], client_ip: str, port: int
+) -> int:
+    """How many requests ``client_ip`` sent to ``port`` on its tap, when the bridge's
+    capture has no request of it to that port; 0 when one reached the bridge or none was sent.
+
+    Why: the lab drops a lossy VM's frames at its tap's nftables ingress hook, which runs
+    after a capture of the tap has taken them (docs/evidence.md, tests/test_loss.py).  A
+    request on the tap but not on br0 was dropped by the lab on its way, never offered to
+    the server.  Trust this only for a tap with injected loss and captures of the tap and
+    the bridge that dropped no frame; the caller checks all three.
+    """
+    sent = sum(1 for d in datagrams(tap) if d.src == client_ip and d.dport == port)
+    if sent == 0 or any(d.src == client_ip and d.dport == port for d in datagrams(bridge)):
+        return 0
+    return sent
 
 
 def refused_fallback(server_events: Sequence[Mapping[str, Any]], client_ip: str) -> str:

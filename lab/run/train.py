@@ -14,9 +14,15 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from lab.infra.capture import Capture
+from lab.infra.capture import Capture, CaptureResult
 from lab.judge.delivery import classify, wire_figures
-from lab.judge.diagnosis import diagnose, known_defect, refused_fallback
+from lab.judge.diagnosis import (
+    UNKNOWN_LISTENER,
+    diagnose,
+    known_defect,
+    refused_fallback,
+    requests_lost_to_injected_loss,
+)
 from lab.judge.server_story import server_story
 from lab.judge.stale_reopen import stale_reopen_defect
 from lab.judge.train import judge
@@ -33,7 +39,7 @@ from lab.run.lab import Lab
 from lab.run.loss import LossAfterDhcp
 from lab.run.services import services_for
 from lab.wire.counts import WireSummary
-from lab.wire.frames import read_frames
+from lab.wire.frames import Frame, read_frames
 from lab.wire.streams import sent_to_port, stream_timeline, tap_activity
 from netboot.events import ServerEvent, events_text
 from roms.catalog import nic
@@ -82,6 +88,7 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
             if plan.loss_percent
             else None
         )
+        lossy_tap = slots[-1].tap if loss is not None and loss.injected is not None else None
         runs, starts, evidences = boot_train(lab, rom_set, plan, directory, slots, name)
     assert cap.result is not None
     summaries = count_capture(cap.result)
@@ -92,7 +99,7 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
     train = TrainResult(plan, Status.MISS, "", directory, seconds=time.monotonic() - t0)
     for index, run in enumerate(runs):
         vm = TrainVm(plan.nics[index], slots[index].ipv4, run.directory, evidences[index], starts[index])
-        train.vms.append(_observe(vm, plan, run, slots[index], cap, summaries, events, name))
+        train.vms.append(_observe(vm, plan, run, slots[index], cap, summaries, events, name, lossy_tap))
     if loss is not None and loss.injected is not None:
         train.loss = {**loss.record(), "vm": len(slots) - 1}
     bridge = summaries.get(BRIDGE)
@@ -107,7 +114,7 @@ def run_train(lab: Lab, rom_set: RomSet, plan: TrainPlan, directory: Path) -> Tr
 
 def _observe(
     vm: TrainVm, plan: TrainPlan, run: BootRun, slot: Slot, cap: Capture, summaries: dict[str, WireSummary],
-    events: list[ServerEvent], name: str,
+    events: list[ServerEvent], name: str, lossy_tap: str | None,
 ) -> TrainVm:  # fmt: skip
     """One VM's part of the train: its delivery from its tap, and what its tap shows if it failed."""
     evidence = vm.evidence
@@ -129,10 +136,28 @@ def _observe(
         vm.diagnosis = refused_fallback(events, slot.ipv4) or vm.diagnosis
         vm.server_story = server_story(events, slot.ipv4)
         if plan.protocol == "mtftp" and pcap is not None and pcap.exists():
-            vm.defect = known_defect(
-                events, slot.ipv4, sent_to_port(frames, slot.ipv4, MTFTP_PORT)
-            ) or stale_reopen_defect(events, slot.ipv4, frames)
+            lost = requests_lost_to_lab_loss(frames, slot, cap.result, lossy_tap)
+            reached = sent_to_port(frames, slot.ipv4, MTFTP_PORT) and not lost
+            stale = stale_reopen_defect(events, slot.ipv4, frames)
+            vm.defect = known_defect(events, slot.ipv4, reached) or stale
+            if lost and vm.defect == UNKNOWN_LISTENER:  # first: a long diagnosis is cut when printed
+                vm.diagnosis = (
+                    f"its {lost} MTFTP request(s) on its tap never reached {BRIDGE}: the "
+                    f"{plan.loss_percent} % loss the lab injects on its tap dropped them; {vm.diagnosis}"
+                )
     return vm
+
+
+def requests_lost_to_lab_loss(
+    frames: Sequence[Frame], slot: Slot, result: CaptureResult | None, lossy_tap: str | None
+) -> int:
+    """The VM's MTFTP requests the lab's own loss dropped, when its captures prove it (else 0)."""
+    bridge = result.files.get(BRIDGE) if result is not None else None
+    if result is None or slot.tap != lossy_tap or bridge is None or not bridge.exists():
+        return 0
+    if result.kernel_drops(BRIDGE) or result.kernel_drops(slot.tap):
+        return 0  # a capture that dropped frames proves no absence
+    return requests_lost_to_injected_loss(frames, list(read_frames(bridge)), slot.ipv4, MTFTP_PORT)
 
 
 def finish_train(train: TrainResult) -> None:

@@ -282,7 +282,7 @@ def test_vms_may_fail_is_for_trains_and_needs_a_reason(tmp_path: Path) -> None:
 
 
 def test_a_vm_whose_evidence_proves_a_known_defect_may_fail_a_train(tmp_path: Path) -> None:
-    """iPXE's unknown MTFTP listener (its fallback refused, no MTFTP request on its tap):
+    """iPXE's unknown MTFTP listener (its fallback refused, no MTFTP request of it reached the bridge):
     excused by defects_may_fail, on any NIC; the same NIC failing without that proof is not."""
     from lab.judge.diagnosis import UNKNOWN_LISTENER
     from lab.judge.expectations import gate_run
@@ -328,9 +328,9 @@ def test_the_unknown_listener_needs_the_refusal_and_a_silent_tap() -> None:
     refusal = {"event": "mtftp_stale_fallback", "client": "192.0.2.102:42156", "quiet_seconds": 0.248,
                "reason": "plain TFTP request 0.25 s after the MTFTP group stream stopped, from a client the "
                "session never heard: an iPXE listener's fallback"}  # fmt: skip
-    assert known_defect([refusal], "192.0.2.102", sent_mtftp_request=False) == UNKNOWN_LISTENER
-    assert known_defect([refusal], "192.0.2.102", sent_mtftp_request=True) == ""  # the server lost it
-    assert known_defect([refusal], "192.0.2.103", sent_mtftp_request=False) == ""
+    assert known_defect([refusal], "192.0.2.102", mtftp_request_reached_bridge=False) == UNKNOWN_LISTENER
+    assert known_defect([refusal], "192.0.2.102", mtftp_request_reached_bridge=True) == ""  # server lost it
+    assert known_defect([refusal], "192.0.2.103", mtftp_request_reached_bridge=False) == ""
 
 
 def test_checks_may_fail_excuses_only_the_named_efficiency_checks(tmp_path: Path) -> None:

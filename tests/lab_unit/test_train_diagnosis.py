@@ -2,11 +2,15 @@ from pathlib import Path
 
 import dpkt
 
-from lab.judge.diagnosis import diagnose, refused_fallback
+from lab.infra.capture import CaptureResult
+from lab.judge.diagnosis import diagnose, refused_fallback, requests_lost_to_injected_loss
+from lab.model.network import BRIDGE, MTFTP_PORT, Slot
 from lab.model.results import BootEvidence, StageRecord
 from lab.model.status import Status
+from lab.run.train import requests_lost_to_lab_loss
+from lab.wire.frames import Frame, read_frames
 from lab.wire.streams import tap_activity
-from tests.lab_unit.udp_frames import udp_frame
+from tests.lab_unit.udp_frames import udp_frame, write_pcap
 
 VM = "192.0.2.102"
 
@@ -91,3 +95,42 @@ def test_joins_of_a_held_session_after_its_first_count_as_late() -> None:
     assert not alone.ok, "one VM alone in its held session joined nobody's session"
     assert late_join_check([{"event": "mcast_join", "session": "s1", "late": True}]).ok
     assert not late_join_check([{"event": "mcast_join", "session": "s1", "late": False}]).ok
+
+
+def _rrq_on(tmp_path: Path, name: str, sends_rrq: bool) -> list[Frame]:
+    """A capture with the group stream, and the VM's MTFTP request when ``sends_rrq``."""
+    frames = [(0.0, udp_frame("192.0.2.1", "239.255.1.1", b"\x00\x03\x00\x01" + b"x" * 512, 3001, 3001))]
+    if sends_rrq:
+        rrq = b"\x00\x01payload.bin\x00octet\x00"
+        frames.append((0.1, udp_frame(VM, "192.0.2.1", rrq, 40000, MTFTP_PORT)))
+    return list(read_frames(write_pcap(tmp_path / name, frames)))
+
+
+def test_a_request_on_the_tap_but_not_on_the_bridge_was_lost_on_its_way(tmp_path: Path) -> None:
+    """The lab's loss drops a VM's frames after its tap's capture took them: on the tap, not on br0."""
+    on_tap = _rrq_on(tmp_path, "tap.pcap", sends_rrq=True)
+    assert requests_lost_to_injected_loss(on_tap, _rrq_on(tmp_path, "br0.pcap", False), VM, MTFTP_PORT) == 1
+    assert requests_lost_to_injected_loss(on_tap, _rrq_on(tmp_path, "br0b.pcap", True), VM, MTFTP_PORT) == 0
+    silent = _rrq_on(tmp_path, "silent.pcap", sends_rrq=False)
+    assert requests_lost_to_injected_loss(silent, silent, VM, MTFTP_PORT) == 0
+
+
+def test_only_a_lossy_tap_with_whole_captures_can_prove_a_request_lost(tmp_path: Path) -> None:
+    """Absence on br0 proves the lab dropped a request only where the lab drops frames, and
+    only when neither capture dropped any itself; otherwise the server is not excused."""
+    slot = Slot(0, 2)
+    assert slot.ipv4 == VM
+    tap = _rrq_on(tmp_path, "tap.pcap", sends_rrq=True)
+    _rrq_on(tmp_path, "br0.pcap", sends_rrq=False)
+
+    def result(drops: dict[str, int]) -> CaptureResult:
+        stats: dict[str, dict[str, int | str]] = {dev: {"kernel_drops": n} for dev, n in drops.items()}
+        files = {BRIDGE: tmp_path / "br0.pcap", slot.tap: tmp_path / "tap.pcap"}
+        return CaptureResult("af_packet", files, "tpacket_v3", 262144, None, stats=stats)
+
+    assert requests_lost_to_lab_loss(tap, slot, result({}), lossy_tap=slot.tap) == 1
+    assert requests_lost_to_lab_loss(tap, slot, result({}), lossy_tap=None) == 0
+    assert requests_lost_to_lab_loss(tap, slot, result({}), lossy_tap="tap9") == 0
+    assert requests_lost_to_lab_loss(tap, slot, result({BRIDGE: 3}), lossy_tap=slot.tap) == 0
+    assert requests_lost_to_lab_loss(tap, slot, result({slot.tap: 1}), lossy_tap=slot.tap) == 0
+    assert requests_lost_to_lab_loss(tap, slot, None, lossy_tap=slot.tap) == 0
