@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netboot.clients.slam_client import SlamClient
@@ -50,6 +51,8 @@ class SimClient:
     #: A TCG guest behind an emulated NIC (tests/slam/guest.py): frames queue, cost time and
     #: are lost while it is descheduled.  Exclusive with ``capacity``.
     guest: Guest[Frame] | None = None
+    #: Drops chosen deliveries to this client: ``drop(now, kind, data)`` ("mc" or "uc").
+    drop: Callable[[float, str, bytes], bool] | None = None
     core: SlamClient | None = None
     address: tuple[str, int] = ("0.0.0.0", 0)
 
@@ -99,8 +102,10 @@ class Sim:
                 for c in targets:
                     if c is None or (addr == GROUP and c.deaf) or rng.random() < c.loss:
                         continue
-                    seq += 1
                     kind = "mc" if addr == GROUP else "uc"
+                    if c.drop is not None and c.drop(now, kind, data):
+                        continue
+                    seq += 1
                     heapq.heappush(queue, (now + self.latency, seq, kind, c, data, SERVER))
             for c in self.clients:
                 if c.core is not None and c.core.has_output and (c.dies_at is None or now < c.dies_at):
