@@ -8,8 +8,9 @@ again after a timeout is simply one more ping: if the first was only late, both 
 answered, in order.  What breaks the order is a ping that is lost: every later answer
 would then be taken for the ping before its own, confirming too little.  The NACK itself
 shows it: the client holds every block before the first gap it names (``floor``: the
-first copy of the block just before that gap), so a ping that went out before that data
-was lost, unless the data overtook it (see ``GHOST_AGE``).
+first copy of the block just before that gap, or a later copy it provably took,
+``copies.py``), so a ping that went out before that data was lost, unless the data
+overtook it (see ``GHOST_AGE``).
 
 Erring the other way would be worse: confirming data still on its way lets the window
 overrun a receiver's ring, and makes blocks still on their way look lost.  (A first

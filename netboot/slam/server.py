@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netboot.slam.copies import CopyWatch
 from netboot.slam.ints import IPXE32_LIMIT
 from netboot.slam.pacing import LISTENER_CUT, Pacer
 from netboot.slam.packets import (
@@ -142,8 +143,9 @@ class ServerConfig:
     #: receiver that is not running (a descheduled guest) stops the stream instead of
     #: losing it.  False: the rate rules alone, as before 2026-12-06.
     flow_windows: bool = True
-    #: A listener of the pace set that has not answered a ping for this long stops gating
-    #: the stream until it answers again (a guest switched off must not stop the wave).
+    #: A listener of the pace set with a ping out that has not answered for this long stops
+    #: gating the stream until it answers again (a guest switched off must not stop the
+    #: wave; one that answers is running, whatever pings it lost: ``_stall_at``).
     stall_after: float = 0.5
     #: A ping is given up after 3 round-trip times, within these bounds...
     min_ping_timeout: float = 0.01
@@ -307,6 +309,8 @@ class SlamServer:
         #: The data sequence number of each block's first copy in this transaction.
         self._first_sent_seq = [0] * self.num_blocks
         self._last_sent_time = [-1e9] * self.num_blocks
+        #: With flow windows: copies sent to fill gaps clients named (``copies.py``).
+        self._copies = CopyWatch()
         self._queued = bytearray(self.num_blocks)
         self._repair: deque[int] = deque()
         self._cursor = self.num_blocks
@@ -377,7 +381,14 @@ class SlamServer:
         floor = 0
         if self.config.flow_windows:
             floor = self._floor(ranges)
-            solicited = self._match_ping(peer, floor, now)
+            # Lost pings are found by the latest datagram the client provably took: the
+            # floor, or, while it walks an old gap and the floor stands still, the copies
+            # of blocks it named (``copies.py``).  Confirmations keep to the floor: counted
+            # there too, the copies made more named blocks fresh loss and slowed a NIC that
+            # drops without queueing (docs/pyslamd.md, "Lost pings").
+            taken = max(floor, self._copies.proven(addr, ranges[0][0] if ranges else self.num_blocks))
+            solicited = self._match_ping(peer, taken, now)
+            self._copies.named(addr, ranges, peer.ping_seq, self._last_sent_seq)
         if solicited:
             rtt = now - (peer.answered_ping_at if self.config.flow_windows else peer.last_ping)
             peer.srtt = 0.75 * peer.srtt + 0.25 * rtt
@@ -756,6 +767,7 @@ class SlamServer:
 
     def _drop(self, addr: Address, reason: str, now: float) -> None:
         peer = self.peers.pop(addr)
+        self._copies.forget(addr)
         seconds = round(now - peer.joined, 3)
         self._emit("client_left", client=_fmt(addr), reason=reason, nacks=peer.nacks, seconds=seconds)
         if addr == self.master:
@@ -764,13 +776,24 @@ class SlamServer:
             self._refresh_pace()
         self._maybe_jump_ahead()
 
+    def _stall_at(self, peer: Peer) -> float | None:
+        """When a pace-set listener stops gating the stream: ``stall_after`` after the later
+        of its oldest unanswered ping and its last answer.  Why the answer too: a listener
+        that answers every few milliseconds is running, whatever pings the ledger still holds
+        (``pings.py``: lost ones stay there up to ``STALE``).  Ungating such a listener let a
+        CI train's rtl8139 master be overrun for a minute (docs/pyslamd.md, "Open")."""
+        oldest = peer.pings.oldest
+        return None if oldest is None else max(oldest, peer.last_heard) + self.config.stall_after
+
     def _check_pings(self, now: float) -> None:
         for addr, flow in self.flows.items():
-            oldest = self.peers[addr].pings.oldest
-            if oldest is not None and not flow.stalled and now >= oldest + self.config.stall_after:
+            peer = self.peers[addr]
+            stall_at = self._stall_at(peer)
+            if stall_at is not None and not flow.stalled and now >= stall_at:
                 flow.stalled = True
                 self.stats.stalls += 1
-                self._emit("stalled", client=_fmt(addr), seconds=round(now - oldest, 3))
+                silent = now - (stall_at - self.config.stall_after)
+                self._emit("stalled", client=_fmt(addr), seconds=round(silent, 3))
         for peer in list(self.peers.values()):
             if peer.ping_sent is not None and now >= peer.ping_sent + self._ping_timeout(peer):
                 peer.ping_sent = None
@@ -831,6 +854,8 @@ class SlamServer:
             if not self._first_sent_seq[block]:
                 self._first_sent_seq[block] = self._seq
             self._last_sent_time[block] = now
+            if self.config.flow_windows:
+                self._copies.sent(block, self._seq)
             offset = block * self.config.block_size
             payload = memoryview(self.content.data)[offset : offset + self.config.block_size]
             out.append((encode_data(self.header_bytes, block, payload), self.group))
@@ -888,9 +913,9 @@ class SlamServer:
         deadlines.extend(p.ping_sent + self._ping_timeout(p) for p in self.peers.values() if p.ping_sent)
         for addr, flow in self.flows.items():
             pings = self.peers[addr].pings
-            oldest, retry = pings.oldest, pings.retry_at()
-            if oldest is not None and not flow.stalled:
-                deadlines.append(oldest + self.config.stall_after)
+            stall_at, retry = self._stall_at(self.peers[addr]), pings.retry_at()
+            if stall_at is not None and not flow.stalled:
+                deadlines.append(stall_at)
             if retry is not None and self._has_data_work() and not flow.room(self._seq, pings.in_ring):
                 deadlines.append(retry)
         return min(deadlines) if deadlines else None

@@ -15,8 +15,8 @@ A receiver that runs is not slowed: the window grows while its answers show no l
 
 A loss in a window halves it (once per window: the losses of one overflow arrive in
 several answers), and near the window of the last loss it grows only slowly: a ring's
-size does not change.  An answer the server waits for longer than ``stall_after`` (a
-guest switched off, a listener gone) takes that listener out of the gate until it
+size does not change.  A listener that has not answered for ``stall_after`` while a
+ping is out (a guest switched off, a listener gone) is out of the gate until it
 answers again (``stalled``), so one dead listener never stops the wave.  docs/pyslamd.md
 ("Flow windows") has the lab's figures.
 """
@@ -54,7 +54,7 @@ class Flow:
     #: The data sequence number this flow began at: what a listener lacks from before (a
     #: late joiner's head) says nothing about how it keeps up.
     origin: int = 0
-    #: Out of the gate after a ping went unanswered for ``stall_after``; back on its next answer.
+    #: Out of the gate after ``stall_after`` with a ping out and no answer; back on its next answer.
     stalled: bool = False
     max_window: float = 512.0
     #: The window the last loss was seen at: a receiver's ring does not change, so the
