@@ -781,7 +781,7 @@ class SlamServer:
         of its oldest unanswered ping and its last answer.  Why the answer too: a listener
         that answers every few milliseconds is running, whatever pings the ledger still holds
         (``pings.py``: lost ones stay there up to ``STALE``).  Ungating such a listener let a
-        CI train's rtl8139 master be overrun for a minute (docs/pyslamd.md, "Open")."""
+        CI train's rtl8139 master be overrun for a minute (docs/pyslamd.md, "Lost pings")."""
         oldest = peer.pings.oldest
         return None if oldest is None else max(oldest, peer.last_heard) + self.config.stall_after
 

@@ -1,6 +1,6 @@
 """A pace-set listener whose NIC loses a third of its pings, as a CI train's rtl8139 did.
 
-Why (docs/pyslamd.md, "Open"): in a clean-clone CI emulation the rtl8139 of the x-slam
+Why (docs/pyslamd.md, "Lost pings"): in a clean-clone CI emulation the rtl8139 of the x-slam
 train lost a third of its pings (5047 reached its tap, it sent 3340 NACKs).  Lost pings
 piled up in the server's ping ledger while the floor stood still, the oldest was soon
 half a second old although the rtl8139 answered every few milliseconds, and the
