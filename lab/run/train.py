@@ -137,9 +137,10 @@ def _observe(
         vm.server_story = server_story(events, slot.ipv4)
         if plan.protocol == "mtftp" and pcap is not None and pcap.exists():
             lost = requests_lost_to_lab_loss(frames, slot, cap.result, lossy_tap)
-            reached = sent_to_port(frames, slot.ipv4, MTFTP_PORT) and not lost
-            stale = stale_reopen_defect(events, slot.ipv4, frames)
-            vm.defect = known_defect(events, slot.ipv4, reached) or stale
+            reached = not lost and sent_to_port(frames, slot.ipv4, MTFTP_PORT)
+            vm.defect = known_defect(events, slot.ipv4, reached) or stale_reopen_defect(
+                events, slot.ipv4, frames
+            )
             if lost and vm.defect == UNKNOWN_LISTENER:  # first: a long diagnosis is cut when printed
                 vm.diagnosis = (
                     f"its {lost} MTFTP request(s) on its tap never reached {BRIDGE}: the "

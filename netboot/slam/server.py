@@ -378,15 +378,16 @@ class SlamServer:
         solicited = peer.awaiting
         newly_confirmed = 0
         ranges = nack.clamped(self.num_blocks)
+        first_gap = ranges[0][0] if ranges else self.num_blocks
         floor = 0
         if self.config.flow_windows:
-            floor = self._floor(ranges)
+            floor = self._floor(first_gap)
             # Lost pings are found by the latest datagram the client provably took: the
             # floor, or, while it walks an old gap and the floor stands still, the copies
             # of blocks it named (``copies.py``).  Confirmations keep to the floor: counted
             # there too, the copies made more named blocks fresh loss and slowed a NIC that
             # drops without queueing (docs/pyslamd.md, "Lost pings").
-            taken = max(floor, self._copies.proven(addr, ranges[0][0] if ranges else self.num_blocks))
+            taken = max(floor, self._copies.proven(addr, first_gap))
             solicited = self._match_ping(peer, taken, now)
             self._copies.named(addr, ranges, peer.ping_seq, self._last_sent_seq)
         if solicited:
@@ -409,7 +410,7 @@ class SlamServer:
             peer.awaiting_since = oldest
         peer.last_heard = now
         peer.missed_pings = 0
-        peer.first_gap = ranges[0][0] if ranges else self.num_blocks
+        peer.first_gap = first_gap
         flow = self.flows.get(addr)
         if flow is not None and solicited:
             self._flow_answered(addr, flow, max(peer.ping_seq, floor), ranges)
@@ -427,7 +428,6 @@ class SlamServer:
         # ping, and its answer (1, 4) then starts the stream, while a client that lacked
         # only block 0 is simply done.
         gap_goes_on = len(nack.ranges) == 1 and nack.ranges[0][1] >= IPXE_MAX_BLOCKS_PER_NACK
-        first_gap = ranges[0][0]
         # A late answer to a ping sent just before the stream ended names blocks still on
         # their way: restarting the stream there would send the file's tail twice.
         confirmed_run = peer.capped_end == first_gap or first_gap == self._stream_stop
@@ -471,11 +471,10 @@ class SlamServer:
             self._emit_rate_changes()
         self._maybe_jump_ahead()
 
-    def _floor(self, ranges: list[tuple[int, int]]) -> int:
+    def _floor(self, first_gap: int) -> int:
         """The client holds every block before its first gap, so it has taken (or lost) every
         frame up to the first copy of the block just before it: a confirmation that needs no
         ping (in an in-order pass without loss, nearly all it took)."""
-        first_gap = ranges[0][0] if ranges else self.num_blocks
         return self._first_sent_seq[first_gap - 1] if first_gap > 0 else 0
 
     def _match_ping(self, peer: Peer, floor: int, now: float) -> bool:

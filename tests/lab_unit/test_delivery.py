@@ -88,8 +88,6 @@ def _udp_frame(src: str, dst: str, sport: int, dport: int, body: bytes) -> bytes
     return bytes(eth)
 
 
-
-
 def test_stream_timeline_counts_group_blocks_the_client_never_asked_for(tmp_path: Path) -> None:
     client, server, group = "192.0.2.101", "192.0.2.1", "239.255.1.1"
     frames = [(1.0, _udp_frame(client, server, 2000, 1759, b"\x00\x01payload.bin\x00octet\x00"))]
